@@ -1,0 +1,125 @@
+"""Label schemes and answer extraction.
+
+`extract(raw_text, scheme)` turns a model's raw output into one of the scheme's labels or `INVALID`.
+Rules (each one is a trap this field is known for, see shared/FIELD-NOTES.md):
+- closed `<think>…</think>` blocks are removed; a block still open at the end (cut off by the token limit) is INVALID;
+  a stray `</think>` (the prompt opened the block) keeps only what follows it;
+- the *last* label mention wins (models repeat the instruction's label list before answering);
+- verbalizers match case-insensitively, in words or digits as the scheme defines, on word boundaries for
+  alphanumeric verbalizers and anywhere for CJK ones (Chinese has no spaces);
+- no match is INVALID: extraction never guesses, and INVALID is counted wrong in accuracy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+INVALID = "[invalid]"
+
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
+_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
+
+
+def _is_wordish(ch: str) -> bool:
+    return ch.isascii() and (ch.isalnum() or ch == "_")
+
+
+@dataclass(frozen=True)
+class LabelScheme:
+    """Class labels and the strings that name them in model output.
+
+    `verbalizers[label][0]` is the canonical verbalizer: the SFT target, the label-scoring candidate and the word
+    prompts ask for. Later entries are also accepted by extraction (e.g. the digit a prompt may ask for instead).
+    """
+
+    labels: tuple[str, ...]
+    verbalizers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    version: str = "1"
+
+    def __post_init__(self) -> None:
+        if len(set(self.labels)) != len(self.labels) or len(self.labels) < 2:
+            raise ValueError(f"a label scheme needs at least two distinct labels, got {list(self.labels)}")
+        verbs = {lab: tuple(self.verbalizers.get(lab) or (lab,)) for lab in self.labels}
+        unknown = sorted(set(self.verbalizers) - set(self.labels))
+        if unknown:
+            raise ValueError(f"verbalizers given for unknown labels {unknown}; labels are {list(self.labels)}")
+        seen: dict[str, str] = {}
+        for lab, words in verbs.items():
+            for w in words:
+                key = w.casefold()
+                if key in seen and seen[key] != lab:
+                    raise ValueError(f"verbalizer {w!r} names both {seen[key]!r} and {lab!r}")
+                seen[key] = lab
+        object.__setattr__(self, "verbalizers", verbs)
+        object.__setattr__(self, "_lookup", seen)
+        object.__setattr__(self, "_pattern", _compile(seen))
+
+    @classmethod
+    def from_labels(cls, labels: Sequence[str], verbalizers: Mapping[str, Sequence[str]] | None = None,
+                    version: str = "1") -> LabelScheme:
+        verbs = {k: tuple(str(x) for x in v) for k, v in (verbalizers or {}).items()}
+        return cls(labels=tuple(str(x) for x in labels), verbalizers=verbs, version=str(version))
+
+    def verbalizer(self, label: str) -> str:
+        """The canonical word for a label (training target, scoring candidate)."""
+        return self.verbalizers[label][0]
+
+    def label_of(self, verbalizer: str) -> str:
+        return self._lookup[verbalizer.casefold()]  # type: ignore[attr-defined]
+
+    def extract(self, raw: str | None, think_open: bool = False) -> str:
+        return extract(raw, self, think_open=think_open)
+
+    def to_dict(self) -> dict:
+        return {"labels": list(self.labels), "verbalizers": {k: list(v) for k, v in self.verbalizers.items()},
+                "version": self.version}
+
+
+def _compile(lookup: Mapping[str, str]) -> re.Pattern[str]:
+    parts = []
+    for word in sorted(lookup, key=len, reverse=True):  # longest first: "very positive" before "positive"
+        pat = re.escape(word)
+        if _is_wordish(word[0]):
+            pat = r"(?<![A-Za-z0-9_])" + pat
+        if _is_wordish(word[-1]):
+            pat = pat + r"(?![A-Za-z0-9_])"
+        parts.append(pat)
+    return re.compile("|".join(parts), re.IGNORECASE)
+
+
+def strip_think(raw: str, think_open: bool = False) -> str | None:
+    """Remove reasoning. Returns None when the reasoning never closed (the answer was cut off).
+
+    `think_open=True` means the prompt itself opened a `<think>` block, so the output must close it.
+    """
+    text = raw
+    if think_open:
+        close = list(_THINK_CLOSE.finditer(text))
+        if not close:
+            return None
+        text = text[close[-1].end():]
+    text = _THINK_BLOCK.sub(" ", text)
+    if _THINK_OPEN.search(text):
+        return None
+    close = list(_THINK_CLOSE.finditer(text))
+    if close:  # a stray closing tag: the block was opened before the output started
+        text = text[close[-1].end():]
+    return text
+
+
+def extract(raw: str | None, scheme: LabelScheme, think_open: bool = False) -> str:
+    """Map raw model output to a label of `scheme`, or INVALID. Never guesses."""
+    if raw is None:
+        return INVALID
+    text = strip_think(str(raw), think_open=think_open)
+    if text is None:
+        return INVALID
+    last = None
+    for m in scheme._pattern.finditer(text):  # type: ignore[attr-defined]
+        last = m
+    if last is None:
+        return INVALID
+    return scheme._lookup[last.group(0).casefold()]  # type: ignore[attr-defined]

@@ -1,0 +1,79 @@
+"""Model aliases: short names -> ids per backend (hf / unsloth / ollama), kind, and offline sources.
+
+`resolve("qwen3-4b")` gives a ModelInfo; an unknown name is taken as a literal id for every backend (so any HF id or
+Ollama tag works). Offline sources are registry packages located through importlib.metadata without importing them.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+MODELS_FILE = Path(__file__).with_name("models.yaml")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str  # what the user typed (alias or literal id)
+    kind: str | None = None  # encoder | causal | None when unknown
+    hf: str | None = None
+    unsloth: str | None = None
+    ollama: str | None = None
+    offline: dict = field(default_factory=dict)
+    thinks: bool = False
+    base: bool = False
+    alias: bool = False  # True when `name` was found in models.yaml
+
+    def id_for(self, backend: str) -> str:
+        """The model id a backend should load (hf, unsloth, ollama, openai)."""
+        if backend == "unsloth":
+            return self.unsloth or self.hf or self.name
+        if backend == "ollama":
+            return self.ollama or self.name
+        if backend == "openai":
+            return self.name
+        return self.hf or self.name
+
+    def offline_path(self) -> Path | None:
+        """Local path of the packaged weights (a folder, or a .gguf inside the package), or None."""
+        if not self.offline:
+            return None
+        return package_file(self.offline["package"], self.offline.get("path"))
+
+
+@lru_cache(maxsize=1)
+def _table() -> tuple[int, dict]:
+    data = yaml.safe_load(MODELS_FILE.read_text())
+    return int(data.get("version", 1)), data["models"]
+
+
+def models_version() -> int:
+    return _table()[0]
+
+
+def aliases(kind: str | None = None) -> list[str]:
+    return sorted(k for k, v in _table()[1].items() if kind is None or v.get("kind") == kind)
+
+
+def resolve(name: str) -> ModelInfo:
+    entry = _table()[1].get(name)
+    if entry is None:
+        return ModelInfo(name=name)
+    fields = {k: entry[k] for k in ("kind", "hf", "unsloth", "ollama", "offline", "thinks", "base") if k in entry}
+    return ModelInfo(name=name, alias=True, **fields)
+
+
+def package_file(package: str, relpath: str | None = None) -> Path | None:
+    """Path inside an installed distribution, found through its metadata (the package is not imported)."""
+    try:
+        dist = md.distribution(package)
+    except md.PackageNotFoundError:
+        return None
+    if relpath is None:
+        return Path(str(dist.locate_file("")))
+    path = Path(str(dist.locate_file(relpath)))
+    return path if path.exists() else None
