@@ -1,0 +1,128 @@
+"""Command-line plumbing shared by every track.
+
+- `add_data_args` / `data_kwargs`: the same task and data flags everywhere (--task or --data …, --n-eval,
+  --results-dir, --overwrite).
+- `parse_config(Config, argv)`: a typed dataclass is the config; `--config x.yaml` sets defaults, the command line
+  wins, unknown keys fail (the TrlParser habit, written here so the harness needs no transformers). The help text
+  of a field is its `metadata["help"]`, written once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+def add_data_args(ap: argparse.ArgumentParser, n_eval_many: bool = False) -> None:
+    g = ap.add_argument_group("data")
+    g.add_argument("--task", help="a task in eval/tasks/ (drugs, sst2, imdb, yelp3) or a path to a task YAML")
+    g.add_argument("--data", help="ad-hoc local data: CSV/TSV/JSONL/JSON/parquet, any common encoding")
+    g.add_argument("--test-data", help="test file for --data (default: a fixed stratified 20%% of --data)")
+    g.add_argument("--text-column", help="text column of --data")
+    g.add_argument("--label-column", help="label column of --data")
+    g.add_argument("--labels", help="comma-separated label names; rows with other labels are reported")
+    if n_eval_many:
+        g.add_argument("--n-eval", type=int, nargs="+", default=None, help="evaluate the first N test items")
+    else:
+        g.add_argument("--n-eval", type=int, default=None, help="evaluate the first N items of the fixed test order")
+
+
+def data_kwargs(args: argparse.Namespace | dict) -> dict:
+    d = vars(args) if isinstance(args, argparse.Namespace) else args
+    return {k: d.get(k) for k in ("task", "data", "test_data", "text_column", "label_column", "labels")}
+
+
+def add_run_args(ap: argparse.ArgumentParser) -> None:
+    g = ap.add_argument_group("runs")
+    g.add_argument("--n-train", nargs="+", default=["full"], help="training subset sizes, e.g. 16 64 256 full")
+    g.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
+    g.add_argument("--results-dir", default="results", help="where run records go (default: results/)")
+    g.add_argument("--overwrite", action="store_true", help="rerun runs whose records exist")
+
+
+# --- typed dataclass configs ----------------------------------------------------------------------------------------
+
+def _unwrap(tp: Any) -> tuple[Any, bool]:
+    """(inner type, is_optional) for `X | None` / Optional[X]."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return (args[0] if len(args) == 1 else str), True
+    return tp, False
+
+
+def _converter(tp: Any):
+    tp, _ = _unwrap(tp)
+    if tp is bool:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        (inner,) = typing.get_args(tp)[:1] or (str,)
+        return _converter(inner)
+    if tp in (int, float, str):
+        return tp
+    return str
+
+
+def _is_list(tp: Any) -> bool:
+    return typing.get_origin(_unwrap(tp)[0]) in (list, tuple)
+
+
+def config_parser(cls: type, ap: argparse.ArgumentParser | None = None, title: str = "options"
+                  ) -> argparse.ArgumentParser:
+    ap = ap or argparse.ArgumentParser()
+    ap.add_argument("--config", help="YAML file of defaults for these options (the command line wins)")
+    hints = typing.get_type_hints(cls)
+    g = ap.add_argument_group(title)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        flag = "--" + f.name.replace("_", "-")
+        helptext = f.metadata.get("help", "")
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+        kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{helptext} (default: {default})"}
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        if _unwrap(tp)[0] is bool:
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        else:
+            g.add_argument(flag, type=_converter(tp), nargs="+" if _is_list(tp) else None, **kw)
+    return ap
+
+
+def load_yaml_config(path: str | Path, cls: type) -> dict:
+    """Read a config YAML; unknown keys fail with the list of known ones."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise SystemExit(f"error: {path} must be a mapping of option: value")
+    names = {f.name for f in dataclasses.fields(cls)}
+    normalised = {k.replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(normalised) - names)
+    if unknown:
+        raise SystemExit(f"error: {path}: unknown options {unknown}; known options are {sorted(names)}")
+    return normalised
+
+
+def build_config(cls: type[T], namespace: argparse.Namespace) -> T:
+    """Defaults < YAML (--config) < command line."""
+    values: dict[str, Any] = {}
+    if getattr(namespace, "config", None):
+        values.update(load_yaml_config(namespace.config, cls))
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values.update({k: v for k, v in vars(namespace).items() if k in names})
+    return cls(**values)
+
+
+def parse_config(cls: type[T], argv: list[str] | None = None, ap: argparse.ArgumentParser | None = None
+                 ) -> tuple[T, argparse.Namespace]:
+    ap = config_parser(cls, ap)
+    ns = ap.parse_args(argv)
+    return build_config(cls, ns), ns

@@ -1,0 +1,414 @@
+"""Tasks and splits: the same fixed test set and the same nested training subsets for every track.
+
+    python eval/data.py --task drugs                    # describe a task: sizes, labels, duplicates, text lengths
+    python eval/data.py --data reviews.csv --text-column review --label-column stars --json
+
+A task is a small YAML file in eval/tasks/ (or any path). Loading one gives a `TaskData`:
+- `test(n_eval)`: the fixed test set in a fixed shuffled order; `n_eval` takes the same first N every time;
+- `validation`: carved once from train (stratified, task-level seed), used for model selection;
+- `train(n_train, seed)`: nested stratified subsets of the remaining pool: for one seed the 16 are inside the 64 …
+Duplicates inside a split and between train and test are removed and counted. Every split has a content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from eval.labels import LabelScheme
+from eval.sources import DataError, read_file, read_hf, read_package_member
+
+TASKS_DIR = Path(__file__).with_name("tasks")
+_TAG = re.compile(r"<[^>]{1,200}>")
+_WS = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    text: str
+    label: str
+
+
+@dataclass
+class TaskConfig:
+    name: str
+    labels: list[str]
+    text_field: str
+    label_field: str
+    source: dict
+    version: str = "1"
+    description: str = ""
+    verbalizers: dict[str, list[str]] = field(default_factory=dict)
+    value_map: dict[str, str] = field(default_factory=dict)
+    id_field: str | None = None
+    clean: dict = field(default_factory=dict)  # html (default true), strip_quotes, lowercase
+    split: dict = field(default_factory=dict)  # test: {from: train, size: 0.2} | validation: {size, max} | seed
+    notes: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict, origin: str = "task") -> TaskConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DataError(f"{origin}: unknown keys {unknown}; allowed keys are {sorted(known)}")
+        missing = [k for k in ("name", "labels", "text_field", "label_field", "source") if k not in data]
+        if missing:
+            raise DataError(f"{origin}: missing required keys {missing}")
+        data = dict(data)
+        data["value_map"] = {_key(k): str(v) for k, v in (data.get("value_map") or {}).items()}
+        data["version"] = str(data.get("version", "1"))
+        return cls(**data)
+
+    @property
+    def scheme(self) -> LabelScheme:
+        return LabelScheme.from_labels(self.labels, self.verbalizers, version=self.version)
+
+
+def _key(value: object) -> str:
+    """Normalise a raw label value: 1, 1.0 and '1' are the same key."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def clean_text(text: object, html_unescape: bool = True, strip_quotes: bool = False, lowercase: bool = False) -> str:
+    """Keep meaning, drop markup: unescape entities (twice, for double-escaped text), strip tags, fold whitespace.
+    Case and punctuation are kept unless the task asks otherwise."""
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return ""
+    s = str(text)
+    if html_unescape:
+        s = html.unescape(html.unescape(s))
+        s = _TAG.sub(" ", s)
+    s = _WS.sub(" ", s).strip()
+    if strip_quotes:
+        s = s.strip('"').strip()
+    if lowercase:
+        s = s.lower()
+    return s
+
+
+def split_hash(examples: Sequence[Example]) -> str:
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(json.dumps([ex.id, ex.label, ex.text], ensure_ascii=False).encode())
+    return h.hexdigest()[:16]
+
+
+def nested_order(labels: Sequence[str], seed: int) -> list[int]:
+    """A permutation whose every prefix is as close to the label distribution as possible.
+
+    Each class is shuffled with `seed`, then positions are filled by the class furthest below its share. So the first
+    16 are inside the first 64 (nested) and each prefix is stratified; every class appears as early as its share
+    allows (largest-deficit rounding).
+    """
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[int]] = {}
+    for i, lab in enumerate(labels):
+        by_class.setdefault(lab, []).append(i)
+    classes = sorted(by_class)
+    queues = {c: list(rng.permutation(by_class[c])) for c in classes}
+    share = {c: len(by_class[c]) / len(labels) for c in classes}
+    taken = dict.fromkeys(classes, 0)
+    order: list[int] = []
+    for k in range(len(labels)):
+        live = [c for c in classes if taken[c] < len(queues[c])]
+        best = max(live, key=lambda c: (share[c] * (k + 1) - taken[c], -classes.index(c)))
+        order.append(int(queues[best][taken[best]]))
+        taken[best] += 1
+    return order
+
+
+@dataclass
+class TaskData:
+    config: TaskConfig
+    pool: list[Example]  # train minus validation, in source order
+    validation: list[Example]
+    test_all: list[Example]  # fixed shuffled order
+    unlabelled: list[str]
+    report: dict
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def scheme(self) -> LabelScheme:
+        return self.config.scheme
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.config.labels)
+
+    def test(self, n_eval: int | None = None) -> list[Example]:
+        if n_eval is None:
+            return list(self.test_all)
+        if n_eval < 1 or n_eval > len(self.test_all):
+            raise DataError(f"--n-eval {n_eval} is outside 1..{len(self.test_all)} (the test set of {self.name}); "
+                            "leave it out to use the whole test set")
+        return self.test_all[:n_eval]
+
+    def train(self, n_train: int | str | None, seed: int) -> list[Example]:
+        """The first n of this seed's nested stratified order of the pool; None, 0 or 'full' -> all of it."""
+        n = parse_n_train(n_train)
+        order = nested_order([ex.label for ex in self.pool], seed)
+        if n is None:
+            return [self.pool[i] for i in order]
+        if n > len(self.pool):
+            raise DataError(f"--n-train {n} exceeds the {len(self.pool)} training examples of {self.name}; "
+                            "use 'full' for all of them")
+        return [self.pool[i] for i in order[:n]]
+
+    def hashes(self, n_train: int | str | None, seed: int, n_eval: int | None) -> dict:
+        train = self.train(n_train, seed) if parse_n_train(n_train) != 0 else []
+        return {"test": split_hash(self.test(n_eval)), "validation": split_hash(self.validation),
+                "train": split_hash(train)}
+
+    def describe(self) -> dict:
+        def stats(exs: Sequence[Example]) -> dict:
+            lens = np.array([len(e.text.split()) for e in exs]) if exs else np.zeros(1)
+            return {"n": len(exs), "labels": dict(sorted(Counter(e.label for e in exs).items())),
+                    "words_mean": round(float(lens.mean()), 1), "words_median": float(np.median(lens)),
+                    "words_p95": float(np.percentile(lens, 95)), "words_max": int(lens.max()),
+                    "hash": split_hash(exs)}
+
+        return {"task": self.name, "version": self.config.version, "description": self.config.description,
+                "labels": self.labels, "verbalizers": self.scheme.to_dict()["verbalizers"],
+                "splits": {"train_pool": stats(self.pool), "validation": stats(self.validation),
+                           "test": stats(self.test_all)},
+                "unlabelled": len(self.unlabelled), "report": self.report, "notes": self.config.notes}
+
+
+def parse_n_train(n: int | str | None) -> int | None:
+    """'full' / None -> None (all); '16' -> 16; 0 is a valid value (zero-shot)."""
+    if n is None or (isinstance(n, str) and n.lower() == "full"):
+        return None
+    try:
+        value = int(n)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"--n-train takes whole numbers or 'full', got {n!r}") from exc
+    if value < 0:
+        raise DataError(f"--n-train must be >= 0, got {value}")
+    return value
+
+
+def task_path(name: str) -> Path:
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    p = TASKS_DIR / f"{name}.yaml"
+    if not p.exists():
+        known = ", ".join(sorted(q.stem for q in TASKS_DIR.glob("*.yaml")))
+        raise DataError(f"unknown task {name!r}; tasks are: {known} (or a path to a task YAML, or --data FILE)")
+    return p
+
+
+def load_config(name: str) -> TaskConfig:
+    p = task_path(name)
+    return TaskConfig.from_dict(yaml.safe_load(p.read_text()) or {}, origin=str(p))
+
+
+def local_config(data: str, text_column: str, label_column: str, labels: Sequence[str] | None = None,
+                 test_data: str | None = None) -> TaskConfig:
+    """A task for ad-hoc local data: --data FILE [--test-data FILE] --text-column C --label-column C [--labels …]."""
+    digest = hashlib.sha256(Path(data).read_bytes() if Path(data).exists() else b"").hexdigest()[:8]
+    source = {"type": "file", "train": str(data)}
+    if test_data:
+        source["test"] = str(test_data)
+    return TaskConfig(name=re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(data).stem), labels=list(labels or []),
+                      text_field=text_column, label_field=label_column, source=source, version=f"local-{digest}",
+                      description=f"local data {data}", split={"test": {"from": "train", "size": 0.2}}
+                      if not test_data else {})
+
+
+def _read_split(cfg: TaskConfig, split: str) -> tuple[object, str] | None:
+    src = cfg.source
+    kind = src.get("type")
+    if kind == "hf":
+        name = (src.get("splits") or {}).get(split)
+        return (read_hf(src["path"], src.get("name"), name), f"hf:{src['path']}:{name}") if name else None
+    if kind == "package":
+        member = src.get(split)
+        if not member:
+            return None
+        df, enc = read_package_member(src["package"], src.get("archive"), member, src.get("format"))
+        return df, f"{src['package']}:{member} ({enc})"
+    if kind == "file":
+        path = src.get(split)
+        if not path:
+            return None
+        df, enc = read_file(path, src.get("format"))
+        return df, f"{path} ({enc})"
+    raise DataError(f"task {cfg.name}: source type must be hf, package or file, got {kind!r}")
+
+
+def _to_examples(cfg: TaskConfig, df, split: str, origin: str, report: dict) -> list[Example]:
+    cols = [str(c) for c in df.columns]
+    for flag, col in (("--text-column", cfg.text_field), ("--label-column", cfg.label_field)):
+        if col not in cols:
+            raise DataError(f"column {col!r} not found in {origin}; its columns are: {', '.join(cols)}. "
+                            f"Pass {flag} (or text_field/label_field in the task YAML) with one of them.")
+    opts = {"html_unescape": cfg.clean.get("html", True), "strip_quotes": cfg.clean.get("strip_quotes", False),
+            "lowercase": cfg.clean.get("lowercase", False)}
+    out, empty, no_label, unknown = [], 0, 0, Counter()
+    ids = df[cfg.id_field].tolist() if cfg.id_field and cfg.id_field in cols else range(len(df))
+    for rid, text, raw_label in zip(ids, df[cfg.text_field].tolist(), df[cfg.label_field].tolist()):
+        t = clean_text(text, **opts)
+        if raw_label is None or (isinstance(raw_label, float) and np.isnan(raw_label)) or _key(raw_label) == "":
+            no_label += 1
+            continue
+        label = cfg.value_map.get(_key(raw_label), _key(raw_label)) if cfg.value_map else _key(raw_label)
+        if cfg.labels and label not in cfg.labels:
+            unknown[label] += 1
+            continue
+        if not t:
+            empty += 1
+            continue
+        out.append(Example(id=f"{split}-{rid}", text=t, label=label))
+    if unknown:
+        shown = ", ".join(f"{k!r} ({v} rows)" for k, v in unknown.most_common(10))
+        raise DataError(f"{origin}: labels not in {cfg.labels}: {shown}. Fix --labels (or the task's labels / "
+                        "value_map), or clean the file.")
+    report[f"{split}_empty_text_removed"] = empty
+    report[f"{split}_missing_label_removed"] = no_label
+    if empty or no_label:
+        print(f"note: {origin}: dropped {empty} rows with empty text and {no_label} without a label",
+              file=sys.stderr)
+    return out
+
+
+def _dedup(exs: list[Example], banned: set[str] | None = None) -> tuple[list[Example], int, int]:
+    key = lambda e: _WS.sub(" ", e.text.casefold())
+    seen: set[str] = set()
+    out, dup, overlap = [], 0, 0
+    for e in exs:
+        k = key(e)
+        if banned is not None and k in banned:
+            overlap += 1
+        elif k in seen:
+            dup += 1
+        else:
+            seen.add(k)
+            out.append(e)
+    return out, dup, overlap
+
+
+def _stratified_carve(exs: list[Example], size: int, seed: int) -> tuple[list[Example], list[Example]]:
+    """Split off `size` examples, stratified (nested order), deterministic. Returns (rest, carved)."""
+    if size <= 0:
+        return exs, []
+    order = nested_order([e.label for e in exs], seed)
+    carved = set(order[:size])
+    return [e for i, e in enumerate(exs) if i not in carved], [exs[i] for i in order[:size]]
+
+
+def build(cfg: TaskConfig) -> TaskData:
+    report: dict = {}
+    seed = int(cfg.split.get("seed", 0))
+    train_raw = _read_split(cfg, "train")
+    if train_raw is None:
+        raise DataError(f"task {cfg.name}: the source defines no train split")
+    if not cfg.labels:  # ad-hoc data without --labels: the labels found in the file, sorted
+        df = train_raw[0]
+        if cfg.label_field in df.columns:
+            cfg.labels = sorted({cfg.value_map.get(_key(v), _key(v)) for v in df[cfg.label_field].dropna()
+                                 if _key(v)})
+    train = _to_examples(cfg, train_raw[0], "train", train_raw[1], report)
+    test_raw = _read_split(cfg, "test")
+    if test_raw is not None:
+        test = _to_examples(cfg, test_raw[0], "test", test_raw[1], report)
+    else:
+        rule = cfg.split.get("test") or {}
+        if rule.get("from") != "train":
+            raise DataError(f"task {cfg.name}: no test split in the source and no split.test rule "
+                            "(e.g. split: {test: {from: train, size: 0.2}})")
+        n_test = int(round(float(rule.get("size", 0.2)) * len(train)))
+        train, test = _stratified_carve(train, n_test, int(rule.get("seed", 42)))
+    if not train or not test:
+        raise DataError(f"task {cfg.name}: after cleaning, train has {len(train)} and test {len(test)} examples")
+    test, report["test_duplicates_removed"], _ = _dedup(test)
+    test_keys = {_WS.sub(" ", e.text.casefold()) for e in test}
+    train, report["train_duplicates_removed"], report["train_test_overlap_removed"] = _dedup(train, test_keys)
+    rule = cfg.split.get("validation") or {}
+    n_val = min(int(round(float(rule.get("size", 0.1)) * len(train))), int(rule.get("max", 1000)))
+    pool, validation = _stratified_carve(train, n_val, seed)
+    rng = np.random.default_rng(seed)
+    test_all = [test[i] for i in rng.permutation(len(test))]
+    unlabelled: list[str] = []
+    un = _read_split(cfg, "unlabelled") if cfg.source.get("type") != "file" else None
+    if un is not None:
+        unlabelled = [t for t in (clean_text(x) for x in un[0][cfg.text_field].tolist()) if t]
+    return TaskData(config=cfg, pool=pool, validation=validation, test_all=test_all, unlabelled=unlabelled,
+                    report=report)
+
+
+_CACHE: dict[str, TaskData] = {}
+
+
+def load_task(task: str | None = None, *, data: str | None = None, test_data: str | None = None,
+              text_column: str | None = None, label_column: str | None = None,
+              labels: Sequence[str] | str | None = None) -> TaskData:
+    """A named task (eval/tasks/NAME.yaml or a YAML path) or ad-hoc local data. Cached per process."""
+    if isinstance(labels, str):
+        labels = [x.strip() for x in labels.split(",") if x.strip()]
+    if data:
+        if not text_column or not label_column:
+            raise DataError("--data needs --text-column and --label-column")
+        cfg = local_config(data, text_column, label_column, labels, test_data)
+    elif task:
+        cfg = load_config(task)
+        if labels and list(labels) != cfg.labels:
+            raise DataError(f"--labels {list(labels)} differs from task {cfg.name}'s labels {cfg.labels}")
+    else:
+        raise DataError("name a task (--task drugs) or give data (--data FILE --text-column C --label-column C)")
+    key = json.dumps(cfg.__dict__, sort_keys=True, default=str)
+    if key not in _CACHE:
+        _CACHE[key] = build(cfg)
+    return _CACHE[key]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from eval.cli import add_data_args, data_kwargs
+
+    ap = argparse.ArgumentParser(description="Describe a task: split sizes, labels, duplicates, text lengths.")
+    add_data_args(ap)
+    ap.add_argument("--json", action="store_true", help="machine-readable output")
+    args = ap.parse_args(argv)
+    try:
+        td = load_task(**data_kwargs(args))
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    info = td.describe()
+    if args.json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+        return 0
+    print(f"task {info['task']} (version {info['version']}): {info['description']}")
+    print(f"labels: {', '.join(info['labels'])}")
+    for name, s in info["splits"].items():
+        dist = ", ".join(f"{k} {v} ({v / max(s['n'], 1):.0%})" for k, v in s["labels"].items())
+        print(f"  {name:<11} n={s['n']:<6} {dist}   words mean {s['words_mean']} median {s['words_median']} "
+              f"p95 {s['words_p95']} max {s['words_max']}   hash {s['hash']}")
+    if info["unlabelled"]:
+        print(f"  unlabelled  n={info['unlabelled']}")
+    print("removed: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in info["report"].items()))
+    if info["notes"]:
+        print(f"notes: {info['notes']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

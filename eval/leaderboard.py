@@ -1,0 +1,223 @@
+"""Build results/LEADERBOARD.md and learning-curve plots from run records, and nothing else.
+
+    python eval/leaderboard.py [--results-dir results]
+
+Per task: rows ranked by mean accuracy over seeds (invalid answers count wrong), each with n_train, n_eval, seeds,
+accuracy and its 95% bootstrap CI, the spread over seeds, valid rate, macro-F1, before-training accuracy/valid rate
+where a run evaluated before training, train/eval time, and a mark for collapsed runs; the test set's majority-class
+baseline; a learning curve (accuracy vs training examples, one line per track+model+method, CI band). Deterministic:
+the same records give the same files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from eval.metrics import bootstrap_ci
+from eval.records import atomic_write, load_examples, load_records
+
+TRACK_ORDER = {"baseline": 0, "encoders": 1, "finetune": 2, "prompting": 3}
+
+
+def _options_label(opts: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(opts.items())) if opts else ""
+
+
+def _series_key(rec: dict) -> tuple:
+    return (rec["track"], rec["model"], rec["method"], json.dumps(rec.get("options") or {}, sort_keys=True),
+            rec.get("n_eval"), (rec.get("split_hash") or {}).get("test"))
+
+
+def _n_examples(rec: dict) -> float:
+    n = rec.get("n_train_examples")
+    if n is None:
+        n = rec["n_train"] if isinstance(rec["n_train"], int) else np.nan
+    return float(n)
+
+
+def aggregate(records: list[dict]) -> list[dict]:
+    """One row per (series, n_train): mean over seeds, CI from the per-item mean correctness over seeds."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for rec in records:
+        groups[_series_key(rec) + (str(rec["n_train"]),)].append(rec)
+    rows = []
+    for key, recs in groups.items():
+        recs = sorted(recs, key=lambda r: r.get("seed", 0))
+        accs = np.array([r["metrics"]["accuracy"] for r in recs])
+        per_item = _per_item_correct(recs)
+        if per_item is not None:
+            ci = list(bootstrap_ci(per_item, seed=0))
+        else:  # examples file missing: fall back to the mean of the per-run CIs
+            ci = list(np.mean([r["metrics"]["accuracy_ci"] for r in recs], axis=0))
+        before = [r["before_training"] for r in recs if r.get("before_training")]
+        mean = lambda xs: float(np.mean(xs)) if len(xs) else None
+        rows.append({
+            "task": recs[0]["task"], "track": recs[0]["track"], "model": recs[0]["model"],
+            "method": recs[0]["method"], "options": recs[0].get("options") or {}, "n_train": recs[0]["n_train"],
+            "n_train_examples": _n_examples(recs[0]), "n_eval": recs[0].get("n_eval"),
+            "seeds": [r.get("seed", 0) for r in recs], "accuracy": float(accs.mean()),
+            "accuracy_sd": float(accs.std(ddof=1)) if len(accs) > 1 else None, "accuracy_ci": ci,
+            "valid_rate": mean([r["metrics"]["valid_rate"] for r in recs]),
+            "macro_f1": mean([r["metrics"]["macro_f1"] for r in recs]),
+            "before_accuracy": mean([b["accuracy"] for b in before]),
+            "before_valid_rate": mean([b["valid_rate"] for b in before]),
+            "train_s": mean([r["timing"]["train_s"] for r in recs if (r.get("timing") or {}).get("train_s")]),
+            "eval_s": mean([r["timing"]["eval_s"] for r in recs if (r.get("timing") or {}).get("eval_s")]),
+            "collapsed": sum(bool(r["metrics"].get("collapsed")) for r in recs),
+            "backend": recs[0].get("backend"), "test_hash": (recs[0].get("split_hash") or {}).get("test"),
+            "series": key[:-1],
+        })
+    rows.sort(key=lambda r: (-r["accuracy"], TRACK_ORDER.get(r["track"], 9), r["model"], r["method"],
+                             r["n_train_examples"], json.dumps(r["options"], sort_keys=True)))
+    return rows
+
+
+def _per_item_correct(recs: list[dict]) -> np.ndarray | None:
+    cols = []
+    for r in recs:
+        ex = load_examples(r)
+        if not ex:
+            return None
+        cols.append([float(e["correct"]) for e in ex])
+    if len({len(c) for c in cols}) != 1:
+        return None
+    return np.mean(np.array(cols), axis=0)
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _secs(x: float | None) -> str:
+    return "–" if x is None else (f"{x:.1f}" if x < 100 else f"{x:.0f}")
+
+
+def render_task(task: str, rows: list[dict], majority: dict | None, hashes: set[str], plot: str | None) -> str:
+    out = [f"## {task}", ""]
+    n_evals = sorted({r["n_eval"] for r in rows if r["n_eval"] is not None})
+    if majority:
+        out.append(f"Majority-class baseline (always `{majority['label']}`): **{majority['accuracy']:.3f}** "
+                   f"on the full test set. Accuracy counts invalid answers as wrong; CIs are 95% bootstrap over "
+                   f"test items (per-item correctness averaged over seeds). Test sizes: "
+                   f"{', '.join(str(n) for n in n_evals)}.")
+        out.append("")
+    if len(hashes) > 1:
+        out.append(f"> ⚠ records of this task use {len(hashes)} different test sets (split hashes "
+                   f"{', '.join(sorted(hashes))}); compare rows only within the same n_eval.")
+        out.append("")
+    best: dict[str, dict] = {}
+    for r in rows:
+        best.setdefault(r["track"], r)
+    if best:
+        out.append("Best per track: " + "; ".join(
+            f"**{t}** {b['model']} {b['method']} (n_train={b['n_train']}) {b['accuracy']:.3f}"
+            for t, b in sorted(best.items(), key=lambda kv: -kv[1]["accuracy"])))
+        out.append("")
+    if plot:
+        out += [f"![learning curve for {task}]({plot})", ""]
+    out.append("| # | model | track | method | options | n_train | n_eval | seeds | accuracy [95% CI] | ± sd "
+               "| valid | macro-F1 | before acc / valid | train s | eval s | |")
+    out.append("|" + "---|" * 16)
+    for i, r in enumerate(rows, 1):
+        lo, hi = r["accuracy_ci"]
+        before = (f"{_fmt(r['before_accuracy'])} / {_fmt(r['before_valid_rate'])}"
+                  if r["before_accuracy"] is not None else "–")
+        flag = "collapsed" + (f" ({r['collapsed']}/{len(r['seeds'])} seeds)" if len(r["seeds"]) > 1 else "") \
+            if r["collapsed"] else ""
+        n_train = r["n_train"] if r["n_train"] != "full" else f"full ({int(r['n_train_examples'])})" \
+            if not np.isnan(r["n_train_examples"]) else "full"
+        out.append(f"| {i} | {r['model']} | {r['track']} | {r['method']} | {_options_label(r['options'])} "
+                   f"| {n_train} | {r['n_eval']} | {','.join(map(str, r['seeds']))} "
+                   f"| {r['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | {_fmt(r['accuracy_sd'])} | {_fmt(r['valid_rate'])} "
+                   f"| {_fmt(r['macro_f1'])} | {before} | {_secs(r['train_s'])} | {_secs(r['eval_s'])} | {flag} |")
+    out.append("")
+    return "\n".join(out)
+
+
+def plot_task(task: str, rows: list[dict], majority: dict | None, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        series[r["series"]].append(r)
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    styles = {"baseline": ":", "encoders": "-", "finetune": "--", "prompting": "-."}
+    for key in sorted(series, key=lambda k: (TRACK_ORDER.get(k[0], 9), k)):
+        pts = sorted((r for r in series[key] if not np.isnan(r["n_train_examples"])),
+                     key=lambda r: r["n_train_examples"])
+        if not pts:
+            continue
+        x = np.array([p["n_train_examples"] for p in pts])
+        y = np.array([p["accuracy"] for p in pts])
+        lo = np.array([p["accuracy_ci"][0] for p in pts])
+        hi = np.array([p["accuracy_ci"][1] for p in pts])
+        opts = _options_label(pts[0]["options"])
+        label = f"{key[0]}: {pts[0]['model']} {pts[0]['method']}" + (f" ({opts})" if opts and len(opts) < 40 else "")
+        line = ax.plot(x, y, styles.get(key[0], "-"), marker="o", ms=4, label=label)[0]
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12, linewidth=0)
+    if majority:
+        ax.axhline(majority["accuracy"], color="grey", lw=1, ls="--", label=f"majority class ({majority['label']})")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("training examples (0 = zero-shot; prompting: k shots)")
+    ax.set_ylabel("accuracy (invalid = wrong), 95% CI band")
+    ax.set_title(f"{task}: learning curves")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def build(results_dir: str | Path, plots: bool = True) -> tuple[Path, list[str]]:
+    results_dir = Path(results_dir)
+    records, problems = load_records(results_dir)
+    by_task: dict[str, list[dict]] = defaultdict(list)
+    for rec in records:
+        by_task[rec["task"]].append(rec)
+    parts = ["# Leaderboard", "",
+             "Generated by `python eval/leaderboard.py` from the run records under `runs/`; do not edit by hand.",
+             f"{len(records)} run records, {len(by_task)} task(s).", ""]
+    if not records:
+        parts.append("No run records yet: run a track (e.g. `python eval/baseline.py --task drugs`).")
+    for task in sorted(by_task):
+        recs = by_task[task]
+        rows = aggregate(recs)
+        full = [r for r in recs if r.get("n_eval_requested") is None] or recs
+        majority = max(full, key=lambda r: r["metrics"]["n"])["metrics"].get("majority_baseline")
+        hashes = {r["test_hash"] for r in rows if r["test_hash"]}
+        plot_rel = None
+        if plots:
+            plot_rel = f"plots/{task}_learning_curve.png"
+            plot_task(task, rows, majority, results_dir / plot_rel)
+        parts.append(render_task(task, rows, majority, hashes, plot_rel))
+    if problems:
+        parts += ["## Skipped files", ""] + [f"- {p}" for p in problems] + [""]
+    out = results_dir / "LEADERBOARD.md"
+    atomic_write(out, "\n".join(parts))
+    return out, problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results-dir", default="results")
+    ap.add_argument("--no-plots", action="store_true")
+    args = ap.parse_args(argv)
+    out, problems = build(args.results_dir, plots=not args.no_plots)
+    for p in problems:
+        print(f"warning: {p}", file=sys.stderr)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,236 @@
+"""Run records: one self-describing JSON per run plus a per-example JSONL, written atomically.
+
+    spec = RunSpec(track="encoders", task="drugs", model="minilm-l6", method="lora", n_train=64, seed=0,
+                   options={"loss": "weighted-ce"})
+    if not should_run(spec, results_dir, overwrite): ...
+    finish_run(spec, task, test, preds, results_dir=..., model_id=..., backend=..., timing=..., config=...)
+
+The run id is derived from the spec's content, so the same spec always maps to the same file: a run whose record
+exists is skipped unless --overwrite. The leaderboard is only ever derived from these files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eval.data import Example, TaskData, parse_n_train
+from eval.labels import INVALID
+from eval.metrics import compute_metrics
+
+RECORD_SCHEMA = 1
+PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "unsloth", "bitsandbytes",
+            "scikit-learn", "numpy", "ollama", "openai", "ray")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", s).strip("-").lower()
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines a run's result. Frozen; `run_id` is derived from it."""
+
+    track: str
+    task: str
+    model: str
+    method: str
+    n_train: int | str = "full"  # int, or "full"; 0 for zero-shot prompting
+    seed: int = 0
+    n_eval: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # anything else that changes the result
+
+    def __post_init__(self) -> None:
+        n = parse_n_train(self.n_train)
+        object.__setattr__(self, "n_train", "full" if n is None else n)
+        object.__setattr__(self, "options", json.loads(json.dumps(self.options, sort_keys=True, default=str)))
+
+    def to_dict(self) -> dict:
+        return {"track": self.track, "task": self.task, "model": self.model, "method": self.method,
+                "n_train": self.n_train, "seed": self.seed, "n_eval": self.n_eval, "options": self.options}
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+
+    @property
+    def run_id(self) -> str:
+        n_eval = "all" if self.n_eval is None else self.n_eval
+        return f"{_slug(self.model)}__{_slug(self.method)}__n{self.n_train}__e{n_eval}__s{self.seed}__{self.key}"
+
+
+def record_path(spec: RunSpec, results_dir: str | Path) -> Path:
+    return Path(results_dir) / "runs" / _slug(spec.task) / spec.track / f"{spec.run_id}.json"
+
+
+def output_dir(spec: RunSpec, results_dir: str | Path) -> Path:
+    """Where a run keeps artifacts (adapters, checkpoints); ignored by git."""
+    return Path(results_dir) / "runs" / _slug(spec.task) / spec.track / "artifacts" / spec.run_id
+
+
+def is_done(spec: RunSpec, results_dir: str | Path) -> bool:
+    p = record_path(spec, results_dir)
+    if not p.exists():
+        return False
+    try:
+        json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False  # a corrupt record does not count as done
+    return True
+
+
+def should_run(spec: RunSpec, results_dir: str | Path, overwrite: bool = False, quiet: bool = False) -> bool:
+    if overwrite or not is_done(spec, results_dir):
+        return True
+    if not quiet:
+        print(f"skip {spec.run_id}: record exists at {record_path(spec, results_dir)} (--overwrite reruns it)",
+              file=sys.stderr)
+    return False
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def git_commit() -> dict:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                                    capture_output=True, text=True, timeout=5).stdout.strip())
+        return {"commit": sha or None, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def env_info() -> dict:
+    versions = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = md.version(p)
+        except md.PackageNotFoundError:
+            pass
+    device = "cpu"
+    if "torch" in sys.modules:  # never import torch just to describe the machine
+        torch = sys.modules["torch"]
+        if torch.cuda.is_available():
+            device = f"cuda:{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            device = "mps"
+    return {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "device": device, "packages": versions, "git": git_commit()}
+
+
+def evaluate(test: Sequence[Example], preds: Sequence[str], labels: Sequence[str], seed: int = 0) -> dict:
+    return compute_metrics([e.label for e in test], list(preds), labels, seed=seed)
+
+
+def finish_run(spec: RunSpec, task: TaskData, test: Sequence[Example], preds: Sequence[str], *,
+               results_dir: str | Path, model_id: str, backend: str, timing: dict, config: dict | None = None,
+               raws: Sequence[str | None] | None = None, before_preds: Sequence[str] | None = None,
+               before_raws: Sequence[str | None] | None = None, n_train_examples: int | None = None,
+               versions: dict | None = None, extra: dict | None = None) -> Path:
+    """Score predictions, then write the per-example JSONL and the record (in that order, each atomically, so an
+    existing record always has its examples). Returns the record path."""
+    if len(preds) != len(test):
+        raise ValueError(f"{len(preds)} predictions for {len(test)} test examples")
+    labels = task.labels
+    metrics = evaluate(test, preds, labels, seed=spec.seed)
+    before = evaluate(test, before_preds, labels, seed=spec.seed) if before_preds is not None else None
+    rows = []
+    for i, ex in enumerate(test):
+        row: dict[str, Any] = {"id": ex.id, "gold": ex.label, "pred": preds[i], "correct": preds[i] == ex.label}
+        if raws is not None:
+            row["raw"] = raws[i]
+        if before_preds is not None:
+            row["before_pred"] = before_preds[i]
+            if before_raws is not None:
+                row["before_raw"] = before_raws[i]
+        rows.append(row)
+    path = record_path(spec, results_dir)
+    eval_s = float(timing.get("eval_s") or 0.0)
+    timing = {"train_s": None, **timing}
+    timing.setdefault("eval_examples_per_s", round(len(test) / eval_s, 3) if eval_s > 0 else None)
+    record = {
+        "schema": RECORD_SCHEMA,
+        "run_id": spec.run_id,
+        **spec.to_dict(),
+        "n_eval": len(test),
+        "n_eval_requested": spec.n_eval,
+        "n_train_examples": n_train_examples,
+        "model_id": model_id,
+        "backend": backend,
+        "labels": labels,
+        "split_hash": task.hashes(spec.n_train, spec.seed, spec.n_eval),
+        "metrics": metrics,
+        "before_training": before,
+        "timing": timing,
+        "versions": {"task": task.config.version, "labels": task.scheme.version, **(versions or {})},
+        "config": config or {},
+        "env": env_info(),
+        "examples_file": path.with_suffix(".jsonl").name,
+        **(extra or {}),
+    }
+    atomic_write(path.with_suffix(".jsonl"), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write(path, json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n")
+    acc, (lo, hi) = metrics["accuracy"], metrics["accuracy_ci"]
+    print(f"{spec.track} {spec.model} {spec.method} n_train={spec.n_train} seed={spec.seed}: accuracy {acc:.3f} "
+          f"[{lo:.3f}, {hi:.3f}] valid {metrics['valid_rate']:.3f} macro-F1 {metrics['macro_f1']:.3f} "
+          f"(n={len(test)}){' COLLAPSED' if metrics['collapsed'] else ''} -> {path}", file=sys.stderr)
+    return path
+
+
+def load_records(results_dir: str | Path) -> tuple[list[dict], list[str]]:
+    """All records under results_dir/runs, plus one warning per unreadable file (named, with the fix)."""
+    records, problems = [], []
+    for p in sorted((Path(results_dir) / "runs").rglob("*.json")):
+        if "artifacts" in p.parts:
+            continue
+        try:
+            rec = json.loads(p.read_text(encoding="utf-8"))
+            missing = [k for k in ("track", "task", "model", "method", "metrics") if k not in rec]
+            if missing:
+                raise ValueError(f"missing fields {missing}")
+            rec["_path"] = str(p)
+            records.append(rec)
+        except (OSError, ValueError) as exc:
+            problems.append(f"skipped corrupt record {p}: {exc}. Delete it or rerun that run with --overwrite.")
+    return records, problems
+
+
+def load_examples(record: dict) -> list[dict]:
+    p = Path(record["_path"]).with_name(record.get("examples_file") or Path(record["_path"]).stem + ".jsonl")
+    if not p.exists():
+        return []
+    return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def iter_specs(track: str, task: str, model: str, method: str, n_trains: Iterable, seeds: Iterable[int],
+               n_eval: int | None = None, options: dict | None = None) -> list[RunSpec]:
+    """The grid one track command runs: one spec per (n_train, seed)."""
+    return [RunSpec(track=track, task=task, model=model, method=method, n_train=n, seed=s, n_eval=n_eval,
+                    options=dict(options or {})) for n in n_trains for s in seeds]
+
+
+__all__ = ["INVALID", "RunSpec", "finish_run", "is_done", "should_run", "record_path", "output_dir",
+           "load_records", "load_examples", "iter_specs", "env_info", "atomic_write", "evaluate"]
