@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -20,11 +21,13 @@ from eval.records import RunSpec, finish_run, iter_specs, should_run
 from eval.sources import DataError
 
 
-def run(spec: RunSpec, task: TaskData, results_dir: str) -> None:
+def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Path:
+    """One baseline run. spec.options: class_weight ("balanced" | "none"), C."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
+    task = task or load_task(spec.task)
     train = task.train(spec.n_train, spec.seed)
     test = task.test(spec.n_eval)
     class_weight = spec.options["class_weight"]
@@ -44,7 +47,7 @@ def run(spec: RunSpec, task: TaskData, results_dir: str) -> None:
         t1 = time.perf_counter()
         preds = list(clf.predict([e.text for e in test]))
         eval_s = time.perf_counter() - t1
-    finish_run(spec, task, test, preds, results_dir=results_dir, model_id="tfidf(1-2gram)+logreg",
+    return finish_run(spec, task, test, preds, results_dir=results_dir, model_id="tfidf(1-2gram)+logreg",
                backend="sklearn", timing={"train_s": round(train_s, 4), "eval_s": round(eval_s, 4)},
                config={"ngram_range": [1, 2], "sublinear_tf": True, **spec.options},
                n_train_examples=len(train))
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                                 {"class_weight": cw, "C": args.C})
         todo = [s for s in specs if should_run(s, args.results_dir, args.overwrite)]
         for spec in tqdm(todo, desc="baseline runs", disable=not todo):
-            run(spec, task, args.results_dir)
+            run_one(spec, args.results_dir, task)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
