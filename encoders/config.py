@@ -1,0 +1,114 @@
+"""The encoder track's one config: a typed dataclass. `--config encoders/configs/<model>_<method>.yaml` gives defaults,
+the command line wins, unknown keys fail (eval.cli.parse_config).
+
+Settings left at None are resolved from the method (`resolved()`), so the record's options hold the effective value,
+not "whatever the default was that day".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+METHODS = ("full", "lora", "ptuning", "prompt-tuning", "prefix", "freeze-k")
+LOSSES = ("ce", "weighted-ce", "rdrop", "supcon")
+SELECT_METRICS = ("macro_f1", "accuracy", "loss")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+# LoRA and soft prompts train few parameters from scratch and need a far higher LR than full fine-tuning
+# (AdaLoRA's DeBERTa-v3 SST-2 script: 8e-4; SEEDS A: P-tuning 5e-4, prompt tuning 1e-3). FIELD-NOTES trap 10.
+DEFAULT_LR = {"full": 5e-5, "freeze-k": 1e-4, "lora": 8e-4, "ptuning": 5e-4, "prompt-tuning": 1e-3, "prefix": 1e-3}
+
+# fields that do not change a run's result: kept out of RunSpec.options so they do not change the run id
+NOT_RESULT = ("model", "method", "save_model", "eval_batch_size", "trust_remote_code")
+
+
+def _f(default, help: str, **meta):
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **meta})
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class EncoderConfig:
+    model: str = _f("minilm-l6", "alias in eval/models.yaml (bert-base-uncased, deberta-v3-base, minilm-l6, …), "
+                    "any HF id, or a local model folder")
+    method: str = _f("full", "what is trained", choices=METHODS)
+    loss: str = _f("ce", "training loss", choices=LOSSES)
+    # --- optimisation: scaled to the sample size, so n=16 still gets enough steps --------------------------------
+    lr: float | None = _f(None, "peak learning rate (of the head when --llrd < 1); None: per method "
+                          f"{DEFAULT_LR}")
+    llrd: float = _f(1.0, "layer-wise LR decay: each layer down gets lr x llrd (1.0: off; SEEDS D: 0.8)")
+    epochs: float = _f(10.0, "epochs over the training subset (an upper bound with early stopping)")
+    min_steps: int = _f(100, "at least this many optimiser steps, whatever n is (small n needs steps, not epochs)")
+    max_steps: int | None = _f(None, "hard cap on optimiser steps (None: no cap)")
+    batch_size: int = _f(16, "training batch size")
+    grad_accum: int = _f(1, "gradient accumulation steps")
+    eval_batch_size: int = _f(64, "batch size for validation and test predictions")
+    weight_decay: float = _f(0.01, "AdamW weight decay (not on biases and LayerNorm)")
+    warmup_ratio: float = _f(0.1, "linear warmup over this share of the steps, then linear decay")
+    grad_clip: float = _f(1.0, "clip the gradient norm to this (0: off)")
+    max_length: int = _f(256, "tokens per text; longer texts are truncated")
+    group_by_length: bool = _f(True, "batch texts of similar length together (less padding)")
+    pad_to_max: bool = _f(False, "pad every batch to --max-length (how our users did it; for the benchmark)")
+    precision: str = _f("auto", "auto: bf16 autocast on a GPU that supports it, else fp32. fp16 is refused for "
+                        "DeBERTa-v3 (it overflows)", choices=PRECISIONS)
+    # --- model selection -----------------------------------------------------------------------------------------
+    select_metric: str = _f("macro_f1", "validation metric for model selection / early stopping",
+                            choices=SELECT_METRICS)
+    evals: int = _f(10, "validation evaluations spread evenly over the run")
+    patience: int = _f(4, "stop after this many evaluations without improvement (0: never stop early)")
+    kfold: int = _f(0, "also run K-fold stratified cross-validation on the training subset (0: off)")
+    # --- losses --------------------------------------------------------------------------------------------------
+    rdrop_alpha: float = _f(1.0, "R-Drop: weight of the symmetric KL between two dropout passes")
+    supcon_weight: float = _f(0.1, "SupCon: loss = (1-w)·CE + w·SupCon (SEEDS A: 0.1)")
+    supcon_temperature: float = _f(0.07, "SupCon temperature")
+    # --- methods -------------------------------------------------------------------------------------------------
+    lora_r: int = _f(16, "LoRA rank")
+    lora_alpha: int = _f(32, "LoRA alpha")
+    lora_dropout: float = _f(0.05, "LoRA dropout")
+    lora_targets: list[str] | None = _f(None, "LoRA target modules (None: per architecture, e.g. query/value, "
+                                        "DeBERTa query_proj/value_proj, DistilBERT q_lin/v_lin)")
+    num_virtual_tokens: int = _f(20, "virtual tokens for ptuning / prompt-tuning / prefix")
+    prompt_encoder_hidden: int = _f(128, "P-tuning prompt encoder hidden size")
+    freeze_k: int = _f(2, "freeze-k: train only the top k layers and the head")
+    # --- two-stage domain adaptation -----------------------------------------------------------------------------
+    mlm_pretrain: bool = _f(False, "first continue masked-LM pre-training on unlabelled in-domain text")
+    mlm_steps: int = _f(200, "MLM optimiser steps")
+    mlm_lr: float = _f(5e-5, "MLM learning rate")
+    mlm_probability: float = _f(0.15, "share of tokens masked")
+    mlm_max_texts: int = _f(20000, "use at most this many unlabelled texts")
+    # --- housekeeping --------------------------------------------------------------------------------------------
+    save_model: bool = _f(True, "save the model / adapter and label mapping in the run's artifacts folder")
+    trust_remote_code: bool = _f(False, "run code shipped with a hub model (off unless you trust it)")
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("method", METHODS), ("loss", LOSSES), ("select_metric", SELECT_METRICS),
+                              ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        checks = [(self.batch_size >= 1, "--batch-size must be >= 1"), (self.grad_accum >= 1, "--grad-accum >= 1"),
+                  (self.min_steps >= 1, "--min-steps must be >= 1"), (self.evals >= 1, "--evals must be >= 1"),
+                  (0 < self.llrd <= 1, "--llrd must be in (0, 1]"), (self.max_length >= 8, "--max-length >= 8"),
+                  (self.kfold == 0 or self.kfold >= 2, "--kfold must be 0 (off) or >= 2"),
+                  (0 <= self.supcon_weight <= 1, "--supcon-weight must be in [0, 1]"),
+                  (self.freeze_k >= 0, "--freeze-k must be >= 0")]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+    def resolved(self) -> EncoderConfig:
+        """A copy with method-dependent defaults filled in (what the run really uses)."""
+        return dataclasses.replace(self, lr=self.lr if self.lr is not None else DEFAULT_LR[self.method])
+
+    def options(self) -> dict:
+        """What goes into RunSpec.options: every setting that changes the result."""
+        return {k: v for k, v in dataclasses.asdict(self.resolved()).items() if k not in NOT_RESULT}
+
+    @classmethod
+    def from_spec(cls, model: str, method: str, options: dict) -> EncoderConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known - {"data"})
+        if unknown:
+            raise ValueError(f"unknown encoder options {unknown}; known: {sorted(known)}")
+        return cls(model=model, method=method, **{k: v for k, v in options.items() if k in known})

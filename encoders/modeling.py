@@ -1,0 +1,214 @@
+"""Model building for the encoder track: where the weights come from, and what each method trains.
+
+    path, source = locate_model("minilm-l6")                 # HF id, or the offline package folder
+    model, tok = build_classifier(cfg, path, labels)         # full / freeze-k / lora / ptuning / prompt-tuning / prefix
+
+Methods that cannot work on an architecture are refused here with the reason (prefix tuning needs past_key_values,
+which DeBERTa and DistilBERT do not take), never left to fail deep inside peft.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+from encoders.config import EncoderConfig
+from eval.models import resolve
+
+# LoRA targets by architecture (config.model_type): the attention query and value projections.
+LORA_TARGETS = {
+    "bert": ["query", "value"], "roberta": ["query", "value"], "xlm-roberta": ["query", "value"],
+    "camembert": ["query", "value"], "electra": ["query", "value"], "mpnet": ["q", "v"],
+    "deberta": ["in_proj"], "deberta-v2": ["query_proj", "value_proj"], "distilbert": ["q_lin", "v_lin"],
+}
+# heads that start from scratch and must be trained (and saved) with every parameter-efficient method;
+# DeBERTa's pooler is not in its checkpoint (peft #2171)
+HEAD_MODULES = ("classifier", "pooler", "pre_classifier", "score")
+
+
+class MethodError(ValueError):
+    """A method that cannot apply to this model, with the reason and the fix."""
+
+
+@lru_cache(maxsize=None)
+def locate_model(name: str) -> tuple[str, str]:
+    """(what to pass to from_pretrained, where it came from). A local folder is used as is; an alias with an offline
+    package uses the package when HF_HUB_OFFLINE=1 or the hub cannot be reached."""
+    if Path(name).is_dir():
+        return str(Path(name)), "local"
+    info = resolve(name)
+    hub_id = info.id_for("hf")
+    offline = info.offline_path()
+    if offline is not None and os.environ.get("HF_HUB_OFFLINE") == "1":
+        return str(offline), f"package:{info.offline['package']}"
+    if offline is None:
+        return hub_id, "hub"
+    try:
+        from transformers import AutoConfig
+
+        AutoConfig.from_pretrained(hub_id)
+        return hub_id, "hub"
+    except OSError:
+        print(f"note: {hub_id} not reachable; using the offline copy from {info.offline['package']}", file=sys.stderr)
+        return str(offline), f"package:{info.offline['package']}"
+
+
+def encoder_layers(model):
+    """The transformer blocks, bottom to top (BERT/RoBERTa/DeBERTa `encoder.layer`, DistilBERT `transformer.layer`)."""
+    import torch
+
+    best = None
+    for name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.ModuleList) and name.split(".")[-1] in ("layer", "layers"):
+            if best is None or len(mod) > len(best):
+                best = mod
+    if best is None:
+        raise MethodError(f"cannot find the transformer layers of {type(model).__name__}; use --method full or lora")
+    return best
+
+
+def head_modules(model) -> list[str]:
+    return [n for n in HEAD_MODULES if getattr(model, n, None) is not None]
+
+
+def _takes_past_key_values(model) -> bool:
+    base = getattr(model, model.base_model_prefix, model)
+    return "past_key_values" in inspect.signature(base.forward).parameters
+
+
+def peft_config(cfg: EncoderConfig, model):
+    """The peft config of a parameter-efficient method, or None for full / freeze-k."""
+    from peft import (LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, TaskType)
+
+    model_type = model.config.model_type
+    heads = head_modules(model)
+    if cfg.method == "lora":
+        targets = cfg.lora_targets or LORA_TARGETS.get(model_type)
+        if not targets:
+            raise MethodError(f"no default LoRA targets for model type {model_type!r}; pass --lora-targets "
+                              "with the names of its attention projections")
+        return LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                          lora_dropout=cfg.lora_dropout, target_modules=list(targets), modules_to_save=heads)
+    common = {"task_type": TaskType.SEQ_CLS, "num_virtual_tokens": cfg.num_virtual_tokens, "modules_to_save": heads}
+    if cfg.method == "ptuning":
+        return PromptEncoderConfig(encoder_hidden_size=cfg.prompt_encoder_hidden, **common)
+    if cfg.method == "prompt-tuning":
+        return PromptTuningConfig(**common)
+    if cfg.method == "prefix":
+        if not _takes_past_key_values(model):
+            raise MethodError(f"prefix tuning does not apply to {model_type} ({cfg.model}): it injects keys and "
+                              "values through past_key_values, which this architecture does not take. Use "
+                              "--method ptuning, prompt-tuning or lora.")
+        return PrefixTuningConfig(**common)
+    return None
+
+
+def _freeze_all_but_top(model, k: int) -> None:
+    layers = encoder_layers(model)
+    if k > len(layers):
+        raise MethodError(f"--freeze-k {k} but {type(model).__name__} has {len(layers)} layers")
+    for p in model.parameters():
+        p.requires_grad = False
+    trainable = list(layers[len(layers) - k:]) if k else []
+    trainable += [getattr(model, n) for n in head_modules(model)]
+    for mod in trainable:
+        for p in mod.parameters():
+            p.requires_grad = True
+
+
+def build_classifier(cfg: EncoderConfig, path: str, labels: list[str]):
+    """(model, tokenizer) for `cfg.method`, loading safetensors only."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # "newly initialized: classifier" is expected, not news
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in
+                                                                                  enumerate(labels)},
+        use_safetensors=True, trust_remote_code=cfg.trust_remote_code)
+    if model.config.model_type.startswith("deberta-v2") and cfg.precision == "fp16":
+        raise MethodError("fp16 overflows in DeBERTa-v3 (microsoft/DeBERTa #77): use --precision bf16 or fp32")
+    if tok.pad_token is None:
+        raise MethodError(f"the tokenizer of {cfg.model} has no pad token; pick an encoder with one")
+    model.config.pad_token_id = tok.pad_token_id
+    if cfg.method == "freeze-k":
+        _freeze_all_but_top(model, cfg.freeze_k)
+    pc = peft_config(cfg, model)
+    if pc is not None:
+        from peft import get_peft_model
+
+        model = get_peft_model(model, pc)
+    return model, tok
+
+
+def count_parameters(model) -> dict:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable}
+
+
+def layer_groups(model) -> list[list]:
+    """Parameters grouped bottom to top for layer-wise LR decay: [embeddings, layer 0, …, layer L-1, head]."""
+    layers = encoder_layers(model)
+    layer_of = {}
+    for i, layer in enumerate(layers):
+        for p in layer.parameters():
+            layer_of[id(p)] = i + 1
+    groups: list[list] = [[] for _ in range(len(layers) + 2)]
+    head = len(layers) + 1
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if id(p) in layer_of:
+            groups[layer_of[id(p)]].append((name, p))
+        elif "embeddings" in name and "prompt_encoder" not in name:
+            groups[0].append((name, p))
+        else:
+            groups[head].append((name, p))  # classifier, pooler, prompt encoders: trained at the head LR
+    return groups
+
+
+def save_run_model(model, tok, out: Path, labels: list[str], cfg: EncoderConfig, base_path: str) -> Path:
+    """Save the model (or adapter), tokenizer and label mapping so encoders/predict.py can load the run."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out / "model", safe_serialization=True)
+    tok.save_pretrained(out / "model")
+    meta = {"labels": labels, "method": cfg.method, "base_model": base_path, "model": cfg.model,
+            "max_length": cfg.max_length, "peft": cfg.method not in ("full", "freeze-k")}
+    (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out
+
+
+def load_run_model(run_dir: str | Path, trust_remote_code: bool = False):
+    """(model, tokenizer, meta) of a saved run."""
+    import json
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    run_dir = Path(run_dir)
+    meta_path = run_dir / "run.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a saved encoder run (no run.json); pass the run's artifacts "
+                                "folder, results/runs/<task>/encoders/artifacts/<run_id>")
+    meta = json.loads(meta_path.read_text())
+    labels = meta["labels"]
+    tok = AutoTokenizer.from_pretrained(run_dir / "model", trust_remote_code=trust_remote_code)
+    kw = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+          "label2id": {lab: i for i, lab in enumerate(labels)}, "use_safetensors": True,
+          "trust_remote_code": trust_remote_code}
+    if meta["peft"]:
+        from peft import PeftModel
+
+        base = AutoModelForSequenceClassification.from_pretrained(meta["base_model"], **kw)
+        base.config.pad_token_id = tok.pad_token_id
+        model = PeftModel.from_pretrained(base, run_dir / "model")
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model", **kw)
+    model.eval()
+    return model, tok, meta

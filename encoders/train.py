@@ -1,0 +1,177 @@
+"""Encoder track: fine-tune BERT / RoBERTa / DeBERTa / MiniLM classifiers across sample sizes.
+
+    python encoders/train.py --task drugs --model minilm-l6 --method full --loss weighted-ce --n-train 16 64 256 full --seeds 0 1
+    python encoders/train.py --config encoders/configs/deberta-v3-base_lora.yaml --task sst2 \\
+        --n-train 16 64 256 1024 full --seeds 0 1 2
+    python encoders/train.py --config encoders/configs/bert-base-uncased_full.yaml --task sst2 --mlm-pretrain --llrd 0.8
+    python encoders/train.py --data reviews.csv --text-column text --label-column label --method lora --kfold 5
+
+One record per (n_train, seed) through the harness (results/runs/<task>/encoders/), skipped if it exists unless
+--overwrite; the model (or adapter) and its label mapping go to the run's artifacts folder for encoders/predict.py.
+Stages: data -> (MLM pre-training) -> model for the method -> train with validation-based selection -> test -> record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python encoders/train.py`: make the repo importable without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from encoders.config import EncoderConfig
+from eval.cli import add_data_args, add_run_args, config_parser, data_kwargs
+from eval.data import Example, TaskData, load_task
+from eval.records import RunSpec, finish_run, iter_specs, output_dir, should_run
+from eval.sources import DataError
+
+
+def load_spec_task(spec: RunSpec) -> TaskData:
+    """The task of a spec: ad-hoc --data runs carry their data arguments in options['data']."""
+    return load_task(**spec.options["data"]) if spec.options.get("data") else load_task(spec.task)
+
+
+def fit(cfg: EncoderConfig, path: str, labels: list[str], train_exs: list[Example], val_exs: list[Example], *,
+        seed: int, device, progress: bool):
+    """Build the model for cfg.method and train it on train_exs, selecting on val_exs. Returns (model, tok, result)."""
+    import torch
+
+    from encoders.losses import balanced_class_weights, make_loss
+    from encoders.loop import encode, train
+    from encoders.modeling import build_classifier
+
+    torch.manual_seed(seed)  # the head's initialisation is part of the seed
+    index = {lab: i for i, lab in enumerate(labels)}
+    model, tok = build_classifier(cfg, path, labels)
+    model.to(device)
+    train_data = encode(tok, [e.text for e in train_exs], [index[e.label] for e in train_exs], cfg.max_length)
+    val_data = encode(tok, [e.text for e in val_exs], [index[e.label] for e in val_exs], cfg.max_length)
+    weights = balanced_class_weights(train_data.labels, len(labels)) if cfg.loss == "weighted-ce" else None
+    loss_fn = make_loss(cfg.loss, class_weights=weights, rdrop_alpha=cfg.rdrop_alpha,
+                        supcon_weight=cfg.supcon_weight, supcon_temperature=cfg.supcon_temperature)
+    result = train(model, tok, train_data, val_data, cfg, loss_fn, seed=seed, device=device, progress=progress)
+    result.class_weights = weights
+    return model, tok, result
+
+
+def predict(model, tok, texts: list[str], labels: list[str], cfg: EncoderConfig, device) -> list[str]:
+    from encoders.loop import autocast_dtype, encode, predict_logits
+
+    data = encode(tok, texts, [0] * len(texts), cfg.max_length)
+    logits = predict_logits(model, tok, data, cfg.eval_batch_size, device, autocast_dtype(cfg, device))
+    return [labels[i] for i in logits.argmax(-1).tolist()]
+
+
+def cross_validate(cfg: EncoderConfig, path: str, task: TaskData, train_exs: list[Example], *, seed: int, device,
+                   progress: bool) -> dict:
+    """K-fold stratified CV on the training subset: train on K-1 folds (selecting on the fixed validation set),
+    score the held-out fold. Reports mean ± std of macro-F1 and accuracy."""
+    import numpy as np
+    from sklearn.model_selection import StratifiedKFold
+
+    from eval.metrics import accuracy, macro_f1
+
+    y = [e.label for e in train_exs]
+    smallest = min(y.count(lab) for lab in set(y))
+    if smallest < cfg.kfold:
+        raise DataError(f"--kfold {cfg.kfold} needs at least {cfg.kfold} examples of every class in the training "
+                        f"subset; the rarest has {smallest}. Use a larger --n-train or a smaller --kfold.")
+    folds = []
+    skf = StratifiedKFold(n_splits=cfg.kfold, shuffle=True, random_state=seed)
+    for k, (tr, te) in enumerate(skf.split(np.zeros(len(y)), y)):
+        model, tok, _ = fit(cfg, path, task.labels, [train_exs[i] for i in tr], task.validation, seed=seed + k,
+                            device=device, progress=progress)
+        preds = predict(model, tok, [train_exs[i].text for i in te], task.labels, cfg, device)
+        gold = [y[i] for i in te]
+        folds.append({"fold": k, "n_test": len(te), "macro_f1": macro_f1(gold, preds, task.labels),
+                      "accuracy": accuracy(gold, preds)})
+    summary = {"k": cfg.kfold, "folds": folds}
+    for m in ("macro_f1", "accuracy"):
+        values = [f[m] for f in folds]
+        summary[f"{m}_mean"], summary[f"{m}_std"] = float(np.mean(values)), float(np.std(values, ddof=1))
+    print(f"{cfg.kfold}-fold CV: macro-F1 {summary['macro_f1_mean']:.3f} ± {summary['macro_f1_std']:.3f}",
+          file=sys.stderr)
+    return summary
+
+
+def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progress: bool = True) -> Path:
+    """One run from its spec alone (the sweep contract in eval/tracks.py). Returns the record path."""
+    import torch
+
+    from encoders.mlm import mlm_pretrain
+    from encoders.modeling import count_parameters, locate_model, save_run_model
+
+    cfg = EncoderConfig.from_spec(spec.model, spec.method, spec.options).resolved()
+    task = task or load_spec_task(spec)
+    train_exs, test = task.train(spec.n_train, spec.seed), task.test(spec.n_eval)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    out = output_dir(spec, results_dir)
+    path, source = locate_model(cfg.model)
+
+    mlm = None
+    if cfg.mlm_pretrain:  # unlabelled in-domain text; without any, the task's train texts (labels unused)
+        texts = task.unlabelled or [e.text for e in task.pool]
+        mlm = mlm_pretrain(path, texts, cfg, out / "mlm", seed=spec.seed, device=device, progress=progress)
+        mlm["source"] = "task.unlabelled" if task.unlabelled else "train pool texts"
+        path = str(out / "mlm")
+
+    cv = cross_validate(cfg, path, task, train_exs, seed=spec.seed, device=device, progress=progress) \
+        if cfg.kfold else None
+    model, tok, result = fit(cfg, path, task.labels, train_exs, task.validation, seed=spec.seed, device=device,
+                             progress=progress)
+    t0 = time.perf_counter()
+    preds = predict(model, tok, [e.text for e in test], task.labels, cfg, device)
+    eval_s = time.perf_counter() - t0
+    if cfg.save_model:
+        save_run_model(model, tok, out, task.labels, cfg, path)
+
+    training = {"steps": result.steps, "best_step": result.best_step,
+                f"best_val_{cfg.select_metric}": round(result.best_score, 5), "stopped_early": result.stopped_early,
+                "examples_seen": result.examples_seen, "class_weights": result.class_weights,
+                "train_examples_per_s": round(result.examples_seen / max(result.train_s, 1e-9), 2),
+                "parameters": count_parameters(model), "history": result.history}
+    extra = {"training": training, "model_source": source, "mlm": mlm}
+    if cv is not None:
+        extra["kfold"] = cv
+    return finish_run(spec, task, test, preds, results_dir=results_dir, model_id=path, backend="transformers",
+                      timing={"train_s": round(result.train_s, 2), "eval_s": round(eval_s, 3)},
+                      config={**dataclasses.asdict(cfg), "device": str(device)},
+                      n_train_examples=len(train_exs), extra=extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_args(ap)
+    add_run_args(ap)
+    config_parser(EncoderConfig, ap, title="encoder options")
+    args = ap.parse_args(argv)
+    try:
+        from eval.cli import build_config
+
+        cfg = build_config(EncoderConfig, args)
+        task = load_task(**data_kwargs(args))
+        options = cfg.options()
+        if args.data:
+            options["data"] = data_kwargs(args)
+        specs = iter_specs("encoders", task.name, cfg.model, cfg.method, args.n_train, args.seeds, args.n_eval,
+                           options)
+        for spec in specs:  # fail on a bad --n-train before hours of training, not after
+            task.train(spec.n_train, spec.seed)
+        todo = [s for s in specs if should_run(s, args.results_dir, args.overwrite)]
+        from tqdm.auto import tqdm
+
+        for spec in tqdm(todo, desc=f"{cfg.model} {cfg.method} {cfg.loss} runs", disable=not todo):
+            run_one(spec, args.results_dir, task)
+    except (DataError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(todo)} run(s) written, {len(specs) - len(todo)} already done, under {args.results_dir}/runs/"
+          f"{task.name}/encoders/", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
