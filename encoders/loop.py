@@ -172,7 +172,7 @@ def train(model, tok, train_data: Encoded, val_data: Encoded, cfg: EncoderConfig
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 loss = loss_fn(model, batch) / cfg.grad_accum
             loss.backward()
-            running.append(float(loss) * cfg.grad_accum)
+            running.append(float(loss.detach()) * cfg.grad_accum)
             seen += len(idx)
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)

@@ -179,6 +179,8 @@ def save_run_model(model, tok, out: Path, labels: list[str], cfg: EncoderConfig,
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out / "model", safe_serialization=True)
     tok.save_pretrained(out / "model")
+    if Path(base_path).exists():  # a local base (offline package, MLM stage) must load from any working directory
+        base_path = str(Path(base_path).resolve())
     meta = {"labels": labels, "method": cfg.method, "base_model": base_path, "model": cfg.model,
             "max_length": cfg.max_length, "peft": cfg.method not in ("full", "freeze-k")}
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")

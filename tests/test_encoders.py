@@ -1,0 +1,236 @@
+"""Encoder track, end to end on tiny BERT / RoBERTa / DeBERTa-v2 models built here (no download, CPU, seconds)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from encoders import train as enc_train  # noqa: E402
+from encoders.config import LOSSES, METHODS, EncoderConfig  # noqa: E402
+from encoders.losses import balanced_class_weights, make_loss, supcon_loss, symmetric_kl  # noqa: E402
+from encoders.modeling import MethodError, build_classifier  # noqa: E402
+from eval.cli import load_yaml_config  # noqa: E402
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "encoders" / "configs").glob("*.yaml"))
+WORDS = {"a": ["great", "good", "love", "fine", "happy"], "b": ["okay", "meh", "average", "plain", "so"],
+         "c": ["bad", "awful", "hate", "poor", "sad"]}
+TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 37,
+        "max_position_embeddings": 128}
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> dict:
+    """Tiny models (saved with an MLM head, so the MLM stage can load them) and a 3-class CSV task."""
+    from transformers import (BertConfig, BertForMaskedLM, BertTokenizerFast, DebertaV2Config, DebertaV2ForMaskedLM,
+                              RobertaConfig, RobertaForMaskedLM)
+
+    root = tmp_path_factory.mktemp("tiny")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "drug", "was", "it", "very"]
+    vocab += sorted({w for ws in WORDS.values() for w in ws})
+    (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(root / "vocab.txt"))
+    builders = {
+        "bert": (BertConfig, BertForMaskedLM, {}),
+        "roberta": (RobertaConfig, RobertaForMaskedLM, {"pad_token_id": 0, "max_position_embeddings": 130}),
+        "deberta": (DebertaV2Config, DebertaV2ForMaskedLM, {"pad_token_id": 0, "relative_attention": True,
+                                                            "pos_att_type": ["p2c", "c2p"], "pooler_hidden_size": 32}),
+    }
+    paths = {}
+    for name, (cfg_cls, model_cls, extra) in builders.items():
+        torch.manual_seed(0)
+        model = model_cls(cfg_cls(vocab_size=len(vocab), **{**TINY, **extra}))
+        model.save_pretrained(root / name, safe_serialization=True)
+        tok.save_pretrained(root / name)
+        paths[name] = str(root / name)
+    rows = ["text,label"]
+    for i in range(20):
+        for label, ws in WORDS.items():
+            rows.append(f"the drug was {ws[i % 5]} it was very {ws[(i // 5) % 5]} {i},{label}")
+    (root / "task.csv").write_text("\n".join(rows) + "\n")
+    return {"paths": paths, "csv": str(root / "task.csv"), "root": root}
+
+
+def run_cli(tiny: dict, model: str, method: str, loss: str, results: Path, *extra: str) -> list[dict]:
+    argv = ["--data", tiny["csv"], "--text-column", "text", "--label-column", "label", "--model",
+            tiny["paths"][model], "--method", method, "--loss", loss, "--n-train", "12", "--seeds", "0",
+            "--results-dir", str(results), "--min-steps", "2", "--max-steps", "2", "--evals", "1",
+            "--batch-size", "6", "--max-length", "24", "--num-virtual-tokens", "4", "--no-save-model", *extra]
+    assert enc_train.main(argv) == 0
+    records = [json.loads(p.read_text()) for p in results.glob("runs/*/encoders/*.json")]
+    assert records, "no record written"
+    return records
+
+
+def check_record(rec: dict) -> None:
+    assert rec["track"] == "encoders" and rec["n_eval"] == 12
+    assert 0.0 <= rec["metrics"]["macro_f1"] <= 1.0 and "collapsed" in rec["metrics"]
+    assert rec["training"]["steps"] == 2 and rec["training"]["history"]
+    examples = Path(rec["_path"] if "_path" in rec else "").name  # noqa: F841 - path checked via examples_file
+    assert rec["examples_file"].endswith(".jsonl")
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_method_and_loss_writes_a_record(tiny, tmp_path, method, loss):
+    (rec,) = run_cli(tiny, "bert", method, loss, tmp_path, "--freeze-k", "1")
+    check_record(rec)
+    assert rec["method"] == method and rec["options"]["loss"] == loss
+    jsonl = next(tmp_path.glob("runs/*/encoders/*.jsonl")).read_text().splitlines()
+    assert len(jsonl) == 12
+
+
+@pytest.mark.parametrize("model", ["roberta", "deberta"])
+@pytest.mark.parametrize("method", ["full", "lora", "ptuning", "prompt-tuning"])
+def test_other_architectures_train(tiny, tmp_path, model, method):
+    (rec,) = run_cli(tiny, model, method, "ce", tmp_path)
+    check_record(rec)
+
+
+def _trainable(model) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("model", ["bert", "roberta", "deberta"])
+def test_lora_freezes_the_base_and_trains_the_head(tiny, model):
+    cfg = EncoderConfig(model=tiny["paths"][model], method="lora").resolved()
+    peft_model, _ = build_classifier(cfg, cfg.model, ["a", "b", "c"])
+    names = _trainable(peft_model)
+    assert names and all("lora_" in n or "modules_to_save" in n for n in names), sorted(names)[:5]
+    assert any("classifier" in n for n in names)
+    assert any("lora_A" in n for n in names)
+    if model == "deberta":
+        assert any("pooler" in n for n in names), "DeBERTa's pooler is fresh and must be trained (peft #2171)"
+
+
+def test_freeze_k_trains_only_top_layers_and_head(tiny):
+    cfg = EncoderConfig(model=tiny["paths"]["bert"], method="freeze-k", freeze_k=1)
+    model, _ = build_classifier(cfg, cfg.model, ["a", "b", "c"])
+    names = _trainable(model)
+    assert any(".layer.1." in n for n in names) and not any(".layer.0." in n for n in names)
+    assert not any("embeddings" in n for n in names) and any("classifier" in n for n in names)
+
+
+def test_prefix_on_deberta_is_refused_with_the_reason(tiny):
+    cfg = EncoderConfig(model=tiny["paths"]["deberta"], method="prefix")
+    with pytest.raises(MethodError, match="past_key_values"):
+        build_classifier(cfg, cfg.model, ["a", "b", "c"])
+
+
+def test_prefix_on_deberta_cli_exits_with_one_clear_error(tiny, tmp_path, capsys):
+    argv = ["--data", tiny["csv"], "--text-column", "text", "--label-column", "label", "--model",
+            tiny["paths"]["deberta"], "--method", "prefix", "--n-train", "12", "--results-dir", str(tmp_path)]
+    assert enc_train.main(argv) == 2
+    assert "prefix tuning does not apply" in capsys.readouterr().err
+
+
+def test_balanced_class_weights():
+    # n / (k · n_c): 6 examples, 3 classes with 3 / 2 / 1 -> 6/9, 6/6, 6/3; an absent class gets 0
+    assert balanced_class_weights([0, 0, 0, 1, 1, 2], 3) == pytest.approx([2 / 3, 1.0, 2.0])
+    assert balanced_class_weights([0, 0, 1, 1], 3) == pytest.approx([4 / 6, 4 / 6, 0.0])
+
+
+def test_weighted_ce_uses_the_weights():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    labels = torch.tensor([0, 1, 1])
+
+    class Fixed(torch.nn.Module):
+        def forward(self, input_ids, attention_mask=None, output_hidden_states=False):
+            return transformers.modeling_outputs.SequenceClassifierOutput(logits=logits)
+
+    batch = {"input_ids": torch.zeros(3, 2, dtype=torch.long), "labels": labels}
+    w = [3 / 2, 3 / 4]
+    got = make_loss("weighted-ce", class_weights=w)(Fixed(), batch)
+    expected = torch.nn.functional.cross_entropy(logits, labels, weight=torch.tensor(w))
+    assert float(got) == pytest.approx(float(expected))
+    assert float(got) != pytest.approx(float(make_loss("ce")(Fixed(), batch)))
+
+
+def test_rdrop_and_supcon_pieces():
+    a = torch.tensor([[1.0, 0.0]])
+    assert float(symmetric_kl(a, a)) == pytest.approx(0.0, abs=1e-6)
+    assert float(symmetric_kl(a, torch.tensor([[0.0, 1.0]]))) > 0
+    feats = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    good = supcon_loss(feats, torch.tensor([0, 0, 1, 1]))
+    bad = supcon_loss(feats, torch.tensor([0, 1, 0, 1]))
+    assert float(good) < float(bad)
+    assert float(supcon_loss(feats, torch.tensor([0, 1, 2, 3]))) == 0.0  # no positive pairs
+
+
+def test_mlm_stage_runs_then_fine_tunes_with_llrd(tiny, tmp_path):
+    (rec,) = run_cli(tiny, "bert", "full", "ce", tmp_path, "--mlm-pretrain", "--mlm-steps", "2", "--llrd", "0.8")
+    assert rec["mlm"]["steps"] == 2 and rec["mlm"]["texts"] > 0
+    assert rec["options"]["llrd"] == 0.8
+
+
+def test_kfold_records_mean_and_std(tiny, tmp_path):
+    (rec,) = run_cli(tiny, "bert", "full", "ce", tmp_path, "--kfold", "2", "--n-train", "30")
+    assert rec["kfold"]["k"] == 2 and len(rec["kfold"]["folds"]) == 2
+    assert "macro_f1_mean" in rec["kfold"] and "macro_f1_std" in rec["kfold"]
+
+
+def test_run_one_reproduces_from_the_spec_alone(tiny, tmp_path):
+    from eval.records import RunSpec
+    from eval.tracks import run_spec
+
+    (rec,) = run_cli(tiny, "bert", "lora", "ce", tmp_path / "a")
+    spec = RunSpec(**{k: rec[k] for k in ("track", "task", "model", "method", "n_train", "seed")},
+                   n_eval=rec["n_eval_requested"], options=rec["options"])
+    assert spec.run_id == rec["run_id"]
+    again = json.loads(run_spec(spec, str(tmp_path / "b")).read_text())
+    assert again["metrics"]["macro_f1"] == pytest.approx(rec["metrics"]["macro_f1"])
+
+
+@pytest.mark.parametrize("model,method", [("bert", "full"), ("deberta", "lora"), ("roberta", "ptuning")])
+def test_predict_classifies_with_a_saved_run(tiny, tmp_path, model, method, capsys):
+    from encoders import predict
+
+    argv = ["--data", tiny["csv"], "--text-column", "text", "--label-column", "label", "--model",
+            tiny["paths"][model], "--method", method, "--n-train", "12", "--results-dir", str(tmp_path),
+            "--min-steps", "2", "--max-steps", "2", "--evals", "1", "--max-length", "24", "--num-virtual-tokens", "4"]
+    assert enc_train.main(argv) == 0
+    (run_dir,) = list(tmp_path.glob("runs/*/encoders/artifacts/*"))
+    assert list((run_dir / "model").glob("*.safetensors")) and not list(run_dir.rglob("*.bin"))
+    texts = tmp_path / "in.txt"
+    texts.write_text("the drug was great\nthe drug was awful\n")
+    capsys.readouterr()
+    assert predict.main([str(run_dir), str(texts), "--json"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["text"] for x in lines] == ["the drug was great", "the drug was awful"]
+    assert all(x["label"] in ("a", "b", "c") for x in lines)
+    # the saved model gives the predictions the run recorded
+    rec = json.loads(next(tmp_path.glob("runs/*/encoders/*.json")).read_text())
+    assert rec["labels"] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_config_file_loads(path):
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# python encoders/train.py") and f"--config encoders/configs/{path.name}" in first
+    values = load_yaml_config(path, EncoderConfig)
+    cfg = EncoderConfig(**values)
+    assert path.stem == f"{cfg.model}_{cfg.method}"
+    assert dataclasses.asdict(cfg.resolved())["lr"] > 0
+
+
+def test_bad_options_fail_clearly():
+    with pytest.raises(ValueError, match="method must be one of"):
+        EncoderConfig(method="adapter")
+    with pytest.raises(ValueError, match="unknown encoder options"):
+        EncoderConfig.from_spec("minilm-l6", "full", {"learning_rate": 1e-3})
+
+
+@pytest.mark.slow
+def test_minilm_on_drugs_learns(tmp_path):
+    """Real model, real data: a short weighted-ce run must beat a constant predictor."""
+    argv = ["--task", "drugs", "--config", "encoders/configs/minilm-l6_full.yaml", "--loss", "weighted-ce",
+            "--n-train", "64", "--results-dir", str(tmp_path), "--n-eval", "100"]
+    assert enc_train.main(argv) == 0
+    rec = json.loads(next(tmp_path.glob("runs/drugs/encoders/*.json")).read_text())
+    assert not rec["metrics"]["collapsed"]
