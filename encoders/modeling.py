@@ -1,7 +1,7 @@
 """Model building for the encoder track: where the weights come from, and what each method trains.
 
     path, source = locate_model("minilm-l6")                 # HF id, or the offline package folder
-    model, tok = build_classifier(cfg, path, labels)         # full / freeze-k / lora / ptuning / prompt-tuning / prefix
+    model, tok = build_classifier(cfg, path, labels)         # full, freeze-k, lora, ptuning, prompt-tuning, prefix
 
 Methods that cannot work on an architecture are refused here with the reason (prefix tuning needs past_key_values,
 which DeBERTa and DistilBERT do not take), never left to fail deep inside peft.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import os
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from encoders.config import EncoderConfig
@@ -33,7 +33,7 @@ class MethodError(ValueError):
     """A method that cannot apply to this model, with the reason and the fix."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def locate_model(name: str) -> tuple[str, str]:
     """(what to pass to from_pretrained, where it came from). A local folder is used as is; an alias with an offline
     package uses the package when HF_HUB_OFFLINE=1 or the hub cannot be reached."""
@@ -81,7 +81,7 @@ def _takes_past_key_values(model) -> bool:
 
 def peft_config(cfg: EncoderConfig, model):
     """The peft config of a parameter-efficient method, or None for full / freeze-k."""
-    from peft import (LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, TaskType)
+    from peft import LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, TaskType
 
     model_type = model.config.model_type
     heads = head_modules(model)

@@ -1,9 +1,11 @@
 """Encoder track: fine-tune BERT / RoBERTa / DeBERTa / MiniLM classifiers across sample sizes.
 
-    python encoders/train.py --task drugs --model minilm-l6 --method full --loss weighted-ce --n-train 16 64 256 full --seeds 0 1
+    python encoders/train.py --config encoders/configs/minilm-l6_full.yaml --task drugs --loss weighted-ce \\
+        --n-train 16 64 256 full --seeds 0 1
     python encoders/train.py --config encoders/configs/deberta-v3-base_lora.yaml --task sst2 \\
         --n-train 16 64 256 1024 full --seeds 0 1 2
-    python encoders/train.py --config encoders/configs/bert-base-uncased_full.yaml --task sst2 --mlm-pretrain --llrd 0.8
+    python encoders/train.py --config encoders/configs/bert-base-uncased_full.yaml --task sst2 --mlm-pretrain \\
+        --llrd 0.8 --lr 5e-5
     python encoders/train.py --data reviews.csv --text-column text --label-column label --method lora --kfold 5
 
 One record per (n_train, seed) through the harness (results/runs/<task>/encoders/), skipped if it exists unless
@@ -39,8 +41,8 @@ def fit(cfg: EncoderConfig, path: str, labels: list[str], train_exs: list[Exampl
     """Build the model for cfg.method and train it on train_exs, selecting on val_exs. Returns (model, tok, result)."""
     import torch
 
-    from encoders.losses import balanced_class_weights, make_loss
     from encoders.loop import encode, train
+    from encoders.losses import balanced_class_weights, make_loss
     from encoders.modeling import build_classifier
 
     torch.manual_seed(seed)  # the head's initialisation is part of the seed
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for spec in tqdm(todo, desc=f"{cfg.model} {cfg.method} {cfg.loss} runs", disable=not todo):
             run_one(spec, args.results_dir, task)
-    except (DataError, ValueError, FileNotFoundError) as exc:
+    except (DataError, ValueError, OSError) as exc:  # bad data, option, method or model name: one line, the fix
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{len(todo)} run(s) written, {len(specs) - len(todo)} already done, under {args.results_dir}/runs/"

@@ -28,8 +28,15 @@ TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "in
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> dict:
     """Tiny models (saved with an MLM head, so the MLM stage can load them) and a 3-class CSV task."""
-    from transformers import (BertConfig, BertForMaskedLM, BertTokenizerFast, DebertaV2Config, DebertaV2ForMaskedLM,
-                              RobertaConfig, RobertaForMaskedLM)
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        BertTokenizerFast,
+        DebertaV2Config,
+        DebertaV2ForMaskedLM,
+        RobertaConfig,
+        RobertaForMaskedLM,
+    )
 
     root = tmp_path_factory.mktemp("tiny")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "drug", "was", "it", "very"]
