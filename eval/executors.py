@@ -198,6 +198,18 @@ def _ray_run(spec_dict: dict, results_dir: str) -> dict:
                 "error": _last_error_line(tb)}
 
 
+def write_returned_record(spec: RunSpec, results_dir: str | Path, res: dict) -> bool:
+    """Write a record the task returned when the driver's results dir does not have it (no shared filesystem).
+    Examples first, record last, as finish_run does, so an existing record always has its examples."""
+    if is_done(spec, results_dir):
+        return False
+    path = record_path(spec, results_dir)
+    if res.get("examples") is not None:
+        atomic_write(path.with_suffix(".jsonl"), res["examples"])
+    atomic_write(path, res["record"])
+    return True
+
+
 def _init_ray() -> Any:
     import ray
 
@@ -239,11 +251,8 @@ def run_ray(todo: list[RunSpec], results_dir: str | Path, sweep_name: str, max_p
                 res = {"ok": False, "seconds": time.perf_counter() - t0, "log": repr(exc),
                        "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
             atomic_write(log, res.get("log") or "")
-            if res["ok"] and not is_done(spec, results_dir):
-                path = record_path(spec, results_dir)
-                if res.get("examples") is not None:
-                    atomic_write(path.with_suffix(".jsonl"), res["examples"])
-                atomic_write(path, res["record"])
+            if res["ok"]:
+                write_returned_record(spec, results_dir, res)
             out.append(Outcome(spec, res["ok"], res["seconds"], error=res.get("error"), log=log))
         return out
 
