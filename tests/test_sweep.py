@@ -65,8 +65,8 @@ def test_grid_expansion_order_and_stable_run_ids(tmp_path: Path) -> None:
     # same file -> same ids; key order in the YAML does not matter
     assert [r.run_id for r in load_sweep(write_spec(tmp_path, GRID, "again.yaml")).runs] == [
         r.run_id for r in sweep.runs]
-    swapped = GRID.replace("options: {C: 10.0}", "options: {C: 10.0}\n").replace(
-        "options: {backend: hf, grid: {mode: [generate, score]}}", "options: {grid: {mode: [generate, score]}, backend: hf}")
+    swapped = GRID.replace("options: {backend: hf, grid: {mode: [generate, score]}}",
+                           "options: {grid: {mode: [generate, score]}, backend: hf}")
     assert [r.run_id for r in load_sweep(write_spec(tmp_path, swapped, "swapped.yaml")).runs] == [
         r.run_id for r in sweep.runs]
     assert len({r.run_id for r in sweep.runs}) == len(sweep.runs)
