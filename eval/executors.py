@@ -143,7 +143,12 @@ def run_local(todo: list[RunSpec], results_dir: str | Path, sweep_name: str, max
                 time.sleep(0.1)
         return finished
 
-    return _dispatch(todo, Gate(max_parallel, max_concurrency), start, poll, f"sweep {sweep_name}", results_dir)
+    try:
+        return _dispatch(todo, Gate(max_parallel, max_concurrency), start, poll, f"sweep {sweep_name}", results_dir)
+    finally:  # Ctrl-C or a driver error: do not leave runs training in the background
+        for proc, (_, _, _, fh) in running.items():
+            proc.terminate()
+            fh.close()
 
 
 def _local_outcome(spec: RunSpec, code: int, seconds: float, log: Path, results_dir: Path) -> Outcome:
