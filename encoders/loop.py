@@ -188,12 +188,15 @@ def train(model, tok, train_data: Encoded, val_data: Encoded, cfg: EncoderConfig
                             f"val_{cfg.select_metric}": round(score, 5)})
             running = []
             bar.set_postfix(loss=history[-1]["train_loss"], val=round(score, 3))
-            if score > best_score:
+            # ties go to the later (more trained) checkpoint: early scores at small n are often a constant
+            # predictor's, and a later model that scores the same has at least learnt something
+            if score >= best_score:
                 best_score, best_step, bad = score, step, 0
                 best_state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
             else:
                 bad += 1
-                stopped = bool(cfg.patience) and bad >= cfg.patience
+                # never stop before min_steps: at small n the first evaluations are noise around a constant predictor
+                stopped = bool(cfg.patience) and bad >= cfg.patience and step >= cfg.min_steps
     bar.close()
     train_s = time.perf_counter() - t0
     if best_state is not None:  # restore the selected checkpoint before anyone evaluates the model
