@@ -176,6 +176,31 @@ def test_mlm_stage_runs_then_fine_tunes_with_llrd(tiny, tmp_path):
     assert rec["options"]["llrd"] == 0.8
 
 
+def test_early_stopping_waits_for_min_steps(tiny, tmp_path):
+    argv = ["--data", tiny["csv"], "--text-column", "text", "--label-column", "label", "--model",
+            tiny["paths"]["bert"], "--n-train", "12", "--results-dir", str(tmp_path), "--batch-size", "6",
+            "--epochs", "10", "--min-steps", "5", "--max-steps", "10", "--evals", "10", "--patience", "1",
+            "--max-length", "24", "--no-save-model"]
+    assert enc_train.main(argv) == 0
+    training = json.loads(next(tmp_path.glob("runs/*/encoders/*.json")).read_text())["training"]
+    assert training["steps"] >= 5
+    history = training["history"]
+    assert len(history) == training["steps"]  # one evaluation per step here
+    best = max(h["val_macro_f1"] for h in history)
+    assert training["best_val_macro_f1"] == best
+    # ties go to the later checkpoint
+    assert training["best_step"] == max(h["step"] for h in history if h["val_macro_f1"] == best)
+
+
+def test_plan_steps_scales_to_the_sample_size():
+    from encoders.loop import plan_steps
+
+    cfg = EncoderConfig(batch_size=8, epochs=2, min_steps=30, max_steps=70)
+    assert plan_steps(16, cfg) == (30, 2)  # n=16: the minimum, not 2 epochs' 4 steps
+    assert plan_steps(256, cfg) == (64, 32)
+    assert plan_steps(539, cfg) == (70, 68)  # capped
+
+
 def test_kfold_records_mean_and_std(tiny, tmp_path):
     (rec,) = run_cli(tiny, "bert", "full", "ce", tmp_path, "--kfold", "2", "--n-train", "30")
     assert rec["kfold"]["k"] == 2 and len(rec["kfold"]["folds"]) == 2
