@@ -110,5 +110,6 @@ class EncoderConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - known - {"data"})
         if unknown:
-            raise ValueError(f"unknown encoder options {unknown}; known: {sorted(known)}")
+            raise ValueError(f"unknown encoder options {unknown}; known: {sorted(known - set(NOT_RESULT))} "
+                             "(python encoders/train.py --help explains each)")
         return cls(model=model, method=method, **{k: v for k, v in options.items() if k in known})

@@ -99,6 +99,11 @@ def cross_validate(cfg: EncoderConfig, path: str, task: TaskData, train_exs: lis
     return summary
 
 
+def validate_options(options: dict) -> None:
+    """For eval/sweep.py --dry-run: an unknown or invalid encoder option fails before anything runs."""
+    EncoderConfig.from_spec("any", "full", options)
+
+
 def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progress: bool = True) -> Path:
     """One run from its spec alone (the sweep contract in eval/tracks.py). Returns the record path."""
     import torch
