@@ -34,6 +34,8 @@ def tiny(tmp_path_factory) -> dict:
         BertTokenizerFast,
         DebertaV2Config,
         DebertaV2ForMaskedLM,
+        DistilBertConfig,
+        DistilBertForMaskedLM,
         RobertaConfig,
         RobertaForMaskedLM,
     )
@@ -43,17 +45,21 @@ def tiny(tmp_path_factory) -> dict:
     vocab += sorted({w for ws in WORDS.values() for w in ws})
     (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tok = BertTokenizerFast(vocab_file=str(root / "vocab.txt"))
+    v = len(vocab)
     builders = {
-        "bert": (BertConfig, BertForMaskedLM, {}),
-        "roberta": (RobertaConfig, RobertaForMaskedLM, {"pad_token_id": 0, "max_position_embeddings": 130}),
-        "deberta": (DebertaV2Config, DebertaV2ForMaskedLM, {"pad_token_id": 0, "relative_attention": True,
-                                                            "pos_att_type": ["p2c", "c2p"], "pooler_hidden_size": 32}),
+        "bert": (BertForMaskedLM, BertConfig(vocab_size=v, **TINY)),
+        "roberta": (RobertaForMaskedLM, RobertaConfig(vocab_size=v, **{**TINY, "max_position_embeddings": 130},
+                                                      pad_token_id=0)),
+        "deberta": (DebertaV2ForMaskedLM, DebertaV2Config(vocab_size=v, **TINY, pad_token_id=0,
+                                                          relative_attention=True, pos_att_type=["p2c", "c2p"],
+                                                          pooler_hidden_size=32)),
+        "distilbert": (DistilBertForMaskedLM, DistilBertConfig(vocab_size=v, dim=32, n_layers=2, n_heads=2,
+                                                               hidden_dim=37, max_position_embeddings=128)),
     }
     paths = {}
-    for name, (cfg_cls, model_cls, extra) in builders.items():
+    for name, (model_cls, config) in builders.items():
         torch.manual_seed(0)
-        model = model_cls(cfg_cls(vocab_size=len(vocab), **{**TINY, **extra}))
-        model.save_pretrained(root / name, safe_serialization=True)
+        model_cls(config).save_pretrained(root / name, safe_serialization=True)
         tok.save_pretrained(root / name)
         paths[name] = str(root / name)
     rows = ["text,label"]
@@ -104,7 +110,7 @@ def _trainable(model) -> set[str]:
     return {n for n, p in model.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("model", ["bert", "roberta", "deberta"])
+@pytest.mark.parametrize("model", ["bert", "roberta", "deberta", "distilbert"])
 def test_lora_freezes_the_base_and_trains_the_head(tiny, model):
     cfg = EncoderConfig(model=tiny["paths"][model], method="lora").resolved()
     peft_model, _ = build_classifier(cfg, cfg.model, ["a", "b", "c"])
@@ -124,8 +130,9 @@ def test_freeze_k_trains_only_top_layers_and_head(tiny):
     assert not any("embeddings" in n for n in names) and any("classifier" in n for n in names)
 
 
-def test_prefix_on_deberta_is_refused_with_the_reason(tiny):
-    cfg = EncoderConfig(model=tiny["paths"]["deberta"], method="prefix")
+@pytest.mark.parametrize("model", ["deberta", "distilbert"])
+def test_prefix_without_past_key_values_is_refused_with_the_reason(tiny, model):
+    cfg = EncoderConfig(model=tiny["paths"][model], method="prefix")
     with pytest.raises(MethodError, match="past_key_values"):
         build_classifier(cfg, cfg.model, ["a", "b", "c"])
 
