@@ -243,8 +243,13 @@ def test_predict_classifies_with_a_saved_run(tiny, tmp_path, model, method, caps
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["text"] for x in lines] == ["the drug was great", "the drug was awful"]
     assert all(x["label"] in ("a", "b", "c") for x in lines)
-    # the saved model gives the predictions the run recorded
+    # the saved model (the restored best checkpoint) gives exactly the predictions the run recorded
+    from eval.data import load_task
+
     rec = json.loads(next(tmp_path.glob("runs/*/encoders/*.json")).read_text())
+    recorded = [json.loads(x)["pred"] for x in next(tmp_path.glob("runs/*/encoders/*.jsonl")).read_text().splitlines()]
+    test = load_task(data=tiny["csv"], text_column="text", label_column="label").test()
+    assert [label for label, _ in predict.classify(run_dir, [e.text for e in test])] == recorded
     assert rec["labels"] == ["a", "b", "c"]
 
 
