@@ -58,9 +58,16 @@ class Backend:
     raw_prompt: ClassVar[bool] = False  # True when the prompt is continued verbatim (a template's <think> is open)
 
     def __init__(self, model: str, options: BackendOptions, scheme: LabelScheme) -> None:
-        self.model = model
+        from eval.models import resolve
+
+        self.alias = model  # what the user typed
+        self.model = resolve(model).id_for(self.name)  # what the server is asked for (llama3.1 -> llama3.1:8b)
         self.options = options
         self.scheme = scheme
+
+    @property
+    def model_id(self) -> str:
+        return self.model
 
     def identity(self) -> dict[str, Any]:
         """Everything that changes an answer (model id, decoding options): part of the cache key and the RunSpec."""
@@ -69,8 +76,10 @@ class Backend:
     def check(self) -> None:
         """Fail fast with a BackendError naming the fix (server down, model not pulled) before any work."""
 
-    def answer_all(self, prompts: Sequence[str], on_answer: Callable[[int, Answer], None]) -> None:
-        """Call `on_answer(i, answer)` once per prompt as answers arrive (any order). Raises BackendError only."""
+    def answer_all(self, prompts: Sequence[str], on_answer: Callable[[int, Answer], None],
+                   stop: Sequence[str] = ()) -> None:
+        """Call `on_answer(i, answer)` once per prompt as answers arrive (any order); generation may end at a
+        `stop` string. Raises BackendError only: a failed request is an answer with `error` set."""
         raise NotImplementedError
 
     def close(self) -> None:

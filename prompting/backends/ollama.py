@@ -115,9 +115,11 @@ class OllamaBackend(Backend):
                         too_long, len(prompts), max(need), self.model, self.num_ctx)
 
     # -- requests ----------------------------------------------------------------------------------------------
-    def _request_kwargs(self) -> dict[str, Any]:
+    def _request_kwargs(self, stop: Sequence[str]) -> dict[str, Any]:
         o = self.options
         options: dict[str, Any] = {"temperature": 0, "num_predict": o.max_new_tokens}
+        if stop:
+            options["stop"] = list(stop)
         if self.num_ctx:
             options["num_ctx"] = self.num_ctx
         kw: dict[str, Any] = {"model": self.model, "options": options, "think": think_value(o.think),
@@ -126,8 +128,8 @@ class OllamaBackend(Backend):
             kw["format"] = label_schema(self.scheme)
         return {k: v for k, v in kw.items() if v is not None}
 
-    async def _call(self, client: ollama.AsyncClient, prompt: str) -> Answer:
-        kw = self._request_kwargs()
+    async def _call(self, client: ollama.AsyncClient, prompt: str, stop: Sequence[str]) -> Answer:
+        kw = self._request_kwargs(stop)
         chat = self.options.endpoint == "chat"
         try:
             if chat:
@@ -171,7 +173,8 @@ class OllamaBackend(Backend):
             log.warning("a prompt filled the whole context (%d tokens): Ollama truncated it", self.num_ctx)
         return Answer(text=raw, truncated=last.done_reason == "length", meta=meta)
 
-    def answer_all(self, prompts: Sequence[str], on_answer: Callable[[int, Answer], None]) -> None:
+    def answer_all(self, prompts: Sequence[str], on_answer: Callable[[int, Answer], None],
+                   stop: Sequence[str] = ()) -> None:
         self.plan_context(prompts)
         o = self.options
         state: dict[str, ollama.AsyncClient] = {}
@@ -183,6 +186,6 @@ class OllamaBackend(Backend):
             await state["client"].close()
 
         async def one(prompt: str) -> Answer:
-            return await ask(lambda: self._call(state["client"], prompt), o.retries, o.backoff)
+            return await ask(lambda: self._call(state["client"], prompt, stop), o.retries, o.backoff)
 
         fan_out(prompts, one, o.concurrency, on_answer, setup=setup, teardown=teardown)

@@ -76,10 +76,12 @@ class OpenAIBackend(Backend):
             raise BackendError(f"model {self.model!r} is not served at {self.base_url}; it serves {available}. "
                                f"Load it in the server (for Ollama's /v1: `ollama pull {self.model}`)")
 
-    async def _call(self, client: openai.AsyncOpenAI, prompt: str) -> Answer:
+    async def _call(self, client: openai.AsyncOpenAI, prompt: str, stop: Sequence[str]) -> Answer:
         o = self.options
         kw: dict[str, Any] = {"model": self.model, "messages": [{"role": "user", "content": prompt}],
                               "max_tokens": o.max_new_tokens, "temperature": 0}
+        if stop:
+            kw["stop"] = list(stop)[:4]
         if (effort := reasoning_effort(o.think)) is not None:
             kw["reasoning_effort"] = effort
         if o.format == "json":
@@ -110,7 +112,8 @@ class OpenAIBackend(Backend):
                 "output_tokens": usage.completion_tokens if usage else None}
         return Answer(text=text, truncated=choice.finish_reason == "length", meta=meta)
 
-    def answer_all(self, prompts: Sequence[str], on_answer: Callable[[int, Answer], None]) -> None:
+    def answer_all(self, prompts: Sequence[str], on_answer: Callable[[int, Answer], None],
+                   stop: Sequence[str] = ()) -> None:
         o = self.options
         state: dict[str, openai.AsyncOpenAI] = {}
 
@@ -121,6 +124,6 @@ class OpenAIBackend(Backend):
             await state["client"].close()
 
         async def one(prompt: str) -> Answer:
-            return await ask(lambda: self._call(state["client"], prompt), o.retries, o.backoff)
+            return await ask(lambda: self._call(state["client"], prompt, stop), o.retries, o.backoff)
 
         fan_out(prompts, one, o.concurrency, on_answer, setup=setup, teardown=teardown)
