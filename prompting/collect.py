@@ -39,6 +39,7 @@ def collect(backend: Backend, prompts: Sequence[str], cache: AnswerCache, identi
     todo_prompts = [prompts[first[k]] for k in todo_keys]
     t0 = time.perf_counter()
     if todo_keys:
+        backend.ready()
         with tqdm(total=len(todo_keys), desc=desc, unit="ex", dynamic_ncols=True) as bar:
             def on_answer(i: int, answer: Answer) -> None:
                 cache.put(todo_keys[i], answer)

@@ -11,6 +11,7 @@ object, as the request asks), `/v1/models`, `/v1/chat/completions`. `script(prom
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -79,6 +80,10 @@ class FakeServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:  # headers and body go out as separate writes: no Nagle/delayed-ACK stalls
+                super().setup()
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass

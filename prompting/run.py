@@ -171,10 +171,11 @@ def main(cfg: PromptConfig) -> int:
         if not groups:
             print("nothing to do: every record exists (--overwrite reruns them)", file=sys.stderr)
             return 0
-        backend.check()  # 4. fail fast: server down, model not pulled, bad URL
         written: list[Path] = []
         with AnswerCache(Path(cfg.results_dir) / "cache" / "prompting.sqlite") as cache:
-            for (seed, shots), specs in groups.items():  # 5. ask (cached) -> extract -> one record per size
+            # 4. per (seed, shots): cached answers, then the rest asked (the server is checked before the first
+            # request: down, model not pulled, bad URL), extracted, one record per --n-eval size
+            for (seed, shots), specs in groups.items():
                 written += run_group(cfg, task, backend, cache, seed, shots, specs)
         backend.close()
     except (DataError, BackendError) as exc:

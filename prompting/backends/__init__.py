@@ -76,6 +76,12 @@ class Backend:
     def check(self) -> None:
         """Fail fast with a BackendError naming the fix (server down, model not pulled) before any work."""
 
+    def ready(self) -> None:
+        """`check()` once, right before the first request (a run served from the cache needs no server)."""
+        if not getattr(self, "_checked", False):
+            self.check()
+            self._checked = True
+
     def answer_all(self, prompts: Sequence[str], on_answer: Callable[[int, Answer], None],
                    stop: Sequence[str] = ()) -> None:
         """Call `on_answer(i, answer)` once per prompt as answers arrive (any order); generation may end at a
