@@ -42,7 +42,7 @@ class PromptConfig:
     model: str = _opt("hf/gemma3-270m", "provider/name (ollama/, openai/, hf/) or a bare name for --backend")
     backend: str | None = _opt(None, "ollama | openai | hf (default: the model's prefix, else ollama)",
                                choices=["ollama", "openai", "hf"])
-    prompt: str | None = _opt(None, "zeroshot | cot | fewshot (default: fewshot when --shots > 0, else cot)",
+    prompt: str | None = _opt(None, "zeroshot | cot | fewshot (default: fewshot if --shots > 0; score: zeroshot; cot)",
                               choices=["zeroshot", "cot", "fewshot"])
     shots: list[int] = _opt([0], "few-shot examples from the seed's training subset (recorded as n_train)")
     mode: str = _opt("generate", "generate, or score the verbalizers' last-position logits (hf only)",
@@ -77,7 +77,8 @@ class PromptConfig:
 
 
 def prompt_kind(cfg: PromptConfig, shots: int) -> str:
-    kind = cfg.prompt or ("fewshot" if shots else "cot")
+    """--prompt, else fewshot with shots, else zeroshot for --mode score, else the seed's cot."""
+    kind = cfg.prompt or ("fewshot" if shots else "zeroshot" if cfg.mode == "score" else "cot")
     if shots and kind != "fewshot":
         raise DataError(f"--shots {shots} needs --prompt fewshot (got --prompt {kind})")
     return kind
@@ -91,7 +92,7 @@ def method_name(kind: str, mode: str) -> str:
 
 def make_backend(cfg: PromptConfig, scheme) -> Backend:
     name, model = split_model(cfg.model, cfg.backend)
-    cot = cfg.prompt == "cot" or (cfg.prompt is None and 0 in cfg.shots)
+    cot = "cot" in {prompt_kind(cfg, k) for k in cfg.shots}
     kind_default = 1024 if cot else 16
     opts = BackendOptions(host=cfg.host, base_url=cfg.base_url, concurrency=cfg.concurrency, timeout=cfg.timeout,
                           retries=cfg.retries, max_new_tokens=cfg.max_new_tokens or kind_default, think=cfg.think,
@@ -99,6 +100,8 @@ def make_backend(cfg: PromptConfig, scheme) -> Backend:
                           stream=cfg.stream, num_ctx=cfg.num_ctx, mode=cfg.mode, batch_size=cfg.batch_size)
     if cfg.mode == "score" and name != "hf":
         raise BackendError("--mode score reads logits in-process: use an hf/ model (servers return text only)")
+    if cfg.mode == "score" and cot:
+        raise BackendError("--mode score scores the label right after the prompt: use --prompt zeroshot or fewshot")
     return get_backend(name)(model, opts, scheme)
 
 
@@ -108,7 +111,8 @@ def predict(answer: Answer, prompt: Prompt, backend: Backend, scheme) -> str:
         return INVALID
     if answer.truncated and prompt.kind == "cot" and "</think>" not in answer.text.lower():
         return INVALID
-    return scheme.extract(prompt.cut(answer.text), think_open=prompt.think_open and backend.raw_prompt)
+    raw_prompt = answer.meta.get("raw_prompt", backend.raw_prompt)  # hf: known once the tokenizer is loaded
+    return scheme.extract(prompt.cut(answer.text), think_open=prompt.think_open and raw_prompt)
 
 
 def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: AnswerCache, seed: int, shots: int,
