@@ -193,15 +193,16 @@ def main(cfg: PromptConfig) -> int:
 
 
 def config_from_spec(spec: RunSpec, results_dir: str, **how: object) -> PromptConfig:
-    """The config that reproduces one RunSpec (for eval/tracks.py); `how` sets transport options like host."""
+    """The config that reproduces one RunSpec (for eval/tracks.py); `how` adds what a spec does not name: where
+    the server is (host, base_url, concurrency), or the data flags of an ad-hoc --data task."""
     o = spec.options
-    kind = spec.method.removesuffix("-score") if spec.method != "score" else "zeroshot"
-    return PromptConfig(model=spec.model, prompt=kind, shots=[int(spec.n_train)],
-                        mode="score" if spec.method.endswith("score") else "generate", think=o.get("think"),
-                        format=o.get("format"), max_new_tokens=o.get("max_new_tokens"), task=spec.task,
-                        n_eval=[spec.n_eval] if spec.n_eval else None, seeds=[spec.seed], results_dir=results_dir,
-                        endpoint=o.get("endpoint", "generate"), raw=bool(o.get("raw", False)),
-                        overwrite=True, **how)  # type: ignore[arg-type]
+    kind = "zeroshot" if spec.method == "score" else spec.method.removesuffix("-score")
+    values = dict(model=spec.model, prompt=kind, shots=[int(spec.n_train)], task=spec.task, seeds=[spec.seed],
+                  mode="score" if spec.method.endswith("score") else "generate", think=o.get("think"),
+                  format=o.get("format"), max_new_tokens=o.get("max_new_tokens"), raw=bool(o.get("raw", False)),
+                  endpoint=o.get("endpoint", "generate"), n_eval=[spec.n_eval] if spec.n_eval else None,
+                  results_dir=results_dir, overwrite=True)
+    return PromptConfig(**{**values, **how})  # type: ignore[arg-type]
 
 
 def run_one(spec: RunSpec, results_dir: str, **how: object) -> Path:

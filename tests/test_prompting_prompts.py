@@ -58,3 +58,22 @@ def test_shots_need_the_fewshot_template() -> None:
 ])
 def test_model_strings_split_on_the_first_slash_of_a_known_provider(model, backend, expected) -> None:
     assert split_model(model, backend) == expected
+
+
+@pytest.mark.parametrize("path", sorted((PROMPTS_DIR.parent / "prompting" / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_config_loads_and_its_first_line_is_its_command(path: Path) -> None:
+    from eval.cli import load_yaml_config
+    from prompting.run import PromptConfig
+
+    PromptConfig(**load_yaml_config(path, PromptConfig))
+    assert path.read_text().startswith(f"# python prompting/run.py --config prompting/configs/{path.name}")
+
+
+def test_unknown_config_keys_fail(tmp_path: Path) -> None:
+    from eval.cli import load_yaml_config
+    from prompting.run import PromptConfig
+
+    (tmp_path / "bad.yaml").write_text("model: llama3.1\nconcurency: 8\n")
+    with pytest.raises(SystemExit, match="concurency"):
+        load_yaml_config(tmp_path / "bad.yaml", PromptConfig)

@@ -127,3 +127,22 @@ def test_kill_and_resume_gives_the_same_record(tmp_path: Path) -> None:
     assert resumed["run_id"] == straight["run_id"]
     assert resumed["metrics"] == straight["metrics"]
     assert resumed["examples"] == straight["examples"]
+
+
+def test_track_registry_runs_a_spec(tmp_path: Path) -> None:
+    """eval/tracks.py's contract: a RunSpec alone (plus where the server is) reproduces the run."""
+    from eval.tracks import run_spec
+    from prompting.run import run_one
+
+    with FakeServer(["llama3.1:8b"], cot_reply) as srv:
+        cfg = config(tmp_path, srv.url, n_eval=[6])
+        assert main(cfg) == 0
+        (rec,) = records(tmp_path / "results").values()
+        spec = __import__("eval.records", fromlist=["RunSpec"]).RunSpec(
+            **{k: rec[k] for k in ("track", "task", "model", "method", "n_train", "seed", "options")}, n_eval=6)
+        assert spec.run_id == rec["run_id"]
+        assert callable(run_spec)
+        # the task here is ad-hoc local data, which a spec cannot name: run_one takes the data flags too
+        path = run_one(spec, str(tmp_path / "again"), host=srv.url, data=cfg.data, text_column="text",
+                       label_column="label", task=None)
+    assert json.loads(path.read_text())["metrics"] == rec["metrics"]
