@@ -156,8 +156,9 @@ def plan(cfg: PromptConfig, task: TaskData, backend: Backend) -> dict[tuple[int,
     for seed in cfg.seeds:
         for shots in cfg.shots:
             kind = prompt_kind(cfg, shots)
-            options = {**{k: v for k, v in backend.identity().items() if k not in ("backend", "model")},
-                       "prompt": prompt_version(kind)}
+            # what changes answers (the cache identity minus what the spec names anyway; unset values dropped)
+            options = {**{k: v for k, v in backend.identity().items() if k not in ("backend", "model")
+                          and v is not None}, "prompt": prompt_version(kind)}
             for n in cfg.n_eval or [None]:
                 spec = RunSpec(track="prompting", task=task.name, model=f"{name}/{bare}",
                                method=method_name(kind, cfg.mode), n_train=shots, seed=seed, n_eval=n,
@@ -182,7 +183,7 @@ def main(cfg: PromptConfig) -> int:
             for (seed, shots), specs in groups.items():
                 written += run_group(cfg, task, backend, cache, seed, shots, specs)
         backend.close()
-    except (DataError, BackendError) as exc:
+    except (DataError, BackendError, ImportError) as exc:
         print(f"error: {exc}\n(answers received so far are cached; rerun the same command to resume)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

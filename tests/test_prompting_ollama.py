@@ -128,3 +128,15 @@ def test_concurrency_keeps_n_requests_in_flight() -> None:
         out = ask(srv, [f"p{i}" for i in range(12)], concurrency=4)
         assert srv.max_in_flight == 4
     assert len(out) == 12
+
+
+def test_raw_prompt_keeps_the_templates_think_block_open() -> None:
+    """--raw: the prompt is continued verbatim, so the CoT template's <think> is open and must be closed."""
+    replies = {"closed": Reply("good acting</think>\npositive"), "never": Reply("positive, clearly")}
+    with FakeServer(["llama3.1:8b"], lambda p, n: replies[p]) as srv:
+        backend = get_backend("ollama")("llama3.1", BackendOptions(host=srv.url, raw=True, **FAST), SCHEME)
+        out: dict = {}
+        backend.answer_all(list(replies), out.__setitem__)
+        assert srv.requests[-1][1]["raw"] is True
+    cot = load_prompt("cot", SCHEME)
+    assert [predict(out[i], cot, backend, SCHEME) for i in range(2)] == ["positive", INVALID]
