@@ -168,11 +168,12 @@ def plan(cfg: PromptConfig, task: TaskData, backend: Backend) -> dict[tuple[int,
     return groups
 
 
-def main(cfg: PromptConfig) -> int:
+def main(cfg: PromptConfig, groups: dict[tuple[int, int], list[RunSpec]] | None = None) -> int:
+    """The CLI run; `groups` (from run_one) replaces the planned specs, so a sweep's spec keeps its run id."""
     try:
         task = load_task(**data_kwargs(asdict(cfg)))  # 1. data: fixed test order, nested train subsets
         backend = make_backend(cfg, task.scheme)  # 2. model: lazily imported backend
-        groups = plan(cfg, task, backend)  # 3. which records are missing
+        groups = groups or plan(cfg, task, backend)  # 3. which records are missing
         if not groups:
             print("nothing to do: every record exists (--overwrite reruns them)", file=sys.stderr)
             return 0
@@ -193,25 +194,53 @@ def main(cfg: PromptConfig) -> int:
     return 0
 
 
+# --- the track contract (eval/tracks.py, eval/sweep.py): a RunSpec alone reproduces a run -------------------------
+
+# method and prompt names as sweeps write them -> template kind
+KINDS = {"zeroshot": "zeroshot", "zero-shot": "zeroshot", "score": "zeroshot", "cot": "cot", "cot-zeroshot": "cot",
+         "cot_zeroshot": "cot", "fewshot": "fewshot", "few-shot": "fewshot"}
+SPEC_ONLY = {"backend", "prompt", "mode", "weights", "chat", "dtype", "temperature"}  # recorded, not config fields
+
+
+def validate_options(options: dict) -> None:
+    """Fail on option keys or values run_one cannot honour (eval/sweep.py calls this in its dry run)."""
+    fields = {f for f in PromptConfig.__dataclass_fields__} - {"model", "task", "n_eval", "seeds", "shots"}
+    unknown = sorted(set(options) - fields - SPEC_ONLY)
+    if unknown:
+        raise ValueError(f"unknown prompting options {unknown}; known: {sorted(fields | SPEC_ONLY)}")
+    prompt = str(options.get("prompt", "cot")).split("@")[0]
+    if prompt not in KINDS:
+        raise ValueError(f"prompt {options['prompt']!r}: use one of {sorted(set(KINDS.values()))}")
+    if options.get("mode", "generate") not in ("generate", "score"):
+        raise ValueError(f"mode {options['mode']!r}: use generate or score")
+
+
 def config_from_spec(spec: RunSpec, results_dir: str, **how: object) -> PromptConfig:
-    """The config that reproduces one RunSpec (for eval/tracks.py); `how` adds what a spec does not name: where
-    the server is (host, base_url, concurrency), or the data flags of an ad-hoc --data task."""
-    o = spec.options
-    kind = "zeroshot" if spec.method == "score" else spec.method.removesuffix("-score")
-    values = dict(model=spec.model, prompt=kind, shots=[int(spec.n_train)], task=spec.task, seeds=[spec.seed],
-                  mode="score" if spec.method.endswith("score") else "generate", think=o.get("think"),
-                  format=o.get("format"), max_new_tokens=o.get("max_new_tokens"), raw=bool(o.get("raw", False)),
-                  endpoint=o.get("endpoint", "generate"), n_eval=[spec.n_eval] if spec.n_eval else None,
-                  results_dir=results_dir, overwrite=True)
+    """The config that reproduces one RunSpec; `how` adds what a spec does not name: where the server is (host,
+    base_url, concurrency), or the data flags of an ad-hoc --data task."""
+    o = dict(spec.options)
+    validate_options(o)
+    method = spec.method.removesuffix("-score")
+    kind = KINDS.get(str(o.get("prompt", "")).split("@")[0]) or KINDS.get(method)
+    if kind is None:
+        raise ValueError(f"cannot tell the prompt of method {spec.method!r}: set options.prompt")
+    mode = o.get("mode") or ("score" if spec.method.endswith("score") else "generate")
+    model = spec.model if "backend" not in o or spec.model.startswith(f"{o['backend']}/") else \
+        f"{o['backend']}/{spec.model}"
+    values = {k: v for k, v in o.items() if k not in SPEC_ONLY}
+    values.update(model=model, prompt=kind, mode=mode, shots=[int(spec.n_train)], task=spec.task,
+                  seeds=[spec.seed], n_eval=[spec.n_eval] if spec.n_eval else None, results_dir=results_dir,
+                  overwrite=True)
     return PromptConfig(**{**values, **how})  # type: ignore[arg-type]
 
 
 def run_one(spec: RunSpec, results_dir: str, **how: object) -> Path:
-    cfg = config_from_spec(spec, results_dir, **how)
-    if main(cfg) != 0:
-        raise RuntimeError(f"prompting run {spec.run_id} failed (see the error above)")
+    """Run exactly `spec` (its run id, as a sweep planned it); answers come from the shared cache when known."""
     from eval.records import record_path
 
+    cfg = config_from_spec(spec, results_dir, **how)
+    if main(cfg, groups={(spec.seed, int(spec.n_train)): [spec]}) != 0:
+        raise RuntimeError(f"prompting run {spec.run_id} failed (see the error above)")
     return record_path(spec, results_dir)
 
 

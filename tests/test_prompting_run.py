@@ -129,20 +129,26 @@ def test_kill_and_resume_gives_the_same_record(tmp_path: Path) -> None:
     assert resumed["examples"] == straight["examples"]
 
 
-def test_track_registry_runs_a_spec(tmp_path: Path) -> None:
-    """eval/tracks.py's contract: a RunSpec alone (plus where the server is) reproduces the run."""
+def test_a_sweep_spec_runs_under_its_own_run_id_and_shares_the_cache(tmp_path: Path) -> None:
+    """eval/tracks.py's contract as eval/sweep.py uses it: the spec's names, the spec's run id, no repeated calls."""
+    from eval.records import RunSpec
     from eval.tracks import run_spec
-    from prompting.run import run_one
+    from prompting.run import run_one, validate_options
 
+    opts = {"backend": "ollama", "prompt": "cot_zeroshot", "mode": "generate"}
+    validate_options(opts)
+    with pytest.raises(ValueError, match="concurency"):
+        validate_options({**opts, "concurency": 8})
     with FakeServer(["llama3.1:8b"], cot_reply) as srv:
-        cfg = config(tmp_path, srv.url, n_eval=[6])
-        assert main(cfg) == 0
-        (rec,) = records(tmp_path / "results").values()
-        spec = __import__("eval.records", fromlist=["RunSpec"]).RunSpec(
-            **{k: rec[k] for k in ("track", "task", "model", "method", "n_train", "seed", "options")}, n_eval=6)
-        assert spec.run_id == rec["run_id"]
+        cfg = config(tmp_path, srv.url)
+        how = dict(host=srv.url, data=cfg.data, text_column="text", label_column="label", task=None)
+        paths = []
+        for n in (8, 4):  # as a sweep over n_eval would, in any order
+            spec = RunSpec(track="prompting", task="reviews", model="llama3.1", method="cot-zeroshot", n_train=0,
+                           n_eval=n, options=opts)
+            paths.append(run_one(spec, str(tmp_path / "sweep"), **how))
+            assert paths[-1].name == f"{spec.run_id}.json"
+        assert len(srv.prompts()) == 8  # the 4 came from the cache
         assert callable(run_spec)
-        # the task here is ad-hoc local data, which a spec cannot name: run_one takes the data flags too
-        path = run_one(spec, str(tmp_path / "again"), host=srv.url, data=cfg.data, text_column="text",
-                       label_column="label", task=None)
-    assert json.loads(path.read_text())["metrics"] == rec["metrics"]
+    rec = json.loads(paths[0].read_text())
+    assert rec["metrics"]["accuracy"] == 1.0 and rec["versions"]["prompt"] == "cot_zeroshot@1+sft_instruction@1"
