@@ -130,7 +130,9 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
     got = collect(backend, [prompt.render(e.text) for e in test], cache, identity, cfg.retry_errors,
                   desc=f"{cfg.model} {kind} k={shots} seed={seed}", stop=prompt.stop)
     preds = [predict(a, prompt, backend, task.scheme) for a in got.answers]
-    raws = [a.text if a.ok else f"[error] {a.error}" for a in got.answers]
+    # the per-example log gets the answer as a server with stop strings returns it (reasoning included, a base
+    # model's invented continuation cut), so eval/score.py re-extracts the same labels; failures are None there
+    raws = [prompt.cut(a.text) if a.ok and a.text is not None else None for a in got.answers]
     paths = []
     for spec in specs:
         n = len(task.test(spec.n_eval))
@@ -139,6 +141,7 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
                   "model_s": round(sum(a.meta.get("seconds", 0.0) for a in answers), 3),
                   "eval_examples_per_s": round(got.asked / got.wall_s, 3) if got.wall_s else None}
         stats = {"errors": sum(not a.ok for a in answers), "truncated": sum(a.truncated for a in answers),
+                 "error_examples": [{"id": e.id, "error": a.error} for e, a in zip(test[:n], answers) if not a.ok],
                  "from_cache": got.from_cache, "asked": got.asked, "think_open": prompt.think_open and
                  backend.raw_prompt, "few_shot_ids": [e.id for e in task.train(shots, seed)] if shots else []}
         paths.append(finish_run(

@@ -81,7 +81,8 @@ def test_failed_requests_are_invalid_and_retry_errors_reasks_only_them(tmp_path:
         assert main(config(tmp_path, srv.url)) == 0
         (rec,) = records(tmp_path / "results").values()
         bad = [e for e in rec["examples"] if e["pred"] == INVALID]
-        assert rec["prompting"]["errors"] == len(bad) == 1 and bad[0]["raw"].startswith("[error] HTTP 500")
+        assert rec["prompting"]["errors"] == len(bad) == 1 and bad[0]["raw"] is None
+        assert rec["prompting"]["error_examples"][0]["error"].startswith("HTTP 500")
         asked = len(srv.prompts())
         assert main(config(tmp_path, srv.url, overwrite=True)) == 0  # the cached error is reused
         assert len(srv.prompts()) == asked
