@@ -4,12 +4,13 @@
 verbalizer after the prompt, read at the last position only (eval.lm.score_labels); the answer is the best label,
 so it is valid by construction. Prompts go through the model's chat template when it has one (not for aliases
 marked `base` in eval/models.yaml); a base model continues the prompt verbatim, so a template's open <think> is
-really open. Answers are produced in chunks and reported as they finish, so an interrupted run resumes.
+really open. Answers are reported batch by batch, so progress shows and an interrupted run resumes.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,6 @@ from prompting.backends import Backend, BackendError, BackendOptions
 from prompting.cache import Answer
 
 log = logging.getLogger("prompting")
-CHUNK_BATCHES = 4  # batches per reported chunk: progress and the cache advance every chunk
 
 
 def predicted_weights(name: str) -> str:
@@ -91,11 +91,14 @@ class HFBackend(Backend):
         texts = [build_prompt(tok, p, chat=self.chat, enable_thinking=think) for p in prompts]
         limit = getattr(model.config, "max_position_embeddings", None)
         words = [self.scheme.verbalizer(lab) for lab in self.scheme.labels]
-        chunk = max(1, o.batch_size) * CHUNK_BATCHES
         meta = {"raw_prompt": self.raw_prompt, "dtype": info["dtype"], "batch_size": o.batch_size}
-        for start in range(0, len(texts), chunk):
-            part = list(range(start, min(start + chunk, len(texts))))
+        # longest first, one batch per call: little padding, and progress (and the cache) advance every batch
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        step = max(1, o.batch_size)
+        for start in range(0, len(order), step):
+            part = order[start:start + step]
             batch = [texts[i] for i in part]
+            t0 = time.perf_counter()
             if limit:
                 for i in part:
                     n = len(encode(tok, texts[i]))
@@ -105,12 +108,14 @@ class HFBackend(Backend):
                 # the prompt ends in the answer slot ("### Response:\n"): the label follows without a space
                 prefix = "" if batch[0][-1:].isspace() else " "
                 scores = score_labels(model, tok, batch, words, batch_size=o.batch_size, prefix=prefix)
+                each = {**meta, "seconds": round((time.perf_counter() - t0) / len(part), 4)}
                 for i, row in zip(part, scores, strict=True):
                     best = max(range(len(words)), key=lambda j: row[j])
-                    on_answer(i, Answer(text=words[best], meta={**meta, "scores": dict(zip(words, row))}))
+                    on_answer(i, Answer(text=words[best], meta={**each, "scores": dict(zip(words, row))}))
             else:
                 outs = generate(model, tok, batch, max_new_tokens=o.max_new_tokens, batch_size=o.batch_size)
+                each = {**meta, "seconds": round((time.perf_counter() - t0) / len(part), 4)}
                 for i, out in zip(part, outs, strict=True):
                     n_out = len(tok(out, add_special_tokens=False)["input_ids"])
                     on_answer(i, Answer(text=out, truncated=n_out >= o.max_new_tokens,
-                                        meta={**meta, "output_tokens": n_out}))
+                                        meta={**each, "output_tokens": n_out}))
