@@ -40,16 +40,16 @@ def _opt(default, help: str, **kw):  # noqa: A002 - a field's help, written once
 class PromptConfig:
     # what to ask
     model: str = _opt("hf/gemma3-270m", "provider/name (ollama/, openai/, hf/) or a bare name for --backend")
-    backend: str | None = _opt(None, "ollama | openai | hf (default: the model's prefix, else ollama)",
+    backend: str | None = _opt(None, "ollama | openai | hf; unset: the model's prefix, else ollama",
                                choices=["ollama", "openai", "hf"])
-    prompt: str | None = _opt(None, "zeroshot | cot | fewshot (default: fewshot if --shots > 0; score: zeroshot; cot)",
+    prompt: str | None = _opt(None, "unset: fewshot if --shots > 0, else zeroshot for --mode score, else cot",
                               choices=["zeroshot", "cot", "fewshot"])
     shots: list[int] = _opt([0], "few-shot examples from the seed's training subset (recorded as n_train)")
     mode: str = _opt("generate", "generate, or score the verbalizers' last-position logits (hf only)",
                      choices=["generate", "score"])
-    think: str | None = _opt(None, "reasoning: true/false/low/medium/high (default: the model's own)")
+    think: str | None = _opt(None, "reasoning: true/false/low/medium/high; unset: the model's own")
     format: str | None = _opt(None, "json: constrain answers to a JSON schema of the labels", choices=["json"])
-    max_new_tokens: int | None = _opt(None, "answer length limit (default: 1024 for cot, 16 otherwise)")
+    max_new_tokens: int | None = _opt(None, "answer length limit; unset: 1024 for cot, 16 otherwise")
     endpoint: str = _opt("generate", "Ollama API: generate (as the seed did) or chat", choices=["generate", "chat"])
     raw: bool = _opt(False, "Ollama generate: send the prompt verbatim, without the model's chat template")
     # the data (same flags as every track)
@@ -59,20 +59,20 @@ class PromptConfig:
     text_column: str | None = _opt(None, "text column of --data")
     label_column: str | None = _opt(None, "label column of --data")
     labels: str | None = _opt(None, "comma-separated label names of --data")
-    n_eval: list[int] | None = _opt(None, "nested test prefixes to score, e.g. 16 64 256 512 (default: all)")
+    n_eval: list[int] | None = _opt(None, "nested test prefixes to score, e.g. 16 64 256 512; unset: all of it")
     seeds: list[int] = _opt([0], "one run per seed (the seed picks the few-shot examples)")
     results_dir: str = _opt("results", "where records (runs/) and the answer cache (cache/) go")
     overwrite: bool = _opt(False, "rerun runs whose records exist (cached answers are still reused)")
     retry_errors: bool = _opt(False, "re-ask the examples whose request failed last time")
     # how to reach the model (never changes an answer, so not part of the run id)
-    host: str | None = _opt(None, "Ollama server (default: $OLLAMA_HOST, else http://127.0.0.1:11434)")
-    base_url: str | None = _opt(None, "OpenAI-compatible /v1 root (default: $OPENAI_BASE_URL; key: $OPENAI_API_KEY)")
+    host: str | None = _opt(None, "Ollama server; unset: $OLLAMA_HOST, else http://127.0.0.1:11434")
+    base_url: str | None = _opt(None, "OpenAI-compatible /v1 root; unset: $OPENAI_BASE_URL (API key: $OPENAI_API_KEY)")
     stream: bool = _opt(False, "Ollama: stream the answer (the timeout then bounds the gap between chunks)")
     concurrency: int = _opt(4, "requests in flight (the server needs OLLAMA_NUM_PARALLEL >= this)")
     timeout: float = _opt(120.0, "seconds per request")
     retries: int = _opt(3, "extra attempts after a timeout or server error, with exponential backoff")
     keep_alive: str | None = _opt(None, "Ollama: keep the model loaded this long, e.g. 10m")
-    num_ctx: int | None = _opt(None, "Ollama context (default: sized to the longest prompt)")
+    num_ctx: int | None = _opt(None, "Ollama context; unset: sized to the longest prompt")
     batch_size: int = _opt(16, "hf: prompts per forward pass (left-padded)")
 
 
