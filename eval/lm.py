@@ -99,10 +99,11 @@ def _load_dir(path: str, *, dtype: Any, device: str, trust_remote_code: bool) ->
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    # device_map places weights while loading (no CPU copy first, which matters for 7B models on a GPU)
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+        path, dtype=dtype, device_map=device, use_safetensors=True, trust_remote_code=trust_remote_code
     )
-    return model.to(device).eval(), tokenizer
+    return model.eval(), tokenizer
 
 
 def load_causal_lm(

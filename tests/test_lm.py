@@ -60,6 +60,18 @@ def test_batched_generation_equals_batch_one_and_keeps_order(tiny) -> None:
     assert generate(model, tok, shuffled, max_new_tokens=6, batch_size=4) == one[::-1]
 
 
+def test_generation_is_greedy_whatever_the_generation_config_says(tiny) -> None:
+    """Qwen-style checkpoints ship do_sample=True; generate() must still be deterministic."""
+    model, tok, _ = tiny
+    ref = generate(model, tok, PROMPTS[:3], max_new_tokens=5)
+    saved = model.generation_config.to_dict()
+    try:
+        model.generation_config.update(do_sample=True, temperature=0.7, top_p=0.9)
+        assert [generate(model, tok, PROMPTS[:3], max_new_tokens=5) for _ in range(2)] == [ref, ref]
+    finally:
+        model.generation_config.update(**saved)
+
+
 def test_right_padding_would_be_detected(tiny) -> None:
     """The trap generate() avoids: right-padded greedy decoding changes the short prompts' outputs."""
     model, tok, _ = tiny
