@@ -274,19 +274,28 @@ def _continuation_cached(tokenizer: Any, tail: str, cont: str) -> tuple[int, ...
     return tuple(tokenizer(cont, add_special_tokens=False)["input_ids"])
 
 
-def candidate_ids(tokenizer: Any, prompt: str, candidate: str, prefix: str = " ") -> list[int]:
-    """Token ids of `prefix + candidate` as they follow `prompt` when the two are tokenised as one string.
+def answer_prefix(prompt: str) -> str:
+    """What goes between a prompt and its answer: nothing after whitespace (chat templates end their generation
+    prompt with a newline), else one space ("Sentiment:" + " positive"). The SFT track appends its targets with
+    this same rule, so a label is scored exactly as it was trained."""
+    return "" if not prompt or prompt[-1].isspace() else " "
 
-    That is how an SFT target is appended (prompt + " " + verbalizer + eos), so scoring and training agree.
+
+def candidate_ids(tokenizer: Any, prompt: str, candidate: str, prefix: str | None = None) -> list[int]:
+    """Token ids of `prefix + candidate` as they follow `prompt` when the two are tokenised as one string
+    (prefix None: `answer_prefix(prompt)`).
+
+    That is how an SFT target is appended (prompt + prefix + verbalizer + eos), so scoring and training agree.
     Only the prompt's last 64 characters take part: tokenisation across the boundary is local, and caching on
     the tail makes this one tokenizer call per template instead of one per example.
     """
+    prefix = answer_prefix(prompt) if prefix is None else prefix
     return list(_continuation_cached(tokenizer, prompt[-64:], prefix + candidate))
 
 
 def score_labels(
     model: Any, tokenizer: Any, prompts: list[str], candidates: list[str], *, batch_size: int = 16,
-    prefix: str = " ", method: str = "auto", progress: bool = False,
+    prefix: str | None = None, method: str = "auto", progress: bool = False,
 ) -> list[list[float]]:
     """Log-probability of each candidate continuing each prompt; argmax is the prediction (always valid).
 
@@ -295,7 +304,7 @@ def score_labels(
     greedy decoding would commit to first. "full": sum of token log-probs of every candidate (one sequence per
     prompt x candidate). "auto" takes "first_token" when the candidates' first tokens are distinct for every
     prompt and each candidate is one token, else "full", so "auto" always returns true log-likelihoods.
-    `prefix` joins prompt and candidate, the same string the SFT track puts before its target.
+    `prefix` joins prompt and candidate (None: `answer_prefix(prompt)`, the rule the SFT track appends with).
     """
     if method not in {"auto", "first_token", "full"}:
         raise ValueError(f"method must be auto, first_token or full, got {method!r}")

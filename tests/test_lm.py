@@ -14,6 +14,7 @@ pytest.importorskip("transformers")
 
 from eval import lm_cache  # noqa: E402
 from eval.lm import (  # noqa: E402
+    answer_prefix,
     build_prompt,
     candidate_ids,
     encode,
@@ -133,6 +134,14 @@ def test_multi_token_candidates_sharing_a_prefix_take_the_full_path(tiny, monkey
     assert scores[0][0] == pytest.approx(p_very + p_good, abs=1e-4)
     with pytest.raises(ValueError):
         score_labels(model, tok, PROMPTS, cands, method="first_token")
+
+
+def test_answer_prefix_follows_the_prompt_ending(tiny) -> None:
+    _, tok, _ = tiny
+    assert answer_prefix("Sentiment:") == " " and answer_prefix("<start_of_turn>model\n") == ""
+    # the candidate is tokenised as it continues the prompt, the same ids with or without the joining space
+    assert candidate_ids(tok, "the movie was", "great") == candidate_ids(tok, "the movie was\n", "great")
+    assert len(candidate_ids(tok, "the movie was", "great")) == 1
 
 
 def test_fit_text_keeps_instruction_and_answer_slot(tiny) -> None:
