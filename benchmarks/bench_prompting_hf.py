@@ -1,6 +1,6 @@
 """The in-process hf backend: batched vs one-at-a-time on gemma3-270m (issue 5, benchmark 3).
 
-    HF_HUB_OFFLINE=1 python benchmarks/bench_prompting_hf.py [--n 32] [--batch-size 16] [--max-new-tokens 8]
+    HF_HUB_OFFLINE=1 python benchmarks/bench_prompting_hf.py [--n 32] [--batch-size 16] [--threads 1]
 
 The first --n drug-review test prompts (zero-shot template), through prompting's HFBackend exactly as run.py uses
 it: generation (greedy, left-padded) and label scoring (last position only), each at batch 1 and at --batch-size.
@@ -33,7 +33,12 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     task = load_task("drugs")
     prompt = load_prompt("zeroshot", task.scheme)
     prompts = [prompt.render(e.text) for e in task.test(args.n)]

@@ -99,10 +99,11 @@ def _load_dir(path: str, *, dtype: Any, device: str, trust_remote_code: bool) ->
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    # device_map places weights while loading (no CPU copy first, which matters for 7B models on a GPU)
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+        path, dtype=dtype, device_map=device, use_safetensors=True, trust_remote_code=trust_remote_code
     )
-    return model.to(device).eval(), tokenizer
+    return model.eval(), tokenizer
 
 
 def load_causal_lm(
@@ -219,6 +220,11 @@ def _left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[
     return ids.to(device), mask.to(device), pos.to(device)
 
 
+def _pad_id(tokenizer: Any) -> int:
+    """Pad id for our own left padding; masked out, so EOS is an acceptable stand-in when there is no pad."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def _batches(order: list[int], batch_size: int, progress: bool, desc: str) -> list[list[int]]:
     chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     if progress:
@@ -243,7 +249,7 @@ def generate(
         return []
     encoded = [encode(tokenizer, p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = _pad_id(tokenizer)
     out: list[str] = [""] * len(prompts)
     saved_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # for anything generate() itself pads; our own padding is left already
@@ -273,19 +279,28 @@ def _continuation_cached(tokenizer: Any, tail: str, cont: str) -> tuple[int, ...
     return tuple(tokenizer(cont, add_special_tokens=False)["input_ids"])
 
 
-def candidate_ids(tokenizer: Any, prompt: str, candidate: str, prefix: str = " ") -> list[int]:
-    """Token ids of `prefix + candidate` as they follow `prompt` when the two are tokenised as one string.
+def answer_prefix(prompt: str) -> str:
+    """What goes between a prompt and its answer: nothing after whitespace (chat templates end their generation
+    prompt with a newline), else one space ("Sentiment:" + " positive"). The SFT track appends its targets with
+    this same rule, so a label is scored exactly as it was trained."""
+    return "" if not prompt or prompt[-1].isspace() else " "
 
-    That is how an SFT target is appended (prompt + " " + verbalizer + eos), so scoring and training agree.
+
+def candidate_ids(tokenizer: Any, prompt: str, candidate: str, prefix: str | None = None) -> list[int]:
+    """Token ids of `prefix + candidate` as they follow `prompt` when the two are tokenised as one string
+    (prefix None: `answer_prefix(prompt)`).
+
+    That is how an SFT target is appended (prompt + prefix + verbalizer + eos), so scoring and training agree.
     Only the prompt's last 64 characters take part: tokenisation across the boundary is local, and caching on
     the tail makes this one tokenizer call per template instead of one per example.
     """
+    prefix = answer_prefix(prompt) if prefix is None else prefix
     return list(_continuation_cached(tokenizer, prompt[-64:], prefix + candidate))
 
 
 def score_labels(
     model: Any, tokenizer: Any, prompts: list[str], candidates: list[str], *, batch_size: int = 16,
-    prefix: str = " ", method: str = "auto", progress: bool = False,
+    prefix: str | None = None, method: str = "auto", progress: bool = False,
 ) -> list[list[float]]:
     """Log-probability of each candidate continuing each prompt; argmax is the prediction (always valid).
 
@@ -294,7 +309,7 @@ def score_labels(
     greedy decoding would commit to first. "full": sum of token log-probs of every candidate (one sequence per
     prompt x candidate). "auto" takes "first_token" when the candidates' first tokens are distinct for every
     prompt and each candidate is one token, else "full", so "auto" always returns true log-likelihoods.
-    `prefix` joins prompt and candidate, the same string the SFT track puts before its target.
+    `prefix` joins prompt and candidate (None: `answer_prefix(prompt)`, the rule the SFT track appends with).
     """
     if method not in {"auto", "first_token", "full"}:
         raise ValueError(f"method must be auto, first_token or full, got {method!r}")
@@ -328,7 +343,7 @@ def _score_first_token(model: Any, tokenizer: Any, prompts: list[str], cand: lis
     out: list[list[float]] = [[] for _ in prompts]
     with torch.inference_mode():
         for batch in _batches(order, batch_size, progress, "score"):
-            ids, mask, pos = _left_pad([encoded[i] for i in batch], tokenizer.pad_token_id, model.device)
+            ids, mask, pos = _left_pad([encoded[i] for i in batch], _pad_id(tokenizer), model.device)
             logp = _forward_logprobs(model, ids, mask, pos, keep=1)[:, -1, :]
             first = torch.tensor([[c[0] for c in cand[i]] for i in batch], device=logp.device)
             for i, row in zip(batch, logp.gather(1, first).tolist(), strict=True):
@@ -350,7 +365,7 @@ def _score_full(model: Any, tokenizer: Any, prompts: list[str], cand: list[list[
     with torch.inference_mode():
         for batch in _batches(order, batch_size, progress, "score"):
             keys = [pairs[k] for k in batch]
-            ids, mask, pos = _left_pad([seqs[k] for k in keys], tokenizer.pad_token_id, model.device)
+            ids, mask, pos = _left_pad([seqs[k] for k in keys], _pad_id(tokenizer), model.device)
             longest = max(len(cand[p][c]) for p, c in keys)
             logp = _forward_logprobs(model, ids, mask, pos, keep=longest + 1)
             for row, (p, c) in enumerate(keys):

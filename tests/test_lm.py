@@ -14,6 +14,7 @@ pytest.importorskip("transformers")
 
 from eval import lm_cache  # noqa: E402
 from eval.lm import (  # noqa: E402
+    answer_prefix,
     build_prompt,
     candidate_ids,
     encode,
@@ -58,6 +59,18 @@ def test_batched_generation_equals_batch_one_and_keeps_order(tiny) -> None:
     assert len(set(one)) > 1  # the outputs differ per prompt, so the order check below means something
     shuffled = PROMPTS[::-1]
     assert generate(model, tok, shuffled, max_new_tokens=6, batch_size=4) == one[::-1]
+
+
+def test_generation_is_greedy_whatever_the_generation_config_says(tiny) -> None:
+    """Qwen-style checkpoints ship do_sample=True; generate() must still be deterministic."""
+    model, tok, _ = tiny
+    ref = generate(model, tok, PROMPTS[:3], max_new_tokens=5)
+    saved = model.generation_config.to_dict()
+    try:
+        model.generation_config.update(do_sample=True, temperature=0.7, top_p=0.9)
+        assert [generate(model, tok, PROMPTS[:3], max_new_tokens=5) for _ in range(2)] == [ref, ref]
+    finally:
+        model.generation_config.update(**saved)
 
 
 def test_right_padding_would_be_detected(tiny) -> None:
@@ -121,6 +134,14 @@ def test_multi_token_candidates_sharing_a_prefix_take_the_full_path(tiny, monkey
     assert scores[0][0] == pytest.approx(p_very + p_good, abs=1e-4)
     with pytest.raises(ValueError):
         score_labels(model, tok, PROMPTS, cands, method="first_token")
+
+
+def test_answer_prefix_follows_the_prompt_ending(tiny) -> None:
+    _, tok, _ = tiny
+    assert answer_prefix("Sentiment:") == " " and answer_prefix("<start_of_turn>model\n") == ""
+    # the candidate is tokenised as it continues the prompt, the same ids with or without the joining space
+    assert candidate_ids(tok, "the movie was", "great") == candidate_ids(tok, "the movie was\n", "great")
+    assert len(candidate_ids(tok, "the movie was", "great")) == 1
 
 
 def test_fit_text_keeps_instruction_and_answer_slot(tiny) -> None:
