@@ -74,6 +74,7 @@ class PromptConfig:
     keep_alive: str | None = _opt(None, "Ollama: keep the model loaded this long, e.g. 10m")
     num_ctx: int | None = _opt(None, "Ollama context; unset: sized to the longest prompt")
     batch_size: int = _opt(16, "hf: prompts per forward pass (left-padded)")
+    threads: int | None = _opt(None, "hf: torch CPU threads; 1 is fastest on a shared CPU (BENCHMARKS.md)")
 
 
 def prompt_kind(cfg: PromptConfig, shots: int) -> str:
@@ -97,7 +98,8 @@ def make_backend(cfg: PromptConfig, scheme) -> Backend:
     opts = BackendOptions(host=cfg.host, base_url=cfg.base_url, concurrency=cfg.concurrency, timeout=cfg.timeout,
                           retries=cfg.retries, max_new_tokens=cfg.max_new_tokens or kind_default, think=cfg.think,
                           keep_alive=cfg.keep_alive, format=cfg.format, endpoint=cfg.endpoint, raw=cfg.raw,
-                          stream=cfg.stream, num_ctx=cfg.num_ctx, mode=cfg.mode, batch_size=cfg.batch_size)
+                          stream=cfg.stream, num_ctx=cfg.num_ctx, mode=cfg.mode, batch_size=cfg.batch_size,
+                          threads=cfg.threads)
     if cfg.mode == "score" and name != "hf":
         raise BackendError("--mode score reads logits in-process: use an hf/ model (servers return text only)")
     if cfg.mode == "score" and cot:

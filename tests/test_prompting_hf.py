@@ -51,7 +51,8 @@ def test_run_end_to_end_on_the_tiny_model(tiny_causal_lm: Path, tmp_path: Path, 
     data = write_reviews(tmp_path / "reviews.csv", 60)
     cfg = PromptConfig(model=f"hf/{tiny_causal_lm}", task=None, data=str(data), text_column="text",
                        label_column="label", results_dir=str(tmp_path / "results"), mode=mode, shots=[shots],
-                       prompt="zeroshot" if shots == 0 else None, n_eval=[4, 8], batch_size=4, max_new_tokens=4)
+                       prompt="zeroshot" if shots == 0 else None, n_eval=[4, 8], batch_size=4, max_new_tokens=4,
+                       threads=1)
     assert main(cfg) == 0
     recs = records(tmp_path / "results")
     assert sorted(r["n_eval"] for r in recs) == [4, 8]

@@ -49,6 +49,7 @@ class BackendOptions:
     num_ctx: int | None = None  # ollama: None = from the longest prompt (never silently truncated)
     mode: str = "generate"  # hf: generate | score (label verbalizers' logits at the last position)
     batch_size: int = 16  # hf
+    threads: int | None = None  # hf: torch CPU threads (None: torch's choice)
 
 
 class Backend:

@@ -65,6 +65,11 @@ class HFBackend(Backend):
     def check(self) -> None:
         from eval.lm import load_causal_lm
 
+        if self.options.threads:
+            import torch
+
+            torch.set_num_threads(self.options.threads)
+
         try:
             self.lm = load_causal_lm(self.alias)
         except (OSError, ModuleNotFoundError, ValueError) as e:
