@@ -86,14 +86,15 @@ def trainer_args(cfg: SFTArgs, *, output_dir: str, n_examples: int, seed: int, c
     from trl import SFTConfig
 
     gc = cuda if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing
+    steps = cfg.total_steps(n_examples)
     return SFTConfig(
         output_dir=output_dir,
-        max_steps=cfg.total_steps(n_examples),  # explicit, so epochs vs min_steps is decided once, here
+        max_steps=steps,  # explicit, so epochs vs min_steps is decided once, here
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of total steps (transformers 5)
+        warmup_steps=math.ceil(cfg.warmup_ratio * steps),  # steps, not a ratio: same meaning in transformers 4 and 5
         weight_decay=cfg.weight_decay,
         optim="adamw_8bit" if cuda else "adamw_torch",
         bf16=bf16,

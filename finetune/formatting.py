@@ -84,19 +84,14 @@ class Formatter:
         """The full prompt for one input, untruncated (chat template applied when the model has one)."""
         from eval.lm import build_prompt
 
-        prompt = build_prompt(self.tok, self.template.fill(self.verbalizers, text), chat=self.chat,
-                              enable_thinking=False)
-        # TRL tokenizes prompts without special tokens and eval.lm.encode adds BOS only when the text lacks it:
-        # writing BOS into plain prompts makes training and evaluation see the same ids (chat templates have it)
-        if not self.chat and self._bos and not prompt.startswith(self._bos):
-            prompt = self._bos + prompt
-        return prompt
+        return build_prompt(self.tok, self.template.fill(self.verbalizers, text), chat=self.chat,
+                            enable_thinking=False)
 
     def prompt(self, text: str) -> str:
         """The prompt with the input shortened by tokens so prompt + completion + EOS fit max_seq_length."""
         from eval.lm import fit_text
 
-        return fit_text(self.tok, self.render, text, self.prompt_budget)
+        return self.render(fit_text(self.tok, self.render, text, self.prompt_budget))
 
     def completion(self, label: str) -> str:
         return self.answer_prefix + self.scheme.verbalizer(label)
@@ -108,7 +103,16 @@ class Formatter:
 
     def dataset_rows(self, examples: Sequence[Example]) -> list[dict[str, str]]:
         """TRL's prompt/completion format: the loss falls on the completion only."""
-        return [{"prompt": self.prompt(ex.text), "completion": self.completion(ex.label)} for ex in examples]
+        return [{"prompt": self._for_trl(self.prompt(ex.text)), "completion": self.completion(ex.label)}
+                for ex in examples]
+
+    def _for_trl(self, prompt: str) -> str:
+        """TRL tokenizes a plain-string prompt with the tokenizer's special tokens, so it adds BOS itself; a chat
+        template already wrote one. eval.lm.encode adds BOS only when the text lacks it. Dropping the written BOS
+        here makes training see exactly the ids evaluation sees (one BOS, never two); tested."""
+        if self._bos and prompt.startswith(self._bos):
+            return prompt[len(self._bos):]
+        return prompt
 
     def prompt_with_slot(self, slot: str) -> str:
         """The rendered prompt with the input replaced by `slot` (e.g. an Ollama `{{ .Prompt }}`)."""

@@ -43,11 +43,10 @@ def run_one(spec: RunSpec, results_dir: str, *, task: TaskData | None = None, ru
 
 def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = None) -> Path:
     import torch
-    from datasets import Dataset
     from transformers import set_seed
-    from trl import SFTTrainer
 
     from finetune.backends import for_inference, for_training, load, save
+    from finetune.trainer import make_trainer
 
     # --- data ---
     task = task or load_task(spec.task)
@@ -86,8 +85,7 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
     out = output_dir(spec, results_dir)
     args = trainer_args(cfg, output_dir=str(out / "trainer"), n_examples=len(train), seed=spec.seed, cuda=cuda,
                         bf16=bf16)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(fmt.dataset_rows(train)),
-                         processing_class=tok)
+    trainer = make_trainer(model, tok, args, fmt.dataset_rows(train), sparse_logits=backend == "hf")
     t0 = time.perf_counter()
     result = trainer.train()
     train_s = time.perf_counter() - t0
