@@ -1,0 +1,72 @@
+"""Shared fixtures. `tiny_causal_lm` is a real (random) Llama-architecture causal LM with a word-level tokenizer
+and a chat template, saved to a folder once per session: every LM-using track (eval/lm.py, SFT, prompting hf
+backend) runs end to end on it in well under a second, on CPU, without network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TINY_SENTENCES = [
+    "the movie was great and the acting was good",
+    "the film was terrible and the plot was bad",
+    "i loved it a wonderful story with great music",
+    "i hated it a boring story with awful music",
+    "review sentiment positive negative neutral answer",
+    "it was fine nothing special very good very bad okay",
+    "user assistant system you are a helpful classifier",
+]
+# A minimal template in the common shape: BOS in the text, role-tagged turns, an open assistant turn.
+TINY_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {{ eos_token }} {% endfor %}"
+    "{% if add_generation_prompt %}assistant :{% endif %}"
+)
+
+
+def build_tiny_causal_lm(folder: Path, *, chat_template: str | None = TINY_CHAT_TEMPLATE, seed: int = 0) -> Path:
+    """Write a tiny LlamaForCausalLM + fast tokenizer to `folder` and return it (deterministic for a seed)."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<unk>", "<s>", "</s>"]
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(TINY_SENTENCES, trainers.WordLevelTrainer(special_tokens=specials))
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 2)])
+    assert tok.token_to_id("<s>") == 2
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>",
+                                        bos_token="<s>", eos_token="</s>")
+    if chat_template:
+        tokenizer.chat_template = chat_template
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+        pad_token_id=0, bos_token_id=2, eos_token_id=3, tie_word_embeddings=False,
+        initializer_range=0.5,  # large weights give peaked logits, so greedy ties (float noise) cannot flip tokens
+    )
+    model = LlamaForCausalLM(config).eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny causal LM with a chat template (load with eval.lm.load_causal_lm(str(path))).
+
+    Also pins torch to one thread for the session: on a shared 2-core machine, multi-threaded kernels on 32-wide
+    matrices spin-wait and ran ~90x slower than one thread (measured), which made this file take minutes.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny-causal-lm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_base_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tiny causal LM without a chat template (a base model: plain prompts)."""
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny-base-lm"), chat_template=None)
