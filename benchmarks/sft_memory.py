@@ -21,6 +21,14 @@ if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 
+def _rss_mb() -> float:
+    """Current resident set size (Linux /proc; no psutil needed)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def _peak_mb() -> float:
     import resource
 
@@ -30,8 +38,6 @@ def _peak_mb() -> float:
 def measure(model_name: str, batch_size: int, max_seq_length: int, loss: str) -> dict:
     import time
 
-    import psutil
-
     from eval.data import load_task
     from eval.models import resolve
     from finetune.backends import for_training, load
@@ -39,7 +45,6 @@ def measure(model_name: str, batch_size: int, max_seq_length: int, loss: str) ->
     from finetune.formatting import Formatter, load_template
     from finetune.trainer import make_trainer
 
-    proc = psutil.Process()
     start = _peak_mb()
     cfg = SFTArgs(max_seq_length=max_seq_length, batch_size=batch_size, max_steps=1)
     loaded = load(resolve(model_name), "hf", load_in_4bit=False, max_seq_length=max_seq_length, lora=cfg.lora(),
@@ -55,7 +60,7 @@ def measure(model_name: str, batch_size: int, max_seq_length: int, loss: str) ->
     trainer = make_trainer(loaded.model, loaded.tokenizer, args, fmt.dataset_rows(longest),
                            sparse_logits=loss == "sparse")
     tokens = sum(len(r["input_ids"]) for r in trainer.train_dataset)
-    before_peak, before_rss = _peak_mb(), proc.memory_info().rss / 2**20
+    before_peak, before_rss = _peak_mb(), _rss_mb()
     t0 = time.perf_counter()
     trainer.train()
     step_s = time.perf_counter() - t0

@@ -4,8 +4,8 @@ for evaluation.
 - The instruction is a versioned file, prompts/sft_instruction.txt (`# version: N` header, `{labels}` and `{text}`).
 - Models with a chat template get it (thinking disabled for Qwen3-style models, so the answer slot is the assistant
   turn right after an empty think block); base models get the plain instruction, which ends in the answer slot.
-- The completion is the label's canonical verbalizer (a leading space after a plain "Answer:"). TRL appends EOS and
-  masks the prompt (prompt/completion dataset format), so the loss covers exactly the answer tokens + EOS.
+- The completion is the label's canonical verbalizer, joined by `eval.lm.answer_prefix` (a space after "Answer:").
+  TRL appends EOS and masks the prompt (prompt/completion format), so the loss covers exactly the answer + EOS.
 - Long inputs are cut by tokens (`eval.lm.fit_text`) so prompt + completion fit `max_seq_length`: the instruction and
   the answer slot always survive; only the input text is shortened.
 """
@@ -20,6 +20,7 @@ from typing import Any
 
 from eval.data import Example
 from eval.labels import LabelScheme
+from eval.lm import answer_prefix, build_prompt, fit_text
 
 PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 _VERSION = re.compile(r"^#\s*version:\s*(\S+)\s*$", re.IGNORECASE)
@@ -66,9 +67,10 @@ class Formatter:
         self.template = template
         self.max_seq_length = max_seq_length
         self.chat = bool(getattr(tokenizer, "chat_template", None)) if chat is None else chat
-        # after a plain "Answer:" the word follows a space; in a chat template it opens the assistant turn
-        self.answer_prefix = "" if self.chat else " "
         self.verbalizers = [scheme.verbalizer(lab) for lab in scheme.labels]
+        # the suite's one rule (eval.lm.answer_prefix): a space after "Answer:", nothing after a template's newline;
+        # every prompt ends in the same template text, so one prefix serves all
+        self.answer_prefix = answer_prefix(self.render("x"))
         bos_id = getattr(tokenizer, "bos_token_id", None)
         adds_bos = bos_id is not None and tokenizer("x")["input_ids"][:1] == [bos_id]
         self._bos = tokenizer.bos_token if adds_bos else None
@@ -82,15 +84,11 @@ class Formatter:
 
     def render(self, text: str) -> str:
         """The full prompt for one input, untruncated (chat template applied when the model has one)."""
-        from eval.lm import build_prompt
-
         return build_prompt(self.tok, self.template.fill(self.verbalizers, text), chat=self.chat,
                             enable_thinking=False)
 
     def prompt(self, text: str) -> str:
         """The prompt with the input shortened by tokens so prompt + completion + EOS fit max_seq_length."""
-        from eval.lm import fit_text
-
         return self.render(fit_text(self.tok, self.render, text, self.prompt_budget))
 
     def completion(self, label: str) -> str:
