@@ -53,6 +53,21 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Pa
                n_train_examples=len(train))
 
 
+BASELINE_OPTIONS = ("class_weight", "C")
+
+
+def validate_options(options: dict) -> None:
+    """Called by `eval/sweep.py --dry-run`, so a typo fails before a sweep starts rather than mid-way."""
+    unknown = sorted(set(options) - set(BASELINE_OPTIONS))
+    missing = [k for k in BASELINE_OPTIONS if k not in options]
+    if unknown or missing:
+        raise ValueError(f"baseline options are {list(BASELINE_OPTIONS)}; unknown {unknown}, missing {missing}")
+    if options["class_weight"] not in ("balanced", "none"):
+        raise ValueError(f"class_weight is 'balanced' or 'none', got {options['class_weight']!r}")
+    if not isinstance(options["C"], (int, float)) or isinstance(options["C"], bool) or options["C"] <= 0:
+        raise ValueError(f"C is a positive number (inverse regularisation strength), got {options['C']!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(ap)

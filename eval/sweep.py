@@ -1,0 +1,356 @@
+"""Sweeps: a grid of runs in one YAML file, expanded to RunSpecs, planned, validated and run (locally or on Ray).
+
+    python eval/sweep.py sweeps/demo.yaml --dry-run                # plan + validation, runs nothing
+    python eval/sweep.py sweeps/demo.yaml                          # run what is not done yet, one run at a time
+    python eval/sweep.py sweeps/demo.yaml --max-parallel 2         # two runs at once, each in its own process
+    python eval/sweep.py sweeps/imdb_encoders.yaml --executor ray  # one Ray task per run (RAY_ADDRESS honoured)
+    python -m eval.sweep --run-one '{"track": "baseline", ...}' --results-dir results   # one run (used by executors)
+
+A spec file (sweeps/*.yaml; the first line is the command that runs it):
+
+    name: demo                      # required; names the log folder results/logs/<name>/
+    description: ...                # optional, free text
+    max_concurrency: 4              # optional: at most this many prompting runs at once (they share one server)
+    resources: {encoders: {num_cpus: 2}}   # optional, Ray only: override a track's per-run resource request
+    task: drugs                     # any block key written here is the default for every block
+    seeds: [0, 1]
+    blocks:                         # optional; without it the top level is the only block
+      - track: baseline             # block keys: track task model method n_train seeds n_eval options
+        model: tfidf-lr
+        method: tfidf-lr
+        n_train: [16, 64, full]     # 'full' = the whole training pool; 0 = zero-shot prompting
+        options:
+          C: 10.0                   # a plain option is fixed: the same value in every run (lists stay lists)
+          grid:                     # options under `grid:` expand: one run per value (cartesian product)
+            class_weight: [balanced, none]
+
+`track`, `task`, `model`, `method`, `n_train`, `seeds` and `n_eval` take one value or a list; every block expands to
+the cartesian product in the order task > model > method > option grid > n_train > n_eval > seed, blocks in file
+order, so the plan (and every run id) is stable. Block `options` are merged over top-level `options` (and their
+`grid:` entries likewise). A run that two blocks both produce is kept once. Unknown keys fail with the known ones.
+
+Validation (always, before anything runs; `--dry-run` stops after it): tracks exist, task YAMLs exist (no data is
+loaded), models are aliases in eval/models.yaml or plausible ids (`org/name`, `name:tag`, `provider/...`), n_train /
+seeds / n_eval parse, and a track module's optional `validate_options(options: dict) -> None` accepts every option
+set (skipped with a note when the track's extra is not installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import itertools
+import json
+import re
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+if __package__ in (None, ""):  # `python eval/sweep.py` puts eval/ on sys.path, not the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eval.data import DataError, task_path  # noqa: E402
+from eval.models import aliases, resolve  # noqa: E402
+from eval.records import RunSpec, is_done  # noqa: E402
+from eval.tracks import TRACKS  # noqa: E402
+
+BLOCK_KEYS = ("track", "task", "model", "method", "n_train", "seeds", "n_eval", "options")
+SPEC_KEYS = ("name", "description", "max_concurrency", "resources", "blocks", *BLOCK_KEYS)
+REQUIRED_BLOCK_KEYS = ("track", "task", "model", "method")
+PROVIDERS = ("hf", "ollama", "openai", "unsloth")  # `provider/model` prefixes the tracks understand
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_OLLAMA_TAG = re.compile(r"^[A-Za-z0-9][\w.-]*:[\w.-]+$")
+
+
+class SweepError(ValueError):
+    """A spec file problem; the message names the file, the place and the fix."""
+
+
+@dataclass
+class Sweep:
+    name: str
+    path: Path
+    runs: list[RunSpec]
+    description: str = ""
+    max_concurrency: int | None = None
+    resources: dict[str, dict] = field(default_factory=dict)
+    duplicates: int = 0
+
+
+# --- loading and expansion ------------------------------------------------------------------------------------------
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _check_keys(data: dict, known: tuple[str, ...], where: str) -> None:
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise SweepError(f"{where}: unknown keys {unknown}; known keys are {list(known)}")
+
+
+def _merge_options(base: dict | None, over: dict | None, where: str) -> dict:
+    """Block options over top-level options; `grid:` entries merged key by key rather than replaced."""
+    for opts, w in ((base, "top level"), (over, where)):
+        if opts is not None and not isinstance(opts, dict):
+            raise SweepError(f"{w}: options must be a mapping (option: value, grid: {{option: [values]}})")
+        if opts and "grid" in opts and not isinstance(opts["grid"], dict):
+            raise SweepError(f"{w}: options.grid must be a mapping of option -> list of values")
+    merged = {**(base or {}), **(over or {})}
+    grid = {**((base or {}).get("grid") or {}), **((over or {}).get("grid") or {})}
+    merged.pop("grid", None)
+    if grid:
+        merged["grid"] = grid
+    return merged
+
+
+def _option_sets(options: dict) -> list[dict]:
+    """Fixed options plus one combination of the `grid:` values (keys in file order)."""
+    fixed = {k: v for k, v in options.items() if k != "grid"}
+    grid = options.get("grid") or {}
+    clash = sorted(set(grid) & set(fixed))
+    if clash:
+        raise SweepError(f"options {clash} are both fixed and in grid:; keep each option in one place")
+    keys = list(grid)
+    return [{**fixed, **dict(zip(keys, combo))} for combo in itertools.product(*(_as_list(grid[k]) for k in keys))]
+
+
+def expand_block(block: dict, where: str) -> list[RunSpec]:
+    missing = [k for k in REQUIRED_BLOCK_KEYS if block.get(k) in (None, [], "")]
+    if missing:
+        raise SweepError(f"{where}: missing {missing} (set them in the block or at the top level)")
+    runs = []
+    for track, task, model, method, opts, n_train, n_eval, seed in itertools.product(
+            _as_list(block["track"]), _as_list(block["task"]), _as_list(block["model"]), _as_list(block["method"]),
+            _option_sets(block.get("options") or {}), _as_list(block.get("n_train", "full")),
+            _as_list(block.get("n_eval")), _as_list(block.get("seeds", [0]))):
+        try:
+            runs.append(RunSpec(track=str(track), task=str(task), model=str(model), method=str(method),
+                                n_train=n_train, seed=int(seed), n_eval=None if n_eval is None else int(n_eval),
+                                options=opts))
+        except (DataError, TypeError, ValueError) as exc:
+            raise SweepError(f"{where}: {exc}") from exc
+    return runs
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Parse and expand a spec file (structure only; `validate` checks tracks, tasks, models and options)."""
+    path = Path(path)
+    if not path.exists():
+        known = ", ".join(sorted(p.name for p in Path("sweeps").glob("*.yaml"))) or "none in ./sweeps"
+        raise SweepError(f"no sweep spec at {path}; specs: {known}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise SweepError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SweepError(f"{path}: a sweep spec is a mapping with keys {list(SPEC_KEYS)}")
+    _check_keys(data, SPEC_KEYS, str(path))
+    if not data.get("name"):
+        raise SweepError(f"{path}: missing `name:` (it names the sweep's log folder)")
+    mc = data.get("max_concurrency")
+    if mc is not None and (not isinstance(mc, int) or mc < 1):
+        raise SweepError(f"{path}: max_concurrency must be a whole number >= 1, got {mc!r}")
+    resources = data.get("resources") or {}
+    if not isinstance(resources, dict) or any(t not in TRACKS or not isinstance(r, dict)
+                                               for t, r in resources.items()):
+        raise SweepError(f"{path}: resources maps a track ({', '.join(TRACKS)}) to Ray options, "
+                         "e.g. {encoders: {num_cpus: 2}}")
+    defaults = {k: data[k] for k in BLOCK_KEYS if k in data}
+    blocks = data.get("blocks")
+    if blocks is None:
+        blocks = [{}]
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+        raise SweepError(f"{path}: blocks must be a list of mappings with keys {list(BLOCK_KEYS)}")
+    runs: list[RunSpec] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for i, block in enumerate(blocks):
+        where = f"{path} blocks[{i}]" if data.get("blocks") is not None else str(path)
+        _check_keys(block, BLOCK_KEYS, where)
+        merged = {**defaults, **block, "options": _merge_options(defaults.get("options"), block.get("options"), where)}
+        for spec in expand_block(merged, where):
+            key = json.dumps(spec.to_dict(), sort_keys=True)
+            if key in seen:
+                duplicates += 1
+                continue
+            seen.add(key)
+            runs.append(spec)
+    return Sweep(name=str(data["name"]), path=path, runs=runs, description=str(data.get("description") or ""),
+                 max_concurrency=mc, resources=resources, duplicates=duplicates)
+
+
+# --- validation -----------------------------------------------------------------------------------------------------
+
+def model_problem(track: str, model: str) -> str | None:
+    """None when `model` is an alias or looks like an id the track can load; else the problem and the fix."""
+    if track == "baseline":
+        return None  # the baseline's model is its own label (tfidf-lr)
+    name = model
+    provider, _, rest = model.partition("/")
+    if provider in PROVIDERS and rest:
+        name = rest
+    if resolve(name).alias or _HUB_ID.match(name) or _OLLAMA_TAG.match(name):
+        return None
+    return (f"model {model!r} is neither an alias in eval/models.yaml ({', '.join(aliases())}) nor a plausible id "
+            "(org/name for the HF hub, name:tag for Ollama, or provider/model with provider in "
+            f"{', '.join(PROVIDERS)}); add an alias or give the full id")
+
+
+def _track_validator(track: str) -> tuple[Any, str | None]:
+    """The track's validate_options (or None) and a note when its module does not import here."""
+    module = TRACKS[track][0].split(":")[0]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        if exc.name == module:
+            return None, f"option checks for track {track} skipped: {module} is not in this checkout yet"
+        extra = TRACKS[track][1]
+        return None, (f"option checks for track {track} skipped: {module} needs {exc.name}; "
+                      f"pip install -e '.[{extra}]' to check them")
+    return getattr(mod, "validate_options", None), None
+
+
+def validate(sweep: Sweep) -> tuple[list[str], list[str]]:
+    """(problems, notes). Problems stop the sweep; notes say what could not be checked here."""
+    problems: list[str] = []
+    notes: list[str] = []
+    checked: set[str] = set()
+    validators: dict[str, Any] = {}
+    for spec in sweep.runs:
+        where = f"{spec.track}/{spec.task}/{spec.model}/{spec.method}"
+        if spec.track not in TRACKS:
+            problems.append(f"{where}: unknown track {spec.track!r}; tracks are {', '.join(TRACKS)}")
+            continue
+        for check in ("task", "model"):
+            msg = None
+            if check == "task" and f"task:{spec.task}" not in checked:
+                try:
+                    task_path(spec.task)
+                except DataError as exc:
+                    msg = str(exc)
+            elif check == "model" and f"model:{spec.track}:{spec.model}" not in checked:
+                msg = model_problem(spec.track, spec.model)
+            checked.add(f"task:{spec.task}" if check == "task" else f"model:{spec.track}:{spec.model}")
+            if msg:
+                problems.append(f"{where}: {msg}")
+        if spec.track not in validators:
+            validators[spec.track], note = _track_validator(spec.track)
+            if note:
+                notes.append(note)
+        key = f"options:{spec.track}:{json.dumps(spec.options, sort_keys=True)}"
+        if validators[spec.track] is not None and key not in checked:
+            checked.add(key)
+            try:
+                validators[spec.track](dict(spec.options))
+            except (ValueError, TypeError, KeyError) as exc:
+                problems.append(f"{where}: options {spec.options}: {exc}")
+    return problems, notes
+
+
+# --- plan -----------------------------------------------------------------------------------------------------------
+
+def _varying_options(runs: list[RunSpec]) -> list[str]:
+    """Option keys whose value differs between runs: the only ones worth a column."""
+    keys = sorted({k for r in runs for k in r.options})
+    return [k for k in keys if len({json.dumps(r.options.get(k), sort_keys=True) for r in runs}) > 1]
+
+
+def format_plan(sweep: Sweep, results_dir: str | Path) -> tuple[str, list[RunSpec]]:
+    """The plan table and the runs still to do. Status comes from the record files, so the plan is always current.
+    The options column shows only the options that vary across the sweep (the fixed ones are in the spec file)."""
+    opt_keys = _varying_options(sweep.runs)
+    header = ["#", "track", "task", "model", "method", "n_train", "n_eval", "seed", "options", "status"]
+    rows, todo = [], []
+    for i, r in enumerate(sweep.runs, 1):
+        done = is_done(r, results_dir)
+        if not done:
+            todo.append(r)
+        opts = " ".join(f"{k}={r.options[k]}" for k in opt_keys if k in r.options) or "-"
+        rows.append([str(i), r.track, r.task, r.model, r.method, str(r.n_train),
+                     "all" if r.n_eval is None else str(r.n_eval), str(r.seed), opts, "done" if done else "todo"])
+    widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    n, m = len(sweep.runs), len(sweep.runs) - len(todo)
+    dup = f" ({sweep.duplicates} duplicate run(s) across blocks kept once)" if sweep.duplicates else ""
+    lines += ["", f"sweep {sweep.name}: {n} runs, {m} already done, {len(todo)} to run{dup}"]
+    return "\n".join(lines), todo
+
+
+# --- one run (the entry point every executor uses) ------------------------------------------------------------------
+
+def run_one_json(spec_json: str, results_dir: str) -> int:
+    """Run one spec given as JSON; on failure print the traceback and return 1, so the caller's log has the cause."""
+    from eval.tracks import run_spec
+
+    try:
+        spec = RunSpec(**json.loads(spec_json))
+        run_spec(spec, results_dir)
+    except Exception:  # noqa: BLE001 -- any failure of a run is reported, never hidden
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+# --- CLI ------------------------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("spec", nargs="?", help="a sweep spec, e.g. sweeps/demo.yaml")
+    ap.add_argument("--dry-run", action="store_true", help="print the plan and validate; run nothing")
+    ap.add_argument("--executor", choices=["local", "ray"], default="local")
+    ap.add_argument("--max-parallel", type=int, default=None,
+                    help="local: runs at once, each in its own process (default 1); ray: cap on tasks in flight "
+                         "(default: as many as the cluster's resources allow)")
+    ap.add_argument("--results-dir", default="results", help="where run records go (default: results/)")
+    ap.add_argument("--overwrite", action="store_true", help="rerun runs whose records exist")
+    ap.add_argument("--no-leaderboard", action="store_true", help="skip regenerating the leaderboard at the end")
+    ap.add_argument("--run-one", metavar="SPEC_JSON", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.run_one:
+        return run_one_json(args.run_one, args.results_dir)
+    if not args.spec:
+        ap.error("give a sweep spec, e.g. python eval/sweep.py sweeps/demo.yaml")
+    if args.max_parallel is not None and args.max_parallel < 1:
+        ap.error("--max-parallel must be >= 1")
+    try:
+        sweep = load_sweep(args.spec)
+    except SweepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    plan, todo = format_plan(sweep, args.results_dir)
+    if args.overwrite:
+        todo = list(sweep.runs)
+    print(plan)
+    problems, notes = validate(sweep)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if problems:
+        print(f"error: {args.spec} has {len(problems)} problem(s):", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(f"dry run: {args.spec} is valid; nothing was run")
+        return 0
+    if not todo:
+        print(f"nothing to do: all {len(sweep.runs)} runs of {sweep.name} have records under {args.results_dir} "
+              "(--overwrite reruns them)")
+        return 0
+    from eval.executors import run_all, summarize
+
+    outcomes = run_all(sweep, todo, args.results_dir, executor=args.executor, max_parallel=args.max_parallel)
+    if not args.no_leaderboard:
+        from eval.leaderboard import build
+
+        out, _ = build(args.results_dir)
+        print(f"leaderboard: {out}")
+    return summarize(outcomes)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""The shared config parser: YAML gives defaults, the command line wins, unknown keys fail."""
+from dataclasses import dataclass, field
+
+import pytest
+
+from eval.cli import parse_config
+
+
+@dataclass
+class Cfg:
+    lr: float = field(default=1e-3, metadata={"help": "learning rate"})
+    epochs: int = 3
+    bf16: bool = True
+    targets: list[str] = field(default_factory=lambda: ["query", "value"])
+    name: str | None = None
+
+
+def test_defaults_yaml_then_cli(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text("# python x.py --config c.yaml\nlr: 0.5\nepochs: 7\ntargets: [a]\n")
+    cfg, _ = parse_config(Cfg, ["--config", str(y), "--epochs", "9", "--no-bf16"])
+    assert cfg == Cfg(lr=0.5, epochs=9, bf16=False, targets=["a"], name=None)
+    cfg, _ = parse_config(Cfg, ["--targets", "q", "k", "--name", "x"])
+    assert cfg.targets == ["q", "k"] and cfg.name == "x" and cfg.lr == 1e-3
+
+
+def test_unknown_yaml_key_fails_with_known_keys(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text("learning_rate: 0.1\n")
+    with pytest.raises(SystemExit, match="unknown options \\['learning_rate'\\]"):
+        parse_config(Cfg, ["--config", str(y)])
