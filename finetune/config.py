@@ -62,7 +62,7 @@ class SFTArgs:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted((set(options) | set(runtime)) - names - {"prompt_version"})
         if unknown:
-            raise ValueError(f"unknown SFT options {unknown}; known: {sorted(names)}")
+            raise ValueError(f"unknown SFT options {unknown}; the options are {sorted(names)} (and prompt_version)")
         return cls(**{k: v for k, v in {**options, **runtime}.items() if k in names})
 
     def lora(self) -> dict[str, Any]:

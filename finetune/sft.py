@@ -35,10 +35,27 @@ from finetune.predict import ModeResult, evaluate
 
 
 def run_one(spec: RunSpec, results_dir: str, *, task: TaskData | None = None, runtime: dict | None = None) -> Path:
-    """The track contract (eval/tracks.py): everything that changes results is in spec.options; `runtime` holds
-    the rest (backend, eval batch size, merge/export). Returns the record path."""
-    cfg = SFTArgs.from_options({k: v for k, v in spec.options.items() if k != "prompt_version"}, **(runtime or {}))
+    """The track contract (eval/tracks.py). spec.options override finetune/configs/<model>.yaml, which overrides
+    the built-in defaults; `runtime` (backend, eval batch size, merge/export) may also come in the options.
+    Returns the record path; the record's config holds every effective value."""
+    cfg = SFTArgs.from_options({**_config_file_values(spec.model), **spec.options}, **(runtime or {}))
     return main(spec, cfg, results_dir, task=task)
+
+
+def validate_options(options: dict) -> None:
+    """Called by `eval/sweep.py --dry-run`: an unknown option or a bad choice fails before a sweep starts."""
+    cfg = SFTArgs.from_options(options)
+    for f in dataclasses.fields(SFTArgs):
+        choices = f.metadata.get("choices")
+        if choices and getattr(cfg, f.name) not in choices:
+            raise ValueError(f"SFT option {f.name} must be one of {choices}, got {getattr(cfg, f.name)!r}")
+
+
+def _config_file_values(model: str) -> dict:
+    from eval.cli import load_yaml_config
+
+    path = default_config_file(model)
+    return load_yaml_config(path, SFTArgs) if path else {}
 
 
 def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = None) -> Path:

@@ -262,3 +262,13 @@ def test_sparse_logits_loss_equals_trl_loss(tiny_causal_lm: Path, tmp_path: Path
                      labels=batch["labels"]).loss
         sparse = completion_loss(model, batch)
     assert torch.allclose(full, sparse, atol=1e-5)
+
+
+def test_validate_options_for_sweeps() -> None:
+    from finetune.sft import validate_options
+
+    validate_options({"backend": "hf", "learning_rate": 1e-4, "eval_mode": "score"})
+    with pytest.raises(ValueError, match="learning_rate"):
+        validate_options({"lr": 2e-5})
+    with pytest.raises(ValueError, match="eval_mode"):
+        validate_options({"eval_mode": "sample"})
