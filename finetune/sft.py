@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # `python finetune/sft.py`: import from the repo 
 
 from eval.cli import add_data_args, add_run_args, build_config, config_parser, data_kwargs
 from eval.data import TaskData, load_task
+from eval.labels import INVALID
 from eval.models import resolve
 from eval.records import RunSpec, finish_run, iter_specs, output_dir, should_run
 from eval.sources import DataError
@@ -91,8 +92,10 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
     eval_kw = {"eval_mode": cfg.eval_mode, "batch_size": cfg.eval_batch_size, "max_new_tokens": cfg.max_new_tokens}
 
     # --- evaluate before training (fresh LoRA adapters are a no-op: B is initialised to zero) ---
+    _say(f"{spec.run_id}: {backend} backend, {loaded.model_id}, {len(train)} train / {len(test)} test examples")
     for_inference(loaded)
     before = evaluate(model, tok, prompts, fmt, **eval_kw)
+    _report("before training", before, test)
 
     # --- train: TRL SFTTrainer on prompt/completion rows (loss on the answer + EOS only), right padding ---
     for_training(loaded)
@@ -103,13 +106,16 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
     args = trainer_args(cfg, output_dir=str(out / "trainer"), n_examples=len(train), seed=spec.seed, cuda=cuda,
                         bf16=bf16)
     trainer = make_trainer(model, tok, args, fmt.dataset_rows(train), sparse_logits=backend == "hf")
+    _say(f"training: {args.max_steps} steps of {cfg.batch_size} x {cfg.grad_accum}, lr {cfg.learning_rate}")
     t0 = time.perf_counter()
     result = trainer.train()
     train_s = time.perf_counter() - t0
+    _say(f"trained in {train_s:.0f} s, final loss {result.training_loss:.4f}")
 
     # --- evaluate after training, same prompts ---
     for_inference(loaded)
     after = evaluate(model, tok, prompts, fmt, **eval_kw)
+    _report("after training", after, test)
 
     # --- save and record ---
     saved = save(loaded, out, merge=cfg.merge, gguf=cfg.export_gguf,
@@ -133,6 +139,17 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
                       before_preds=before[main_mode].preds, before_raws=before[main_mode].raws,
                       n_train_examples=len(train), versions={"prompt": f"{template.name}@{template.version}"},
                       extra=extra)
+
+
+def _say(msg: str) -> None:
+    print(f"[sft] {msg}", file=sys.stderr, flush=True)
+
+
+def _report(stage: str, results: dict[str, ModeResult], test: list) -> None:
+    for mode, r in results.items():
+        acc = sum(p == ex.label for p, ex in zip(r.preds, test)) / max(len(test), 1)
+        valid = sum(p != INVALID for p in r.preds) / max(len(test), 1)
+        _say(f"{stage}, {mode}: accuracy {acc:.3f}, valid {valid:.3f} ({r.seconds:.0f} s)")
 
 
 def _mode_summary(test: list, task: TaskData, seed: int, after: ModeResult, before: ModeResult) -> dict:
