@@ -81,11 +81,13 @@ def default_config_file(model: str) -> Path | None:
     return path if path.exists() else None
 
 
-def trainer_args(cfg: SFTArgs, *, output_dir: str, n_examples: int, seed: int, cuda: bool, bf16: bool) -> Any:
+def trainer_args(cfg: SFTArgs, *, output_dir: str, n_examples: int, seed: int, cuda: bool, bf16: bool,
+                 unsloth: bool = False) -> Any:
     """TRL SFTConfig for LoRA; backend-independent except optimizer/precision, which follow the hardware."""
     from trl import SFTConfig
 
     gc = cuda if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing
+    gc = gc and not unsloth  # unsloth checkpoints itself (get_peft_model(use_gradient_checkpointing="unsloth"))
     steps = cfg.total_steps(n_examples)
     return SFTConfig(
         output_dir=output_dir,

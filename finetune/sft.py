@@ -104,7 +104,7 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
     bf16 = cuda and torch.cuda.is_bf16_supported()
     out = output_dir(spec, results_dir)
     args = trainer_args(cfg, output_dir=str(out / "trainer"), n_examples=len(train), seed=spec.seed, cuda=cuda,
-                        bf16=bf16)
+                        bf16=bf16, unsloth=backend == "unsloth")
     trainer = make_trainer(model, tok, args, fmt.dataset_rows(train), sparse_logits=backend == "hf")
     _say(f"training: {args.max_steps} steps of {cfg.batch_size} x {cfg.grad_accum}, lr {cfg.learning_rate}")
     t0 = time.perf_counter()
