@@ -1,4 +1,4 @@
-"""python benchmarks/bench_lm_inference.py [--n 64] [--n-cot 64] [--threads 2] [--no-write]
+"""python benchmarks/bench_lm_inference.py [--n 64] [--n-cot 64] [--threads 1] [--dtype bfloat16] [--no-write]
 
 Ratio benchmark of eval/lm.py on the real gemma3-270m on CPU, drug reviews (offline package):
   (1) left-padded batched generation (batch 16) vs one prompt at a time, same reviews, few new tokens:
@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--cot-tokens", type=int, default=128, help="(2): chain-of-thought length")
     ap.add_argument("--max-prompt-tokens", type=int, default=256, help="reviews are cut with fit_text to fit")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--dtype", default=None, help="e.g. bfloat16 (default: eval.lm.device_and_dtype, fp32 on CPU)")
     ap.add_argument("--model", default="gemma3-270m")
     ap.add_argument("--no-write", action="store_true", help="print the section, do not touch BENCHMARKS.md")
     args = ap.parse_args()
@@ -82,7 +83,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     scheme = LabelScheme.from_labels(LABELS)
-    model, tok, info = load_causal_lm(args.model)
+    model, tok, info = load_causal_lm(args.model, dtype=args.dtype)
     render = lambda text: build_prompt(tok, INSTRUCTION.format(review=text))
     data = load_reviews(max(args.n, args.n_cot))
     prompts = [render(fit_text(tok, render, review, args.max_prompt_tokens)) for review, _ in data]

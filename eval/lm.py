@@ -220,6 +220,11 @@ def _left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[
     return ids.to(device), mask.to(device), pos.to(device)
 
 
+def _pad_id(tokenizer: Any) -> int:
+    """Pad id for our own left padding; masked out, so EOS is an acceptable stand-in when there is no pad."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 def _batches(order: list[int], batch_size: int, progress: bool, desc: str) -> list[list[int]]:
     chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     if progress:
@@ -244,7 +249,7 @@ def generate(
         return []
     encoded = [encode(tokenizer, p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = _pad_id(tokenizer)
     out: list[str] = [""] * len(prompts)
     saved_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # for anything generate() itself pads; our own padding is left already
@@ -338,7 +343,7 @@ def _score_first_token(model: Any, tokenizer: Any, prompts: list[str], cand: lis
     out: list[list[float]] = [[] for _ in prompts]
     with torch.inference_mode():
         for batch in _batches(order, batch_size, progress, "score"):
-            ids, mask, pos = _left_pad([encoded[i] for i in batch], tokenizer.pad_token_id, model.device)
+            ids, mask, pos = _left_pad([encoded[i] for i in batch], _pad_id(tokenizer), model.device)
             logp = _forward_logprobs(model, ids, mask, pos, keep=1)[:, -1, :]
             first = torch.tensor([[c[0] for c in cand[i]] for i in batch], device=logp.device)
             for i, row in zip(batch, logp.gather(1, first).tolist(), strict=True):
@@ -360,7 +365,7 @@ def _score_full(model: Any, tokenizer: Any, prompts: list[str], cand: list[list[
     with torch.inference_mode():
         for batch in _batches(order, batch_size, progress, "score"):
             keys = [pairs[k] for k in batch]
-            ids, mask, pos = _left_pad([seqs[k] for k in keys], tokenizer.pad_token_id, model.device)
+            ids, mask, pos = _left_pad([seqs[k] for k in keys], _pad_id(tokenizer), model.device)
             longest = max(len(cand[p][c]) for p, c in keys)
             logp = _forward_logprobs(model, ids, mask, pos, keep=longest + 1)
             for row, (p, c) in enumerate(keys):
