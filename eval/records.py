@@ -22,6 +22,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,7 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
+@lru_cache(maxsize=1)
 def git_commit() -> dict:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
@@ -123,13 +125,20 @@ def git_commit() -> dict:
         return {"commit": None, "dirty": None}
 
 
-def env_info() -> dict:
-    versions = {}
+@lru_cache(maxsize=1)
+def _package_versions() -> tuple[tuple[str, str], ...]:
+    versions = []
     for p in PACKAGES:
         try:
-            versions[p] = md.version(p)
+            versions.append((p, md.version(p)))
         except md.PackageNotFoundError:
             pass
+    return tuple(versions)
+
+
+def env_info() -> dict:
+    """Package versions, device and git commit (the static parts are read once per process)."""
+    versions = dict(_package_versions())
     device = "cpu"
     if "torch" in sys.modules:  # never import torch just to describe the machine
         torch = sys.modules["torch"]
@@ -149,9 +158,13 @@ def finish_run(spec: RunSpec, task: TaskData, test: Sequence[Example], preds: Se
                results_dir: str | Path, model_id: str, backend: str, timing: dict, config: dict | None = None,
                raws: Sequence[str | None] | None = None, before_preds: Sequence[str] | None = None,
                before_raws: Sequence[str | None] | None = None, n_train_examples: int | None = None,
-               versions: dict | None = None, extra: dict | None = None) -> Path:
+               versions: dict | None = None, extra: dict | None = None,
+               row_fields: Sequence[dict] | None = None) -> Path:
     """Score predictions, then write the per-example JSONL and the record (in that order, each atomically, so an
-    existing record always has its examples). Returns the record path."""
+    existing record always has its examples). Returns the record path.
+
+    `row_fields[i]` adds track-specific fields to example i's row (e.g. `truncated`, `error`), so that a re-scoring
+    with eval/score.py can apply the same rules."""
     if len(preds) != len(test):
         raise ValueError(f"{len(preds)} predictions for {len(test)} test examples")
     labels = task.labels
@@ -166,6 +179,8 @@ def finish_run(spec: RunSpec, task: TaskData, test: Sequence[Example], preds: Se
             row["before_pred"] = before_preds[i]
             if before_raws is not None:
                 row["before_raw"] = before_raws[i]
+        if row_fields is not None:
+            row.update({k: v for k, v in row_fields[i].items() if k not in row})
         rows.append(row)
     path = record_path(spec, results_dir)
     eval_s = float(timing.get("eval_s") or 0.0)

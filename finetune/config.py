@@ -50,7 +50,7 @@ class SFTArgs:
     eval_mode: str = _f("both", "generate (greedy answer + extraction), score (verbalizer likelihood) or both",
                         choices=["generate", "score", "both"])
     max_new_tokens: int = _f(4, "generate mode: new tokens (the answer is one word + EOS)")
-    prompt: str = _f("sft_instruction", "prompt file in prompts/ (or a .txt path)")
+    prompt: str = _f("sft", "prompt file in prompts/ (or a .txt path)")
     chat: bool | None = _f(None, "use the chat template (default: when the tokenizer has one)")
 
     def options(self) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """SFT data formatting: one instruction prompt per text, one completion per label, the same prompt for training and
 for evaluation.
 
-- The instruction is a versioned file, prompts/sft_instruction.txt (`# version: N` header, `{labels}` and `{text}`).
+- The prompt is a versioned file, prompts/sft.txt (`# version: N` in its header, `{labels}` and `{text}`).
 - Models with a chat template get it (thinking disabled for Qwen3-style models, so the answer slot is the assistant
   turn right after an empty think block); base models get the plain instruction, which ends in the answer slot.
 - The completion is the label's canonical verbalizer, joined by `eval.lm.answer_prefix` (a space after "Answer:").
@@ -38,23 +38,26 @@ class PromptTemplate:
         return self.template.replace("{labels}", ", ".join(labels)).replace("{text}", text)
 
 
-def load_template(name: str = "sft_instruction") -> PromptTemplate:
-    """prompts/<name>.txt (or a path): a `# version: N` first line, more `#` header lines, then the template."""
+def load_template(name: str = "sft") -> PromptTemplate:
+    """prompts/<name>.txt (or a path): `#` header lines, one of them `# version: N`, then the template.
+
+    prompts/sft.txt is the SFT prompt; prompts/sft_instruction.txt is the prompting track's shared instruction
+    (no input slot), so it is not a complete SFT template."""
     path = Path(name) if name.endswith(".txt") else PROMPTS_DIR / f"{name}.txt"
     if not path.exists():
-        raise FileNotFoundError(f"prompt template {path} not found (the SFT prompt is prompts/sft_instruction.txt)")
+        raise FileNotFoundError(f"prompt template {path} not found (the SFT prompt is prompts/sft.txt)")
     lines = path.read_text(encoding="utf-8").splitlines()
-    m = _VERSION.match(lines[0]) if lines else None
-    if not m:
-        raise ValueError(f"{path}: the first line must be '# version: N' so records can name the prompt version")
-    body = lines[1:]
-    while body and body[0].startswith("#"):
-        body = body[1:]
-    template = "\n".join(body).strip("\n")
+    header = []
+    while lines and lines[0].startswith("#"):
+        header.append(lines.pop(0))
+    versions = [m.group(1) for m in map(_VERSION.match, header) if m]
+    if not versions:
+        raise ValueError(f"{path}: the header needs a '# version: N' line so records can name the prompt version")
+    template = "\n".join(lines).strip("\n")
     missing = [slot for slot in ("{labels}", "{text}") if slot not in template]
     if missing:
         raise ValueError(f"{path}: the template must contain {missing}")
-    return PromptTemplate(name=path.stem, version=m.group(1), template=template)
+    return PromptTemplate(name=path.stem, version=versions[0], template=template)
 
 
 class Formatter:

@@ -38,7 +38,8 @@ def test_finish_run_writes_record_and_examples(task, tmp_path):
     preds = [e.label for e in test[:6]] + [INVALID, INVALID]
     raws = [f"raw {i}" for i in range(8)]
     path = finish_run(s, task, test, preds, results_dir=tmp_path, model_id="mid", backend="fake",
-                      timing={"eval_s": 2.0}, raws=raws, before_preds=[INVALID] * 8, versions={"prompt": "3"})
+                      timing={"eval_s": 2.0}, raws=raws, before_preds=[INVALID] * 8, versions={"prompt": "3"},
+                      row_fields=[{}] * 7 + [{"truncated": True, "pred": "ignored: harness fields win"}])
     rec = json.loads(path.read_text())
     assert path == record_path(s, tmp_path) and is_done(s, tmp_path)
     for key in ("track", "model", "model_id", "backend", "method", "task", "n_train", "n_eval", "seed",
@@ -51,7 +52,8 @@ def test_finish_run_writes_record_and_examples(task, tmp_path):
     assert rec["env"]["packages"]["numpy"]
     rows = [json.loads(x) for x in path.with_suffix(".jsonl").read_text().splitlines()]
     assert len(rows) == 8 and rows[-1] == {"id": test[-1].id, "gold": test[-1].label, "pred": INVALID,
-                                           "correct": False, "raw": "raw 7", "before_pred": INVALID}
+                                           "correct": False, "raw": "raw 7", "before_pred": INVALID,
+                                           "truncated": True}
     assert not should_run(s, tmp_path) and should_run(s, tmp_path, overwrite=True)
     assert not list(path.parent.glob(".*.tmp"))  # atomic writes leave no temp files
 

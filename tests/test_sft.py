@@ -49,7 +49,7 @@ def test_configs_cover_the_seed_models() -> None:
 
 
 def test_prompt_is_versioned_and_uses_the_task_verbalizers() -> None:
-    t = load_template("sft_instruction")
+    t = load_template("sft")
     assert t.version and "{labels}" in t.template and "{text}" in t.template
     assert "positive" not in t.template.lower()  # the label words come from the task, never hard-coded
     assert "negative, neutral, positive" in t.fill(["negative", "neutral", "positive"], "x")
@@ -202,7 +202,7 @@ def test_script_end_to_end(tiny_causal_lm: Path, tmp_path: Path) -> None:
     assert set(rec["metrics"]) >= {"accuracy", "valid_rate"} and set(rec["before_training"]) >= {"accuracy"}
     assert rec["score_mode"]["metrics"]["valid_rate"] == 1.0 and len(rec["score_mode"]["preds"]) == 6
     assert rec["options"]["prompt_version"] == load_template().version and rec["config"]["max_steps"] == 3
-    assert rec["versions"]["prompt"].startswith("sft_instruction@") and rec["timing"]["train_s"] > 0
+    assert rec["versions"]["prompt"].startswith("sft@") and rec["timing"]["train_s"] > 0
     rows = [json.loads(x) for x in path.with_suffix(".jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [e.id for e in task.test(6)] and "before_pred" in rows[0]
     assert Path(rec["artifacts"]["adapter"], "adapter_config.json").exists()

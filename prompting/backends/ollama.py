@@ -1,0 +1,191 @@
+"""Ollama through the official `ollama` client (AsyncClient, `--concurrency` requests in flight).
+
+Traps handled (shared/FIELD-NOTES.md 3, 5, 6): the timeout goes through the client's httpx client (ollama-python
+#218/#518); `num_ctx` is set once from the longest prompt, because Ollama truncates silently at its default context
+and reloads the model when num_ctx changes between requests; a reasoning model's separate `thinking` field is
+kept in the raw output as a <think> block, and a <think> block in the answer (a model ignoring think=false) is
+stripped by extraction; parallel answers also need OLLAMA_NUM_PARALLEL on the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import urllib.parse
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+import ollama
+
+from prompting.backends import Backend, BackendError, BackendOptions, label_schema
+from prompting.backends._fanout import Retry, ask, fan_out
+from prompting.cache import Answer
+
+log = logging.getLogger("prompting")
+DEFAULT_HOST = "http://127.0.0.1:11434"
+CHARS_PER_TOKEN = 3.0  # conservative (English averages ~4): overestimating only costs memory, not answers
+
+
+def check_host(host: str) -> str:
+    """Validate a host the way users write it (`localhost:11434`, `http://box:11434`); raise a BackendError if bad."""
+    url = host if "://" in host else f"http://{host}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise BackendError(f"bad Ollama host URL {host!r} ({e}): use http://HOST:PORT, e.g. {DEFAULT_HOST}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BackendError(f"bad Ollama host URL {host!r}: use http://HOST:PORT, e.g. {DEFAULT_HOST}")
+    del port
+    return host
+
+
+def think_value(think: str | None) -> bool | str | None:
+    if think is None:
+        return None
+    t = str(think).lower()
+    if t in ("true", "on", "yes", "1"):
+        return True
+    if t in ("false", "off", "no", "0"):
+        return False
+    return t  # low / medium / high (gpt-oss style levels)
+
+
+class OllamaBackend(Backend):
+    name = "ollama"
+
+    def __init__(self, model: str, options: BackendOptions, scheme: Any) -> None:
+        super().__init__(model, options, scheme)
+        self.host = check_host(options.host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST)
+        self.context_length: int | None = None  # the model's trained context, from /api/show
+        self.num_ctx: int | None = options.num_ctx
+        self.raw_prompt = bool(options.raw and options.endpoint == "generate")  # type: ignore[misc]
+
+    def identity(self) -> dict[str, Any]:
+        o = self.options
+        # num_ctx is left out on purpose: sized to fit every prompt it does not change answers, and it depends on
+        # the longest prompt of the run (so a bigger --n-eval would otherwise miss the cache).
+        return {"backend": "ollama", "model": self.model, "endpoint": o.endpoint, "raw": self.raw_prompt,
+                "think": o.think, "format": o.format, "max_new_tokens": o.max_new_tokens, "temperature": 0}
+
+    # -- preflight ---------------------------------------------------------------------------------------------
+    def _unreachable(self) -> BackendError:
+        return BackendError(f"cannot reach Ollama at {self.host}: start the server with `ollama serve` "
+                            f"(or point --host / OLLAMA_HOST at a running one)")
+
+    def _not_pulled(self) -> BackendError:
+        return BackendError(f"model {self.model!r} is not available on the Ollama server at {self.host}: "
+                            f"run `ollama pull {self.model}`")
+
+    def check(self) -> None:
+        client = ollama.Client(host=self.host, timeout=min(self.options.timeout, 30.0))
+        try:
+            client.list()  # /api/tags: is the server there at all
+            info = client.show(self.model)
+        except ConnectionError:
+            raise self._unreachable() from None
+        except (httpx.TimeoutException, httpx.TransportError) as e:
+            raise BackendError(f"Ollama at {self.host} did not answer ({type(e).__name__}): is it the right host? "
+                               f"Start it with `ollama serve`") from None
+        except ollama.ResponseError as e:
+            if e.status_code == 404:
+                raise self._not_pulled() from None
+            raise BackendError(f"Ollama at {self.host} refused /api/show for {self.model!r}: {e.error}") from None
+        finally:
+            client.close()
+        for key, value in (info.modelinfo or {}).items():
+            if key.endswith(".context_length"):
+                self.context_length = int(value)
+
+    # -- context size ------------------------------------------------------------------------------------------
+    def plan_context(self, prompts: Sequence[str]) -> None:
+        """Pick one num_ctx that fits the longest prompt plus the answer; warn about prompts that cannot fit."""
+        if not prompts or self.options.num_ctx:
+            return
+        need = [math.ceil(len(p) / CHARS_PER_TOKEN) + self.options.max_new_tokens for p in prompts]
+        want = max(2048, math.ceil(max(need) / 1024) * 1024)
+        limit = self.context_length or want
+        self.num_ctx = min(want, limit)
+        too_long = sum(n > self.num_ctx for n in need)
+        if too_long:
+            log.warning("%d of %d prompts (~%d tokens at most) may not fit %s's context of %d tokens: Ollama would "
+                        "truncate them from the start. Shorten the texts or use a longer-context model.",
+                        too_long, len(prompts), max(need), self.model, self.num_ctx)
+
+    # -- requests ----------------------------------------------------------------------------------------------
+    def _request_kwargs(self, stop: Sequence[str]) -> dict[str, Any]:
+        o = self.options
+        options: dict[str, Any] = {"temperature": 0, "num_predict": o.max_new_tokens}
+        if stop:
+            options["stop"] = list(stop)
+        if self.num_ctx:
+            options["num_ctx"] = self.num_ctx
+        kw: dict[str, Any] = {"model": self.model, "options": options, "think": think_value(o.think),
+                              "keep_alive": o.keep_alive, "stream": o.stream}
+        if o.format == "json":
+            kw["format"] = label_schema(self.scheme)
+        return {k: v for k, v in kw.items() if v is not None}
+
+    async def _call(self, client: ollama.AsyncClient, prompt: str, stop: Sequence[str]) -> Answer:
+        kw = self._request_kwargs(stop)
+        chat = self.options.endpoint == "chat"
+        try:
+            if chat:
+                resp = await client.chat(messages=[{"role": "user", "content": prompt}], **kw)
+            else:
+                resp = await client.generate(prompt=prompt, raw=self.raw_prompt or None, **kw)
+            if self.options.stream:
+                parts = [part async for part in resp]
+            else:
+                parts = [resp]
+        except ConnectionError:
+            raise Retry(f"connection to {self.host} failed", fatal=self._unreachable()) from None
+        except httpx.TimeoutException:
+            raise Retry(f"timed out after {self.options.timeout:g}s") from None
+        except (httpx.TransportError, httpx.DecodingError) as e:
+            raise Retry(f"{type(e).__name__}: {e}") from None
+        except ollama.ResponseError as e:
+            if e.status_code == 404:
+                raise self._not_pulled() from None
+            if e.status_code in (408, 429) or e.status_code >= 500 or e.status_code == -1:
+                raise Retry(f"HTTP {e.status_code}: {e.error}") from None
+            msg = f"Ollama rejected the request for {self.model!r}: HTTP {e.status_code} {e.error}"
+            raise BackendError(msg) from None
+        return self._answer(parts, chat)
+
+    def _answer(self, parts: list[Any], chat: bool) -> Answer:
+        thinking, text = [], []
+        for p in parts:
+            src = p.message if chat else p
+            thinking.append(src.thinking or "")
+            text.append((src.content if chat else src.response) or "")
+        last = parts[-1]
+        raw = "".join(text)
+        reasoning = "".join(thinking)
+        if reasoning:  # think=true: Ollama returns the reasoning apart; keep it in the log as a closed block
+            raw = f"<think>{reasoning}</think>\n{raw}"
+        meta = {"done_reason": last.done_reason, "prompt_tokens": last.prompt_eval_count,
+                "output_tokens": last.eval_count, "num_ctx": self.num_ctx}
+        if self.num_ctx and last.prompt_eval_count and last.prompt_eval_count >= self.num_ctx - 1:
+            meta["prompt_truncated"] = True
+            log.warning("a prompt filled the whole context (%d tokens): Ollama truncated it", self.num_ctx)
+        return Answer(text=raw, truncated=last.done_reason == "length", meta=meta)
+
+    def answer_all(self, prompts: Sequence[str], on_answer: Callable[[int, Answer], None],
+                   stop: Sequence[str] = ()) -> None:
+        self.plan_context(prompts)
+        o = self.options
+        state: dict[str, ollama.AsyncClient] = {}
+
+        async def setup() -> None:
+            state["client"] = ollama.AsyncClient(host=self.host, timeout=o.timeout)
+
+        async def teardown() -> None:
+            await state["client"].close()
+
+        async def one(prompt: str) -> Answer:
+            return await ask(lambda: self._call(state["client"], prompt, stop), o.retries, o.backoff)
+
+        fan_out(prompts, one, o.concurrency, on_answer, setup=setup, teardown=teardown)

@@ -1,0 +1,190 @@
+"""A scripted HTTP server on 127.0.0.1 that speaks Ollama's API and the OpenAI chat API, for tests and benchmarks.
+
+Real sockets, real clients: `/api/tags`, `/api/show`, `/api/generate`, `/api/chat` (NDJSON streaming or one JSON
+object, as the request asks), `/v1/models`, `/v1/chat/completions`. `script(prompt, attempt)` decides each answer
+(`attempt` counts calls with the same prompt, so "fail once, then succeed" is one line).
+
+    with FakeServer(models=["llama3.1:8b"], script=lambda p, n: Reply("positive"), delay=0.2) as srv:
+        ...  # srv.url, srv.requests, srv.max_in_flight
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    text: str = ""
+    thinking: str | None = None  # returned apart (Ollama `thinking`, OpenAI `reasoning_content`)
+    status: int = 200  # != 200: answer with this HTTP error
+    delay: float | None = None  # seconds; None = the server's default
+    done_reason: str = "stop"
+
+
+Script = Callable[[str, int], Reply]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # a client that timed out hung up: fine
+        pass
+
+
+class FakeServer:
+    def __init__(self, models: list[str], script: Script, delay: float = 0.0, context_length: int = 8192) -> None:
+        self.models = list(models)
+        self.script = script
+        self.delay = delay
+        self.context_length = context_length
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.attempts: Counter[str] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._httpd = _QuietServer(("127.0.0.1", 0), self._handler())
+        self.port = self._httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+
+    def __enter__(self) -> FakeServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def prompts(self) -> list[str]:
+        return [_prompt_of(body) for path, body in self.requests if path in ("/api/generate", "/api/chat",
+                                                                             "/v1/chat/completions")]
+
+    def _reply_for(self, body: dict[str, Any]) -> Reply:
+        prompt = _prompt_of(body)
+        with self._lock:
+            self.attempts[prompt] += 1
+            n = self.attempts[prompt]
+        return self.script(prompt, n)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:  # headers and body go out as separate writes: no Nagle/delayed-ACK stalls
+                super().setup()
+                self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def _send(self, status: int, obj: Any) -> None:
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802
+                server.requests.append((self.path, {}))
+                if self.path == "/api/tags":
+                    self._send(200, {"models": [{"name": m, "model": m, "size": 1} for m in server.models]})
+                elif self.path == "/v1/models":
+                    self._send(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0,
+                                                                  "owned_by": "fake"} for m in server.models]})
+                else:
+                    self._send(404, {"error": "not found"})
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                server.requests.append((self.path, body))
+                model = body.get("model")
+                if self.path == "/api/show":
+                    if model not in server.models:
+                        return self._send(404, {"error": f"model '{model}' not found"})
+                    return self._send(200, {"modelfile": "", "parameters": "", "template": "{{ .Prompt }}",
+                                            "details": {"family": "fake"},
+                                            "model_info": {"fake.context_length": server.context_length}})
+                if self.path not in ("/api/generate", "/api/chat", "/v1/chat/completions"):
+                    return self._send(404, {"error": "not found"})
+                openai = self.path.startswith("/v1/")
+                if model not in server.models:
+                    if openai:
+                        return self._send(404, {"error": {"message": f"model {model} not found", "type": "x"}})
+                    return self._send(404, {"error": f"model '{model}' not found, try pulling it first"})
+                with server._lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    reply = server._reply_for(body)
+                    time.sleep(server.delay if reply.delay is None else reply.delay)
+                    if reply.status != 200:
+                        err = {"error": {"message": "scripted failure"}} if openai else {"error": "scripted failure"}
+                        return self._send(reply.status, err)
+                    if openai:
+                        return self._send(200, _openai_body(model, reply))
+                    self._ollama(body, reply)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _ollama(self, body: dict[str, Any], reply: Reply) -> None:
+                chat = self.path == "/api/chat"
+                think = reply.thinking if body.get("think") is not False else None
+                final = {"model": body["model"], "created_at": "2026-11-21T00:00:00Z", "done": True,
+                         "done_reason": reply.done_reason, "prompt_eval_count": len(_prompt_of(body)) // 4,
+                         "eval_count": len(reply.text) // 4 + 1}
+                if not body.get("stream", True):
+                    return self._send(200, {**final, **_ollama_piece(chat, reply.text, think)})
+                pieces = [reply.text[i:i + 7] for i in range(0, len(reply.text), 7)] or [""]
+                lines = [{"model": body["model"], "done": False, **_ollama_piece(chat, p, None)} for p in pieces]
+                if think:
+                    lines.insert(0, {"model": body["model"], "done": False, **_ollama_piece(chat, "", think)})
+                lines.append({**final, **_ollama_piece(chat, "", None)})
+                data = b"".join(json.dumps(x).encode() + b"\n" for x in lines)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-ndjson")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+
+def _prompt_of(body: dict[str, Any]) -> str:
+    if "messages" in body:
+        return str(body["messages"][-1]["content"])
+    return str(body.get("prompt", ""))
+
+
+def _ollama_piece(chat: bool, text: str, thinking: str | None) -> dict[str, Any]:
+    if chat:
+        msg: dict[str, Any] = {"role": "assistant", "content": text}
+        if thinking:
+            msg["thinking"] = thinking
+        return {"message": msg}
+    out: dict[str, Any] = {"response": text}
+    if thinking:
+        out["thinking"] = thinking
+    return out
+
+
+def _openai_body(model: str, reply: Reply) -> dict[str, Any]:
+    msg: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if reply.thinking:
+        msg["reasoning_content"] = reply.thinking
+    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": msg, "finish_reason": "length" if reply.done_reason == "length"
+                         else "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
