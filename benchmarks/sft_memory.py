@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     for loss in args.loss:  # one fresh process each: ru_maxrss is a per-process peak
         cmd = [sys.executable, __file__, "--inner", "--model", args.model, "--batch-size", str(args.batch_size),
                "--max-seq-length", str(args.max_seq_length), "--loss", loss]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"the {loss} measurement failed:\n{out.stderr[-3000:]}")
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     if args.json:
         print(json.dumps(results, indent=2))
