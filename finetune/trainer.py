@@ -2,7 +2,7 @@
 
 With the hf backend the loss reads the logits only at positions whose next token is a target. The answer is a few
 tokens at the end of each row, but a causal LM's default forward projects every position onto the vocabulary:
-for Gemma 3 (262k tokens) that is 8 x 256 x 262k floats per step, most of the step's time and ~8 GB at batch 8
+for Gemma 3 (262k tokens) that is 8 x 256 x 262k floats per step: ~2 GB and a quarter of a CPU step at batch 8
 (BENCHMARKS.md, "SFT"). `logits_to_keep` with a tensor of positions (transformers) computes the same loss from the
 columns that matter. Unsloth has its own fused loss, so it keeps TRL's default.
 """
