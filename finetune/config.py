@@ -1,0 +1,116 @@
+"""The SFT run configuration: one typed dataclass. `finetune/configs/<model>.yaml` (or --config) sets defaults, the
+command line wins, unknown keys fail (eval.cli). Fields that change results go into RunSpec.options; the rest
+(`RUNTIME_ONLY`) only change where or how fast it runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIGS_DIR = Path(__file__).with_name("configs")
+DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+RUNTIME_ONLY = {"backend", "quantization", "eval_batch_size", "gradient_checkpointing", "merge", "export_gguf"}
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - mirrors argparse
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class SFTArgs:
+    # --- where it runs (not part of the run id) ---
+    backend: str = _f("auto", "auto = unsloth when CUDA is present and unsloth imports, else hf (transformers+peft)",
+                      choices=["auto", "unsloth", "hf"])
+    quantization: str = _f("auto", "auto = 4-bit (QLoRA) on CUDA, none (LoRA) elsewhere",
+                           choices=["auto", "4bit", "none"])
+    eval_batch_size: int = _f(16, "batch size of both evaluations (left-padded, length-sorted)")
+    gradient_checkpointing: bool | None = _f(None, "default: on with CUDA, off on CPU (it only saves memory)")
+    merge: bool = _f(False, "also save the merged (base + LoRA) weights")
+    export_gguf: str | None = _f(None, "unsloth only: write a GGUF with this quantization (e.g. q4_k_m) + a Modelfile")
+    # --- what it computes (part of the run id) ---
+    max_seq_length: int = _f(256, "prompt + answer + EOS in tokens; inputs are cut to fit")
+    lora_r: int = _f(16, "LoRA rank")
+    lora_alpha: int = _f(32, "LoRA alpha")
+    lora_dropout: float = _f(0.05, "LoRA dropout")
+    target_modules: list[str] = _f(DEFAULT_TARGETS, "module names that get LoRA adapters")
+    learning_rate: float = _f(2e-4, "peak learning rate (LoRA wants far more than full fine-tuning)")
+    lr_scheduler_type: str = _f("linear", "transformers scheduler name")
+    warmup_ratio: float = _f(0.1, "share of steps spent warming up")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    num_train_epochs: float = _f(3.0, "passes over the training subset ...")
+    min_steps: int = _f(30, "... but at least this many optimizer steps (small n needs enough updates)")
+    max_steps: int | None = _f(None, "hard cap on optimizer steps (overrides epochs and min_steps)")
+    batch_size: int = _f(8, "per-device training batch size")
+    grad_accum: int = _f(1, "gradient accumulation steps")
+    eval_mode: str = _f("both", "generate (greedy answer + extraction), score (verbalizer likelihood) or both",
+                        choices=["generate", "score", "both"])
+    max_new_tokens: int = _f(4, "generate mode: new tokens (the answer is one word + EOS)")
+    prompt: str = _f("sft", "prompt file in prompts/ (or a .txt path)")
+    chat: bool | None = _f(None, "use the chat template (default: when the tokenizer has one)")
+
+    def options(self) -> dict[str, Any]:
+        """What goes into RunSpec.options: every field that changes results."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUNTIME_ONLY}
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], **runtime: Any) -> SFTArgs:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted((set(options) | set(runtime)) - names - {"prompt_version"})
+        if unknown:
+            raise ValueError(f"unknown SFT options {unknown}; the options are {sorted(names)} (and prompt_version)")
+        return cls(**{k: v for k, v in {**options, **runtime}.items() if k in names})
+
+    def lora(self) -> dict[str, Any]:
+        return {"r": self.lora_r, "alpha": self.lora_alpha, "dropout": self.lora_dropout,
+                "target_modules": list(self.target_modules)}
+
+    def total_steps(self, n_examples: int) -> int:
+        """epochs x steps per epoch, at least min_steps, at most max_steps."""
+        per_epoch = math.ceil(n_examples / (self.batch_size * self.grad_accum))
+        steps = max(math.ceil(self.num_train_epochs * per_epoch), self.min_steps)
+        return min(steps, self.max_steps) if self.max_steps else steps
+
+
+def default_config_file(model: str) -> Path | None:
+    path = CONFIGS_DIR / f"{model.replace('/', '_')}.yaml"
+    return path if path.exists() else None
+
+
+def trainer_args(cfg: SFTArgs, *, output_dir: str, n_examples: int, seed: int, cuda: bool, bf16: bool,
+                 unsloth: bool = False) -> Any:
+    """TRL SFTConfig for LoRA; backend-independent except optimizer/precision, which follow the hardware."""
+    from trl import SFTConfig
+
+    gc = cuda if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing
+    gc = gc and not unsloth  # unsloth checkpoints itself (get_peft_model(use_gradient_checkpointing="unsloth"))
+    steps = cfg.total_steps(n_examples)
+    return SFTConfig(
+        output_dir=output_dir,
+        max_steps=steps,  # explicit, so epochs vs min_steps is decided once, here
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=math.ceil(cfg.warmup_ratio * steps),  # steps, not a ratio: same meaning in transformers 4 and 5
+        weight_decay=cfg.weight_decay,
+        optim="adamw_8bit" if cuda else "adamw_torch",
+        bf16=bf16,
+        use_cpu=not cuda,
+        gradient_checkpointing=gc,
+        max_length=cfg.max_seq_length,
+        completion_only_loss=True,  # prompt/completion data: loss on the answer (+EOS) only
+        packing=False,
+        padding_free=False,
+        seed=seed,
+        data_seed=seed,
+        logging_steps=5,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )

@@ -1,0 +1,125 @@
+"""SFT data formatting: one instruction prompt per text, one completion per label, the same prompt for training and
+for evaluation.
+
+- The prompt is a versioned file, prompts/sft.txt (`# version: N` in its header, `{labels}` and `{text}`).
+- Models with a chat template get it (thinking disabled for Qwen3-style models, so the answer slot is the assistant
+  turn right after an empty think block); base models get the plain instruction, which ends in the answer slot.
+- The completion is the label's canonical verbalizer, joined by `eval.lm.answer_prefix` (a space after "Answer:").
+  TRL appends EOS and masks the prompt (prompt/completion format), so the loss covers exactly the answer + EOS.
+- Long inputs are cut by tokens (`eval.lm.fit_text`) so prompt + completion fit `max_seq_length`: the instruction and
+  the answer slot always survive; only the input text is shortened.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eval.data import Example
+from eval.labels import LabelScheme
+from eval.lm import answer_prefix, build_prompt, fit_text
+
+PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
+_VERSION = re.compile(r"^#\s*version:\s*(\S+)\s*$", re.IGNORECASE)
+_TEXT_SLOT = "\x00TEXT\x00"  # stands in for the input when a template is rendered without one
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    version: str
+    template: str  # the body after the header; holds {labels} and {text}
+
+    def fill(self, labels: Sequence[str], text: str) -> str:
+        # replace, not str.format: reviews contain braces
+        return self.template.replace("{labels}", ", ".join(labels)).replace("{text}", text)
+
+
+def load_template(name: str = "sft") -> PromptTemplate:
+    """prompts/<name>.txt (or a path): `#` header lines, one of them `# version: N`, then the template.
+
+    prompts/sft.txt is the SFT prompt; prompts/sft_instruction.txt is the prompting track's shared instruction
+    (no input slot), so it is not a complete SFT template."""
+    path = Path(name) if name.endswith(".txt") else PROMPTS_DIR / f"{name}.txt"
+    if not path.exists():
+        raise FileNotFoundError(f"prompt template {path} not found (the SFT prompt is prompts/sft.txt)")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = []
+    while lines and lines[0].startswith("#"):
+        header.append(lines.pop(0))
+    versions = [m.group(1) for m in map(_VERSION.match, header) if m]
+    if not versions:
+        raise ValueError(f"{path}: the header needs a '# version: N' line so records can name the prompt version")
+    template = "\n".join(lines).strip("\n")
+    missing = [slot for slot in ("{labels}", "{text}") if slot not in template]
+    if missing:
+        raise ValueError(f"{path}: the template must contain {missing}")
+    return PromptTemplate(name=path.stem, version=versions[0], template=template)
+
+
+class Formatter:
+    """Renders prompts and completions for one (tokenizer, task, template, max_seq_length)."""
+
+    def __init__(self, tokenizer: Any, scheme: LabelScheme, template: PromptTemplate, max_seq_length: int,
+                 chat: bool | None = None) -> None:
+        self.tok = tokenizer
+        self.scheme = scheme
+        self.template = template
+        self.max_seq_length = max_seq_length
+        self.chat = bool(getattr(tokenizer, "chat_template", None)) if chat is None else chat
+        self.verbalizers = [scheme.verbalizer(lab) for lab in scheme.labels]
+        # the suite's one rule (eval.lm.answer_prefix): a space after "Answer:", nothing after a template's newline;
+        # every prompt ends in the same template text, so one prefix serves all
+        self.answer_prefix = answer_prefix(self.render("x"))
+        bos_id = getattr(tokenizer, "bos_token_id", None)
+        adds_bos = bos_id is not None and tokenizer("x")["input_ids"][:1] == [bos_id]
+        self._bos = tokenizer.bos_token if adds_bos else None
+        completion_tokens = max(len(self.tok(self.completion(lab), add_special_tokens=False)["input_ids"])
+                                for lab in scheme.labels)
+        self.prompt_budget = max_seq_length - completion_tokens - 1  # - 1 for EOS
+        empty = len(self.tok(self.render(""), add_special_tokens=False)["input_ids"])
+        if self.prompt_budget < empty + 8:
+            raise ValueError(f"max_seq_length {max_seq_length} leaves no room for the input: the instruction alone "
+                             f"is {empty} tokens; raise --max-seq-length")
+
+    def render(self, text: str) -> str:
+        """The full prompt for one input, untruncated (chat template applied when the model has one)."""
+        return build_prompt(self.tok, self.template.fill(self.verbalizers, text), chat=self.chat,
+                            enable_thinking=False)
+
+    def prompt(self, text: str) -> str:
+        """The prompt with the input shortened by tokens so prompt + completion + EOS fit max_seq_length."""
+        return self.render(fit_text(self.tok, self.render, text, self.prompt_budget))
+
+    def completion(self, label: str) -> str:
+        return self.answer_prefix + self.scheme.verbalizer(label)
+
+    @property
+    def candidates(self) -> list[str]:
+        """What label scoring compares, in label order: exactly the trained completions (without EOS)."""
+        return [self.completion(lab) for lab in self.scheme.labels]
+
+    def dataset_rows(self, examples: Sequence[Example]) -> list[dict[str, str]]:
+        """TRL's prompt/completion format: the loss falls on the completion only."""
+        return [{"prompt": self._for_trl(self.prompt(ex.text)), "completion": self.completion(ex.label)}
+                for ex in examples]
+
+    def _for_trl(self, prompt: str) -> str:
+        """TRL tokenizes a plain-string prompt with the tokenizer's special tokens, so it adds BOS itself; a chat
+        template already wrote one. eval.lm.encode adds BOS only when the text lacks it. Dropping the written BOS
+        here makes training see exactly the ids evaluation sees (one BOS, never two); tested."""
+        if self._bos and prompt.startswith(self._bos):
+            return prompt[len(self._bos):]
+        return prompt
+
+    def prompt_with_slot(self, slot: str) -> str:
+        """The rendered prompt with the input replaced by `slot` (e.g. an Ollama `{{ .Prompt }}`)."""
+        return self.render(_TEXT_SLOT).replace(_TEXT_SLOT, slot)
+
+    def describe(self) -> dict:
+        return {"prompt": self.template.name, "prompt_version": self.template.version, "chat_template": self.chat,
+                "answer_prefix": self.answer_prefix, "prompt_budget_tokens": self.prompt_budget,
+                "candidates": self.candidates}

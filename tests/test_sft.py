@@ -1,0 +1,274 @@
+"""SFT track on a tiny random causal LM (tests/conftest.py): end to end in seconds on CPU, no network."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("trl")
+pytest.importorskip("peft")
+
+from eval.cli import load_yaml_config  # noqa: E402
+from eval.data import Example, load_task  # noqa: E402
+from eval.labels import LabelScheme  # noqa: E402
+from eval.models import aliases, resolve  # noqa: E402
+from finetune import backends  # noqa: E402
+from finetune.config import CONFIGS_DIR, SFTArgs  # noqa: E402
+from finetune.formatting import Formatter, load_template  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEME = LabelScheme.from_labels(["negative", "neutral", "positive"])
+SEED_MODELS = ["mistral-7b", "qwen3-4b", "qwen3-1.7b", "llama3.2-3b", "llama3.2-1b", "gemma3-1b", "gemma3-4b",
+               "phi4-mini", "gemma3-270m"]
+
+
+def _tiny(path: Path):
+    from eval.lm import load_causal_lm
+
+    model, tok, _ = load_causal_lm(str(path))
+    return model, tok
+
+
+# --- configs, prompt, Modelfile ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", sorted(CONFIGS_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_config_loads(path: Path) -> None:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# python finetune/sft.py --model ") and path.stem in first, "line 1 = the command"
+    SFTArgs(**load_yaml_config(path, SFTArgs))
+    assert path.stem in aliases("causal")
+
+
+def test_configs_cover_the_seed_models() -> None:
+    assert sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml")) == sorted(SEED_MODELS)
+
+
+def test_prompt_is_versioned_and_uses_the_task_verbalizers() -> None:
+    t = load_template("sft")
+    assert t.version and "{labels}" in t.template and "{text}" in t.template
+    assert "positive" not in t.template.lower()  # the label words come from the task, never hard-coded
+    assert "negative, neutral, positive" in t.fill(["negative", "neutral", "positive"], "x")
+
+
+def test_ollama_modelfile() -> None:
+    text = backends.ollama_modelfile("model.Q4_K_M.gguf", "<s>user : {{ .Prompt }} assistant :", stop=["</s>"],
+                                     num_ctx=320)
+    assert text.splitlines()[0] == "FROM ./model.Q4_K_M.gguf"
+    assert 'TEMPLATE """<s>user : {{ .Prompt }} assistant :"""' in text
+    assert 'PARAMETER stop "</s>"' in text and "PARAMETER num_ctx 320" in text and "temperature 0" in text
+    with pytest.raises(ValueError, match="Prompt"):
+        backends.ollama_modelfile("m.gguf", "no slot")
+
+
+# --- backend selection ----------------------------------------------------------------------------------------------
+
+def _fake_unsloth(calls: list, tiny: Path) -> types.ModuleType:
+    """A stand-in for unsloth exposing the documented FastLanguageModel API, recording how it is called."""
+    mod = types.ModuleType("unsloth")
+
+    class FastLanguageModel:
+        @staticmethod
+        def from_pretrained(**kw):
+            calls.append(("from_pretrained", kw))
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            return AutoModelForCausalLM.from_pretrained(tiny), AutoTokenizer.from_pretrained(tiny)
+
+        @staticmethod
+        def get_peft_model(model, **kw):
+            calls.append(("get_peft_model", kw))
+            return model
+
+        @staticmethod
+        def for_inference(model):
+            calls.append(("for_inference", {}))
+
+    mod.FastLanguageModel = FastLanguageModel
+    return mod
+
+
+def test_backend_auto_without_cuda_is_hf(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setitem(sys.modules, "unsloth", types.ModuleType("unsloth"))  # importable, but no GPU
+    assert backends.select_backend("auto") == "hf"
+    assert backends.select_backend("hf") == "hf"
+    with pytest.raises(backends.BackendError, match="--backend hf"):
+        backends.select_backend("unsloth")
+    assert backends.quantize_4bit("auto") is False
+    with pytest.raises(backends.BackendError, match="--quantization none"):
+        backends.quantize_4bit("4bit")
+
+
+def test_backend_auto_with_cuda(monkeypatch: pytest.MonkeyPatch, tiny_causal_lm: Path) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "unsloth", None)  # CUDA but unsloth missing: import fails
+    assert backends.select_backend("auto") == "hf"
+    with pytest.raises(backends.BackendError, match="does not import.*--backend hf"):
+        backends.select_backend("unsloth")
+    calls: list = []
+    monkeypatch.setitem(sys.modules, "unsloth", _fake_unsloth(calls, tiny_causal_lm))
+    assert backends.select_backend("auto") == "unsloth"
+    assert backends.quantize_4bit("auto") is True
+    lora = SFTArgs().lora()
+    loaded = backends.load(resolve("qwen3-4b"), "unsloth", load_in_4bit=True, max_seq_length=256, lora=lora, seed=3)
+    backends.for_inference(loaded)
+    names = [c[0] for c in calls]
+    assert names == ["from_pretrained", "get_peft_model", "for_inference"]
+    assert calls[0][1] == {"model_name": "unsloth/Qwen3-4B-unsloth-bnb-4bit", "max_seq_length": 256,
+                           "load_in_4bit": True, "dtype": None}
+    assert calls[1][1]["use_gradient_checkpointing"] == "unsloth" and calls[1][1]["random_state"] == 3
+    assert calls[1][1]["r"] == lora["r"] and calls[1][1]["target_modules"] == lora["target_modules"]
+    assert loaded.backend == "unsloth" and loaded.tokenizer.pad_token != loaded.tokenizer.eos_token
+
+
+# --- formatting: mask, truncation, batching -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["tiny_causal_lm", "tiny_base_lm"])
+def test_completion_mask_is_exactly_the_answer_and_eos(which: str, request: pytest.FixtureRequest,
+                                                        tmp_path: Path) -> None:
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from finetune.config import trainer_args
+
+    model, tok = _tiny(request.getfixturevalue(which))
+    fmt = Formatter(tok, SCHEME, load_template(), max_seq_length=64)
+    assert fmt.chat is (which == "tiny_causal_lm")
+    rows = fmt.dataset_rows([Example("a", "the movie was great", "positive"),
+                             Example("b", "the plot was bad and boring", "negative")])
+    args = trainer_args(SFTArgs(max_seq_length=64), output_dir=str(tmp_path), n_examples=2, seed=0, cuda=False,
+                        bf16=False)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    for i, label in enumerate(["positive", "negative"]):
+        ids, labels = batch["input_ids"][i].tolist(), batch["labels"][i].tolist()
+        answer = [t for t, lab in zip(ids, labels) if lab != -100]
+        assert answer == tok(fmt.completion(label), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        prompt_ids = [t for t, m in zip(ids, batch["attention_mask"][i].tolist()) if m][: -len(answer)]
+        from eval.lm import encode
+
+        assert prompt_ids == encode(tok, rows[i]["prompt"]), "training sees the prompt evaluation sees"
+    assert tok.pad_token_id != tok.eos_token_id
+
+
+def test_truncation_keeps_instruction_and_answer_slot(tiny_base_lm: Path) -> None:
+    from eval.lm import encode
+
+    _, tok = _tiny(tiny_base_lm)
+    fmt = Formatter(tok, SCHEME, load_template(), max_seq_length=48)
+    long_text = " ".join(["the movie was great and the acting was good"] * 40)
+    prompt = fmt.prompt(long_text)
+    assert len(encode(tok, prompt)) <= fmt.prompt_budget
+    assert prompt.rstrip().endswith("Answer:") and "Classify" in prompt
+    assert fmt.prompt("short") == fmt.render("short")
+
+
+def test_batched_and_batch1_predictions_agree(tiny_causal_lm: Path) -> None:
+    from finetune.predict import evaluate
+
+    model, tok = _tiny(tiny_causal_lm)
+    fmt = Formatter(tok, SCHEME, load_template(), max_seq_length=96)
+    texts = ["great", "the film was terrible and the plot was bad", "i loved it", "okay",
+             "i hated it a boring story with awful music and bad acting"]
+    prompts = [fmt.prompt(t) for t in texts]
+    one = evaluate(model, tok, prompts, fmt, eval_mode="both", batch_size=1, max_new_tokens=3)
+    many = evaluate(model, tok, prompts, fmt, eval_mode="both", batch_size=4, max_new_tokens=3)
+    assert one["generate"].raws == many["generate"].raws
+    assert one["score"].preds == many["score"].preds
+
+
+# --- the whole script -----------------------------------------------------------------------------------------------
+
+def test_script_end_to_end(tiny_causal_lm: Path, tmp_path: Path) -> None:
+    from finetune.sft import cli
+
+    task = load_task("drugs")
+    argv = ["--model", str(tiny_causal_lm), "--task", "drugs", "--n-train", "12", "--seeds", "0", "--n-eval", "6",
+            "--results-dir", str(tmp_path), "--max-seq-length", "64", "--max-steps", "3", "--batch-size", "4",
+            "--learning-rate", "1e-3", "--backend", "hf", "--merge"]
+    assert cli(argv) == 0
+    [path] = list((tmp_path / "runs" / "drugs" / "finetune").glob("*.json"))
+    rec = json.loads(path.read_text())
+    assert rec["backend"] == "hf" and rec["method"] == "lora" and rec["n_eval"] == 6 and rec["n_train"] == 12
+    assert set(rec["metrics"]) >= {"accuracy", "valid_rate"} and set(rec["before_training"]) >= {"accuracy"}
+    assert rec["score_mode"]["metrics"]["valid_rate"] == 1.0 and len(rec["score_mode"]["preds"]) == 6
+    assert rec["options"]["prompt_version"] == load_template().version and rec["config"]["max_steps"] == 3
+    assert rec["versions"]["prompt"].startswith("sft@") and rec["timing"]["train_s"] > 0
+    rows = [json.loads(x) for x in path.with_suffix(".jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [e.id for e in task.test(6)] and "before_pred" in rows[0]
+    assert Path(rec["artifacts"]["adapter"], "adapter_config.json").exists()
+    assert Path(rec["artifacts"]["merged"]).exists()
+    assert cli(argv) == 0  # the record exists: skipped, not rerun
+
+
+@pytest.mark.parametrize("launcher", [["finetune/sft.py"], ["-m", "finetune.sft"]])
+def test_both_launchers_work_from_the_repo_root(launcher: list[str]) -> None:
+    out = subprocess.run([sys.executable, *launcher, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "--lora-r" in out.stdout and "--eval-mode" in out.stdout
+
+
+def test_bad_backend_is_one_clear_error(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from finetune.sft import cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli(["--model", "gemma3-270m", "--task", "drugs", "--backend", "unsloth"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "--backend hf" in err
+
+
+@pytest.mark.slow
+def test_gemma3_270m_format_and_mask() -> None:
+    """The real offline base model: plain prompt with one BOS, mask = answer + EOS, prompt fits 256 tokens."""
+    from eval.lm import encode, load_causal_lm
+
+    model, tok, _ = load_causal_lm("gemma3-270m")
+    task = load_task("drugs")
+    fmt = Formatter(tok, task.scheme, load_template(), max_seq_length=256, chat=False)
+    ids = encode(tok, fmt.prompt("x"))
+    assert ids[0] == tok.bos_token_id and ids[1] != tok.bos_token_id
+    longest = max(task.test(), key=lambda e: len(e.text))
+    assert len(encode(tok, fmt.prompt(longest.text))) <= fmt.prompt_budget
+
+
+def test_sparse_logits_loss_equals_trl_loss(tiny_causal_lm: Path, tmp_path: Path) -> None:
+    """The hf backend's loss reads only target positions; it must equal TRL's full-logits loss."""
+    import torch
+
+    from finetune.config import trainer_args
+    from finetune.trainer import completion_loss, make_trainer
+
+    model, tok = _tiny(tiny_causal_lm)
+    fmt = Formatter(tok, SCHEME, load_template(), max_seq_length=64)
+    rows = fmt.dataset_rows([Example("a", "the movie was great", "positive"),
+                             Example("b", "i hated it a boring story with awful music", "negative")])
+    args = trainer_args(SFTArgs(max_seq_length=64), output_dir=str(tmp_path), n_examples=2, seed=0, cuda=False,
+                        bf16=False)
+    trainer = make_trainer(model, tok, args, rows, sparse_logits=True)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    with torch.no_grad():
+        full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                     labels=batch["labels"]).loss
+        sparse = completion_loss(model, batch)
+    assert torch.allclose(full, sparse, atol=1e-5)
+
+
+def test_validate_options_for_sweeps() -> None:
+    from finetune.sft import validate_options
+
+    validate_options({"backend": "hf", "learning_rate": 1e-4, "eval_mode": "score"})
+    with pytest.raises(ValueError, match="learning_rate"):
+        validate_options({"lr": 2e-5})
+    with pytest.raises(ValueError, match="eval_mode"):
+        validate_options({"eval_mode": "sample"})
