@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 METHODS = ("full", "lora", "ptuning", "prompt-tuning", "prefix", "freeze-k")
 LOSSES = ("ce", "weighted-ce", "rdrop", "supcon")
@@ -107,9 +108,29 @@ class EncoderConfig:
 
     @classmethod
     def from_spec(cls, model: str, method: str, options: dict) -> EncoderConfig:
+        """Built-in defaults < encoders/configs/<model>_<method>.yaml (when it exists) < `options`."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - known - {"data"})
         if unknown:
             raise ValueError(f"unknown encoder options {unknown}; known: {sorted(known - set(NOT_RESULT))} "
                              "(python encoders/train.py --help explains each)")
-        return cls(model=model, method=method, **{k: v for k, v in options.items() if k in known})
+        merged = {**config_file_values(model, method), **options}
+        return cls(model=model, method=method, **{k: v for k, v in merged.items() if k in known - {"model", "method"}})
+
+
+CONFIGS_DIR = Path(__file__).with_name("configs")
+
+
+def default_config_file(model: str, method: str) -> Path | None:
+    """encoders/configs/<model>_<method>.yaml: the tuned defaults for that pair, used unless --config names another."""
+    path = CONFIGS_DIR / f"{model.replace('/', '_')}_{method}.yaml"
+    return path if path.exists() else None
+
+
+def config_file_values(model: str, method: str) -> dict:
+    from eval.cli import load_yaml_config
+
+    path = default_config_file(model, method)
+    if path is None:
+        return {}
+    return {k: v for k, v in load_yaml_config(path, EncoderConfig).items() if k not in ("model", "method")}

@@ -24,7 +24,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python encoders/train.py`: make the repo importable without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from encoders.config import EncoderConfig
+from encoders.config import EncoderConfig, default_config_file
 from eval.cli import add_data_args, add_run_args, config_parser, data_kwargs
 from eval.data import Example, TaskData, load_task
 from eval.records import RunSpec, finish_run, iter_specs, output_dir, should_run
@@ -99,6 +99,12 @@ def cross_validate(cfg: EncoderConfig, path: str, task: TaskData, train_exs: lis
     return summary
 
 
+def canonical_options(model: str, method: str, options: dict) -> dict:
+    """The options the CLI writes for this run (config-file defaults filled in), so sweep and CLI run ids agree."""
+    extra = {"data": options["data"]} if "data" in options else {}
+    return {**EncoderConfig.from_spec(model, method, options).options(), **extra}
+
+
 def validate_options(options: dict) -> None:
     """For eval/sweep.py --dry-run: an unknown or invalid encoder option fails before anything runs."""
     EncoderConfig.from_spec("any", "full", options)
@@ -158,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from eval.cli import build_config
 
+        if not args.config:  # encoders/configs/<model>_<method>.yaml holds the tuned defaults for that pair
+            defaults = EncoderConfig.__dataclass_fields__
+            path = default_config_file(getattr(args, "model", defaults["model"].default),
+                                       getattr(args, "method", defaults["method"].default))
+            args.config = str(path) if path else None
         cfg = build_config(EncoderConfig, args)
         task = load_task(**data_kwargs(args))
         options = cfg.options()

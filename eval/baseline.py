@@ -20,6 +20,14 @@ from eval.data import TaskData, load_task
 from eval.records import RunSpec, finish_run, iter_specs, should_run
 from eval.sources import DataError
 
+DEFAULTS = {"class_weight": "balanced", "C": 10.0}
+
+
+def canonical_options(model: str, method: str, options: dict) -> dict:
+    """The options the CLI writes for this method: its defaults, with the class weight the method name implies."""
+    implied = {"class_weight": "balanced" if method.endswith("-balanced") else "none"}
+    return {**DEFAULTS, **implied, **options}
+
 
 def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Path:
     """One baseline run. spec.options: class_weight ("balanced" | "none"), C."""

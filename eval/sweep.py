@@ -56,7 +56,7 @@ if __package__ in (None, ""):  # `python eval/sweep.py` puts eval/ on sys.path, 
 from eval.data import DataError, task_path  # noqa: E402
 from eval.models import aliases, resolve  # noqa: E402
 from eval.records import RunSpec, is_done  # noqa: E402
-from eval.tracks import TRACKS  # noqa: E402
+from eval.tracks import TRACKS, canonical  # noqa: E402
 
 BLOCK_KEYS = ("track", "task", "model", "method", "n_train", "seeds", "n_eval", "options")
 SPEC_KEYS = ("name", "description", "max_concurrency", "resources", "blocks", *BLOCK_KEYS)
@@ -129,9 +129,9 @@ def expand_block(block: dict, where: str) -> list[RunSpec]:
             _option_sets(block.get("options") or {}), _as_list(block.get("n_train", "full")),
             _as_list(block.get("n_eval")), _as_list(block.get("seeds", [0]))):
         try:
-            runs.append(RunSpec(track=str(track), task=str(task), model=str(model), method=str(method),
-                                n_train=n_train, seed=int(seed), n_eval=None if n_eval is None else int(n_eval),
-                                options=opts))
+            runs.append(canonical(RunSpec(track=str(track), task=str(task), model=str(model), method=str(method),
+                                          n_train=n_train, seed=int(seed),
+                                          n_eval=None if n_eval is None else int(n_eval), options=opts)))
         except (DataError, TypeError, ValueError) as exc:
             raise SweepError(f"{where}: {exc}") from exc
     return runs

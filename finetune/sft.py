@@ -43,6 +43,16 @@ def run_one(spec: RunSpec, results_dir: str, *, task: TaskData | None = None, ru
     return main(spec, cfg, results_dir, task=task)
 
 
+def canonical_options(model: str, method: str, options: dict) -> dict:
+    """The options the CLI writes for this run (finetune/configs/<model>.yaml filled in, the prompt's version
+    pinned), so a sweep and the CLI give the same run the same id. Runtime-only settings given here are kept."""
+    runtime = {k: v for k, v in options.items() if k in RUNTIME_ONLY}
+    cfg = SFTArgs.from_options({k: v for k, v in {**_config_file_values(model), **options}.items()
+                                if k not in RUNTIME_ONLY and k != "prompt_version"})
+    return {**cfg.options(), "prompt_version": options.get("prompt_version", load_template(cfg.prompt).version),
+            **runtime}
+
+
 def validate_options(options: dict) -> None:
     """Called by `eval/sweep.py --dry-run`: an unknown option or a bad choice fails before a sweep starts."""
     cfg = SFTArgs.from_options(options)
