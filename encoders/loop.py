@@ -140,9 +140,16 @@ class TrainResult:
 
 
 def train(model, tok, train_data: Encoded, val_data: Encoded, cfg: EncoderConfig, loss_fn: LossFn, *, seed: int,
-          device, progress: bool = True) -> TrainResult:
-    """Train in place; the model ends with the best validation checkpoint's weights."""
+          device, progress: bool = True, accelerator=None) -> TrainResult:
+    """Train in place; the model ends with the best validation checkpoint's weights.
+
+    With an `accelerator` (several processes, eval/distributed.py) the model is wrapped in DDP and every global batch
+    is split across the processes; all of them see the same batches in the same order (same seed), validate on the
+    whole validation set with the same synchronised weights, and so take the same early-stopping decisions.
+    """
     from tqdm.auto import tqdm
+
+    from eval.distributed import shard
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -150,6 +157,9 @@ def train(model, tok, train_data: Encoded, val_data: Encoded, cfg: EncoderConfig
     eval_every = max(1, math.ceil(total / cfg.evals))
     warmup = int(cfg.warmup_ratio * total)
     opt = make_optimizer(model, cfg)
+    net = model  # what the loss runs through: the DDP wrapper when distributed, the model itself otherwise
+    if accelerator is not None:
+        net, opt = accelerator.prepare(model, opt)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
     dtype = autocast_dtype(cfg, device)
@@ -161,17 +171,21 @@ def train(model, tok, train_data: Encoded, val_data: Encoded, cfg: EncoderConfig
     batches: list[list[int]] = []
     step, seen, stopped, running = 0, 0, False, []
     t0 = time.perf_counter()
-    bar = tqdm(total=total, desc="train steps", leave=False, disable=not progress)
+    bar = tqdm(total=total, desc="train steps", leave=False,
+               disable=not progress or (accelerator is not None and not accelerator.is_main_process))
     while step < total and not stopped:
         model.train()
         for _ in range(cfg.grad_accum):
             if not batches:
                 batches = batch_order(lengths, cfg.batch_size, rng, cfg.group_by_length)
             idx = batches.pop()
-            batch = collate(tok, train_data, idx, pad_to, device)
+            batch = collate(tok, train_data, shard(idx, accelerator), pad_to, device)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                loss = loss_fn(model, batch) / cfg.grad_accum
-            loss.backward()
+                loss = loss_fn(net, batch) / cfg.grad_accum
+            if accelerator is not None:
+                accelerator.backward(loss)
+            else:
+                loss.backward()
             running.append(float(loss.detach()) * cfg.grad_accum)
             seen += len(idx)
         if cfg.grad_clip:

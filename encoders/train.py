@@ -27,7 +27,8 @@ if __package__ in (None, ""):  # `python encoders/train.py`: make the repo impor
 from encoders.config import EncoderConfig, default_config_file
 from eval.cli import add_data_args, add_run_args, config_parser, data_kwargs
 from eval.data import Example, TaskData, load_task
-from eval.records import RunSpec, finish_run, iter_specs, output_dir, should_run
+from eval.distributed import accelerator
+from eval.records import RunSpec, finish_run, iter_specs, output_dir, record_path, should_run
 from eval.sources import DataError
 
 
@@ -37,7 +38,7 @@ def load_spec_task(spec: RunSpec) -> TaskData:
 
 
 def fit(cfg: EncoderConfig, path: str, labels: list[str], train_exs: list[Example], val_exs: list[Example], *,
-        seed: int, device, progress: bool):
+        seed: int, device, progress: bool, accelerator=None):
     """Build the model for cfg.method and train it on train_exs, selecting on val_exs. Returns (model, tok, result)."""
     import torch
 
@@ -54,7 +55,8 @@ def fit(cfg: EncoderConfig, path: str, labels: list[str], train_exs: list[Exampl
     weights = balanced_class_weights(train_data.labels, len(labels)) if cfg.loss == "weighted-ce" else None
     loss_fn = make_loss(cfg.loss, class_weights=weights, rdrop_alpha=cfg.rdrop_alpha,
                         supcon_weight=cfg.supcon_weight, supcon_temperature=cfg.supcon_temperature)
-    result = train(model, tok, train_data, val_data, cfg, loss_fn, seed=seed, device=device, progress=progress)
+    result = train(model, tok, train_data, val_data, cfg, loss_fn, seed=seed, device=device, progress=progress,
+                   accelerator=accelerator)
     result.class_weights = weights
     return model, tok, result
 
@@ -120,7 +122,11 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progr
     cfg = EncoderConfig.from_spec(spec.model, spec.method, spec.options).resolved()
     task = task or load_spec_task(spec)
     train_exs, test = task.train(spec.n_train, spec.seed), task.test(spec.n_eval)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    acc = accelerator()  # None unless launched as several processes (accelerate launch / torchrun)
+    if acc is not None and (cfg.mlm_pretrain or cfg.kfold):
+        raise ValueError("--mlm-pretrain and --kfold run in one process: launch without accelerate "
+                         "(data parallelism covers the fine-tuning stage)")
+    device = acc.device if acc is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out = output_dir(spec, results_dir)
     path, source = locate_model(cfg.model)
 
@@ -134,7 +140,9 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progr
     cv = cross_validate(cfg, path, task, train_exs, seed=spec.seed, device=device, progress=progress) \
         if cfg.kfold else None
     model, tok, result = fit(cfg, path, task.labels, train_exs, task.validation, seed=spec.seed, device=device,
-                             progress=progress)
+                             progress=progress, accelerator=acc)
+    if acc is not None and not acc.is_main_process:  # one record per run: the main process evaluates and writes
+        return record_path(spec, results_dir)
     t0 = time.perf_counter()
     preds = predict(model, tok, [e.text for e in test], task.labels, cfg, device)
     eval_s = time.perf_counter() - t0
@@ -146,7 +154,7 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progr
                 "examples_seen": result.examples_seen, "class_weights": result.class_weights,
                 "train_examples_per_s": round(result.examples_seen / max(result.train_s, 1e-9), 2),
                 "parameters": count_parameters(model), "history": result.history}
-    extra = {"training": training, "model_source": source, "mlm": mlm}
+    extra = {"training": training, "model_source": source, "mlm": mlm, "processes": acc.num_processes if acc else 1}
     if cv is not None:
         extra["kfold"] = cv
     return finish_run(spec, task, test, preds, results_dir=results_dir, model_id=path, backend="transformers",

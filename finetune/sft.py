@@ -25,9 +25,10 @@ if __package__ in (None, ""):  # `python finetune/sft.py`: import from the repo 
 
 from eval.cli import add_data_args, add_run_args, build_config, config_parser, data_kwargs
 from eval.data import TaskData, load_task
+from eval.distributed import is_main, world_size
 from eval.labels import INVALID
 from eval.models import resolve
-from eval.records import RunSpec, finish_run, iter_specs, output_dir, should_run
+from eval.records import RunSpec, finish_run, iter_specs, output_dir, record_path, should_run
 from eval.sources import DataError
 from finetune.backends import BackendError, quantize_4bit, select_backend
 from finetune.config import RUNTIME_ONLY, SFTArgs, default_config_file, trainer_args
@@ -102,10 +103,16 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
     eval_kw = {"eval_mode": cfg.eval_mode, "batch_size": cfg.eval_batch_size, "max_new_tokens": cfg.max_new_tokens}
 
     # --- evaluate before training (fresh LoRA adapters are a no-op: B is initialised to zero) ---
-    _say(f"{spec.run_id}: {backend} backend, {loaded.model_id}, {len(train)} train / {len(test)} test examples")
-    for_inference(loaded)
-    before = evaluate(model, tok, prompts, fmt, **eval_kw)
-    _report("before training", before, test)
+    # Under `accelerate launch` every process trains (TRL/Trainer runs DDP by itself) and only the main process
+    # evaluates and writes the record, so a data-parallel run still has one record (eval/distributed.py).
+    main_process = is_main()
+    _say(f"{spec.run_id}: {backend} backend, {loaded.model_id}, {len(train)} train / {len(test)} test examples"
+         + (f", {world_size()} processes" if world_size() > 1 else ""))
+    before: dict[str, ModeResult] = {}
+    if main_process:
+        for_inference(loaded)
+        before = evaluate(model, tok, prompts, fmt, **eval_kw)
+        _report("before training", before, test)
 
     # --- train: TRL SFTTrainer on prompt/completion rows (loss on the answer + EOS only), right padding ---
     for_training(loaded)
@@ -113,14 +120,18 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
     out = output_dir(spec, results_dir)
-    args = trainer_args(cfg, output_dir=str(out / "trainer"), n_examples=len(train), seed=spec.seed, cuda=cuda,
-                        bf16=bf16, unsloth=backend == "unsloth")
+    # batch_size is per process; steps are planned on each process's share, so epochs mean the same at any world size
+    args = trainer_args(cfg, output_dir=str(out / "trainer"), n_examples=-(-len(train) // world_size()),
+                        seed=spec.seed, cuda=cuda, bf16=bf16, unsloth=backend == "unsloth")
     trainer = make_trainer(model, tok, args, fmt.dataset_rows(train), sparse_logits=backend == "hf")
     _say(f"training: {args.max_steps} steps of {cfg.batch_size} x {cfg.grad_accum}, lr {cfg.learning_rate}")
     t0 = time.perf_counter()
     result = trainer.train()
     train_s = time.perf_counter() - t0
     _say(f"trained in {train_s:.0f} s, final loss {result.training_loss:.4f}")
+
+    if not main_process:
+        return record_path(spec, results_dir)
 
     # --- evaluate after training, same prompts ---
     for_inference(loaded)
@@ -139,7 +150,8 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
     config = {**dataclasses.asdict(cfg), "backend": backend, "method": spec.method, "load_in_4bit": four_bit,
               "max_steps": args.max_steps, "optim": args.optim, "bf16": bf16, "use_cpu": args.use_cpu,
               "gradient_checkpointing": args.gradient_checkpointing, "formatting": fmt.describe(),
-              "model": loaded.info, "train_loss": round(result.training_loss, 4), "loss_log": losses}
+              "model": loaded.info, "train_loss": round(result.training_loss, 4), "loss_log": losses,
+              "processes": world_size()}
     timing = {"train_s": round(train_s, 2), "eval_s": round(after[main_mode].seconds, 2),
               "before_eval_s": round(before[main_mode].seconds, 2),
               **{f"{m}_eval_s": round(r.seconds, 2) for m, r in after.items()},

@@ -19,55 +19,6 @@ from encoders.modeling import MethodError, build_classifier  # noqa: E402
 from eval.cli import load_yaml_config  # noqa: E402
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "encoders" / "configs").glob("*.yaml"))
-WORDS = {"a": ["great", "good", "love", "fine", "happy"], "b": ["okay", "meh", "average", "plain", "so"],
-         "c": ["bad", "awful", "hate", "poor", "sad"]}
-TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 37,
-        "max_position_embeddings": 128}
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory) -> dict:
-    """Tiny models (saved with an MLM head, so the MLM stage can load them) and a 3-class CSV task."""
-    from transformers import (
-        BertConfig,
-        BertForMaskedLM,
-        BertTokenizerFast,
-        DebertaV2Config,
-        DebertaV2ForMaskedLM,
-        DistilBertConfig,
-        DistilBertForMaskedLM,
-        RobertaConfig,
-        RobertaForMaskedLM,
-    )
-
-    root = tmp_path_factory.mktemp("tiny")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "drug", "was", "it", "very"]
-    vocab += sorted({w for ws in WORDS.values() for w in ws})
-    (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(root / "vocab.txt"))
-    v = len(vocab)
-    builders = {
-        "bert": (BertForMaskedLM, BertConfig(vocab_size=v, **TINY)),
-        "roberta": (RobertaForMaskedLM, RobertaConfig(vocab_size=v, **{**TINY, "max_position_embeddings": 130},
-                                                      pad_token_id=0)),
-        "deberta": (DebertaV2ForMaskedLM, DebertaV2Config(vocab_size=v, **TINY, pad_token_id=0,
-                                                          relative_attention=True, pos_att_type=["p2c", "c2p"],
-                                                          pooler_hidden_size=32)),
-        "distilbert": (DistilBertForMaskedLM, DistilBertConfig(vocab_size=v, dim=32, n_layers=2, n_heads=2,
-                                                               hidden_dim=37, max_position_embeddings=128)),
-    }
-    paths = {}
-    for name, (model_cls, config) in builders.items():
-        torch.manual_seed(0)
-        model_cls(config).save_pretrained(root / name, safe_serialization=True)
-        tok.save_pretrained(root / name)
-        paths[name] = str(root / name)
-    rows = ["text,label"]
-    for i in range(20):
-        for label, ws in WORDS.items():
-            rows.append(f"the drug was {ws[i % 5]} it was very {ws[(i // 5) % 5]} {i},{label}")
-    (root / "task.csv").write_text("\n".join(rows) + "\n")
-    return {"paths": paths, "csv": str(root / "task.csv"), "root": root}
 
 
 def run_cli(tiny: dict, model: str, method: str, loss: str, results: Path, *extra: str) -> list[dict]:
