@@ -254,15 +254,22 @@ def validate(sweep: Sweep) -> tuple[list[str], list[str]]:
 
 # --- plan -----------------------------------------------------------------------------------------------------------
 
-def _varying_options(runs: list[RunSpec]) -> list[str]:
-    """Option keys whose value differs between runs: the only ones worth a column."""
-    keys = sorted({k for r in runs for k in r.options})
-    return [k for k in keys if len({json.dumps(r.options.get(k), sort_keys=True) for r in runs}) > 1]
+def _varying_options(runs: list[RunSpec]) -> dict[tuple[str, str, str], list[str]]:
+    """Per (track, model, method): the option keys whose value differs between its runs, the only ones worth
+    showing (a track's full effective config is the same for most of a sweep and lives in its records)."""
+    groups: dict[tuple[str, str, str], list[RunSpec]] = {}
+    for r in runs:
+        groups.setdefault((r.track, r.model, r.method), []).append(r)
+    varying = {}
+    for key, rs in groups.items():
+        keys = sorted({k for r in rs for k in r.options})
+        varying[key] = [k for k in keys if len({json.dumps(r.options.get(k), sort_keys=True) for r in rs}) > 1]
+    return varying
 
 
 def format_plan(sweep: Sweep, results_dir: str | Path) -> tuple[str, list[RunSpec]]:
     """The plan table and the runs still to do. Status comes from the record files, so the plan is always current.
-    The options column shows only the options that vary across the sweep (the fixed ones are in the spec file)."""
+    The options column shows only the options that vary within a track+model+method (the rest are in the records)."""
     opt_keys = _varying_options(sweep.runs)
     header = ["#", "track", "task", "model", "method", "n_train", "n_eval", "seed", "options", "status"]
     rows, todo = [], []
@@ -270,7 +277,8 @@ def format_plan(sweep: Sweep, results_dir: str | Path) -> tuple[str, list[RunSpe
         done = is_done(r, results_dir)
         if not done:
             todo.append(r)
-        opts = " ".join(f"{k}={r.options[k]}" for k in opt_keys if k in r.options) or "-"
+        keys = opt_keys[(r.track, r.model, r.method)]
+        opts = " ".join(f"{k}={r.options[k]}" for k in keys if k in r.options) or "-"
         rows.append([str(i), r.track, r.task, r.model, r.method, str(r.n_train),
                      "all" if r.n_eval is None else str(r.n_eval), str(r.seed), opts, "done" if done else "todo"])
     widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
