@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.metrics import bootstrap_ci
-from eval.records import atomic_write, load_examples, load_records
+from eval.records import atomic_write, load_examples, load_records, varying_options
 
 TRACK_ORDER = {"baseline": 0, "encoders": 1, "finetune": 2, "prompting": 3}
 
@@ -73,9 +73,21 @@ def aggregate(records: list[dict]) -> list[dict]:
             "backend": recs[0].get("backend"), "test_hash": (recs[0].get("split_hash") or {}).get("test"),
             "series": key[:-1],
         })
+    shown = _shown_options(rows)
+    for r in rows:
+        r["shown_options"] = {k: r["options"][k] for k in shown[(r["track"], r["model"], r["method"])]
+                              if k in r["options"]}
     rows.sort(key=lambda r: (-r["accuracy"], TRACK_ORDER.get(r["track"], 9), r["model"], r["method"],
                              r["n_train_examples"], json.dumps(r["options"], sort_keys=True)))
     return rows
+
+
+def _shown_options(rows: list[dict]) -> dict[tuple[str, str, str], list[str]]:
+    """Per track+model+method: the options that tell its rows apart (a track's full config is in its records)."""
+    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["track"], r["model"], r["method"])].append(r["options"])
+    return dict(zip(groups, varying_options(groups.values())))
 
 
 def _per_item_correct(recs: list[dict]) -> np.ndarray | None:
@@ -121,6 +133,8 @@ def render_task(task: str, rows: list[dict], majority: dict | None, hashes: set[
         out.append("")
     if plot:
         out += [f"![learning curve for {task}]({plot})", ""]
+    out.append("Options: only those that tell rows of one model and method apart; each record has its full config.")
+    out.append("")
     out.append("| # | model | track | method | options | n_train | n_eval | seeds | accuracy [95% CI] | ± sd "
                "| valid | macro-F1 | before acc / valid | train s | eval s | |")
     out.append("|" + "---|" * 16)
@@ -132,7 +146,7 @@ def render_task(task: str, rows: list[dict], majority: dict | None, hashes: set[
             if r["collapsed"] else ""
         n_train = r["n_train"] if r["n_train"] != "full" else f"full ({int(r['n_train_examples'])})" \
             if not np.isnan(r["n_train_examples"]) else "full"
-        out.append(f"| {i} | {r['model']} | {r['track']} | {r['method']} | {_options_label(r['options'])} "
+        out.append(f"| {i} | {r['model']} | {r['track']} | {r['method']} | {_options_label(r['shown_options'])} "
                    f"| {n_train} | {r['n_eval']} | {','.join(map(str, r['seeds']))} "
                    f"| {r['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | {_fmt(r['accuracy_sd'])} | {_fmt(r['valid_rate'])} "
                    f"| {_fmt(r['macro_f1'])} | {before} | {_secs(r['train_s'])} | {_secs(r['eval_s'])} | {flag} |")
@@ -160,13 +174,17 @@ def plot_task(task: str, rows: list[dict], majority: dict | None, path: Path) ->
         y = np.array([p["accuracy"] for p in pts])
         lo = np.array([p["accuracy_ci"][0] for p in pts])
         hi = np.array([p["accuracy_ci"][1] for p in pts])
-        opts = _options_label(pts[0]["options"])
-        label = f"{key[0]}: {pts[0]['model']} {pts[0]['method']}" + (f" ({opts})" if opts and len(opts) < 40 else "")
+        opts = _options_label(pts[0]["shown_options"])
+        label = f"{key[0]}: {pts[0]['model']} {pts[0]['method']}" + (f" ({opts})" if opts else "")
         line = ax.plot(x, y, styles.get(key[0], "-"), marker="o", ms=4, label=label)[0]
-        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12, linewidth=0)
+        if len(x) > 1:
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12, linewidth=0)
+        else:  # one point (e.g. a zero-shot run): the CI as an error bar, since a band needs two
+            ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="none", ecolor=line.get_color(), capsize=3, alpha=0.6)
     if majority:
         ax.axhline(majority["accuracy"], color="grey", lw=1, ls="--", label=f"majority class ({majority['label']})")
     ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(left=-0.3)  # zero-shot sits at 0; nothing lies left of it
     ax.set_xlabel("training examples (0 = zero-shot; prompting: k shots)")
     ax.set_ylabel("accuracy (invalid = wrong), 95% CI band")
     ax.set_title(f"{task}: learning curves")

@@ -240,6 +240,16 @@ def load_examples(record: dict) -> list[dict]:
     return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def varying_options(groups: Iterable[Sequence[dict]]) -> list[list[str]]:
+    """For each group of option dicts (e.g. the runs of one track+model+method): the keys whose values differ inside
+    it, the only ones worth showing in a table or legend (the full effective config is in every record)."""
+    out = []
+    for opts in groups:
+        keys = sorted({k for o in opts for k in o})
+        out.append([k for k in keys if len({json.dumps(o.get(k), sort_keys=True) for o in opts}) > 1])
+    return out
+
+
 def iter_specs(track: str, task: str, model: str, method: str, n_trains: Iterable, seeds: Iterable[int],
                n_eval: int | None = None, options: dict | None = None) -> list[RunSpec]:
     """The grid one track command runs: one spec per (n_train, seed)."""
@@ -248,4 +258,4 @@ def iter_specs(track: str, task: str, model: str, method: str, n_trains: Iterabl
 
 
 __all__ = ["INVALID", "RunSpec", "finish_run", "is_done", "should_run", "record_path", "output_dir",
-           "load_records", "load_examples", "iter_specs", "env_info", "atomic_write", "evaluate"]
+           "load_records", "load_examples", "iter_specs", "env_info", "atomic_write", "evaluate", "varying_options"]

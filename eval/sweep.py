@@ -55,7 +55,7 @@ if __package__ in (None, ""):  # `python eval/sweep.py` puts eval/ on sys.path, 
 
 from eval.data import DataError, task_path  # noqa: E402
 from eval.models import aliases, resolve  # noqa: E402
-from eval.records import RunSpec, is_done  # noqa: E402
+from eval.records import RunSpec, is_done, varying_options  # noqa: E402
 from eval.tracks import TRACKS, canonical  # noqa: E402
 
 BLOCK_KEYS = ("track", "task", "model", "method", "n_train", "seeds", "n_eval", "options")
@@ -255,16 +255,11 @@ def validate(sweep: Sweep) -> tuple[list[str], list[str]]:
 # --- plan -----------------------------------------------------------------------------------------------------------
 
 def _varying_options(runs: list[RunSpec]) -> dict[tuple[str, str, str], list[str]]:
-    """Per (track, model, method): the option keys whose value differs between its runs, the only ones worth
-    showing (a track's full effective config is the same for most of a sweep and lives in its records)."""
-    groups: dict[tuple[str, str, str], list[RunSpec]] = {}
+    """Per (track, model, method): the option keys that vary between its runs (eval.records.varying_options)."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in runs:
-        groups.setdefault((r.track, r.model, r.method), []).append(r)
-    varying = {}
-    for key, rs in groups.items():
-        keys = sorted({k for r in rs for k in r.options})
-        varying[key] = [k for k in keys if len({json.dumps(r.options.get(k), sort_keys=True) for r in rs}) > 1]
-    return varying
+        groups.setdefault((r.track, r.model, r.method), []).append(r.options)
+    return dict(zip(groups, varying_options(groups.values())))
 
 
 def format_plan(sweep: Sweep, results_dir: str | Path) -> tuple[str, list[RunSpec]]:
