@@ -70,6 +70,7 @@ def aggregate(records: list[dict]) -> list[dict]:
             "train_s": mean([r["timing"]["train_s"] for r in recs if (r.get("timing") or {}).get("train_s")]),
             "eval_s": mean([r["timing"]["eval_s"] for r in recs if (r.get("timing") or {}).get("eval_s")]),
             "collapsed": sum(bool(r["metrics"].get("collapsed")) for r in recs),
+            "majority": recs[0]["metrics"].get("majority_baseline"),
             "backend": recs[0].get("backend"), "test_hash": (recs[0].get("split_hash") or {}).get("test"),
             "series": key[:-1],
         })
@@ -110,31 +111,39 @@ def _secs(x: float | None) -> str:
     return "–" if x is None else (f"{x:.1f}" if x < 100 else f"{x:.0f}")
 
 
-def render_task(task: str, rows: list[dict], majority: dict | None, hashes: set[str], plot: str | None) -> str:
+def render_task(task: str, rows: list[dict], majority: dict | None, plot: str | None) -> str:
+    """One section per task: the learning curve, then one ranked table per test set (rows evaluated on different
+    test items are never ranked against each other), largest test set first."""
     out = [f"## {task}", ""]
-    n_evals = sorted({r["n_eval"] for r in rows if r["n_eval"] is not None})
-    if majority:
-        out.append(f"Majority-class baseline (always `{majority['label']}`): **{majority['accuracy']:.3f}** "
-                   f"on the full test set. Accuracy counts invalid answers as wrong; CIs are 95% bootstrap over "
-                   f"test items (per-item correctness averaged over seeds). Test sizes: "
-                   f"{', '.join(str(n) for n in n_evals)}.")
-        out.append("")
-    if len(hashes) > 1:
-        out.append(f"> ⚠ records of this task use {len(hashes)} different test sets (split hashes "
-                   f"{', '.join(sorted(hashes))}); compare rows only within the same n_eval.")
-        out.append("")
+    out.append("Accuracy counts invalid answers as wrong; CIs are 95% bootstrap over test items (per-item correctness "
+               "averaged over seeds). Options: only those that tell rows of one model and method apart; each record "
+               "has its full config.")
+    out.append("")
     best: dict[str, dict] = {}
     for r in rows:
         best.setdefault(r["track"], r)
     if best:
         out.append("Best per track: " + "; ".join(
-            f"**{t}** {b['model']} {b['method']} (n_train={b['n_train']}) {b['accuracy']:.3f}"
+            f"**{t}** {b['model']} {b['method']} (n_train={b['n_train']}, n_eval={b['n_eval']}) {b['accuracy']:.3f}"
             for t, b in sorted(best.items(), key=lambda kv: -kv[1]["accuracy"])))
         out.append("")
     if plot:
         out += [f"![learning curve for {task}]({plot})", ""]
-    out.append("Options: only those that tell rows of one model and method apart; each record has its full config.")
-    out.append("")
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["n_eval"] or 0, r["test_hash"] or "")].append(r)
+    for (n_eval, test_hash), group in sorted(groups.items(), key=lambda kv: (-kv[0][0], kv[0][1])):
+        maj = group[0].get("majority") or (majority if len(groups) == 1 else None)
+        title = f"### Test set: {n_eval} items" + (f" (hash `{test_hash}`)" if test_hash else "")
+        out += [title, ""]
+        if maj:
+            out += [f"Majority-class baseline (always `{maj['label']}`): **{maj['accuracy']:.3f}**.", ""]
+        out += _render_table(group)
+    return "\n".join(out)
+
+
+def _render_table(rows: list[dict]) -> list[str]:
+    out = []
     out.append("| # | model | track | method | options | n_train | n_eval | seeds | accuracy [95% CI] | ± sd "
                "| valid | macro-F1 | before acc / valid | train s | eval s | |")
     out.append("|" + "---|" * 16)
@@ -151,7 +160,7 @@ def render_task(task: str, rows: list[dict], majority: dict | None, hashes: set[
                    f"| {r['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | {_fmt(r['accuracy_sd'])} | {_fmt(r['valid_rate'])} "
                    f"| {_fmt(r['macro_f1'])} | {before} | {_secs(r['train_s'])} | {_secs(r['eval_s'])} | {flag} |")
     out.append("")
-    return "\n".join(out)
+    return out
 
 
 def plot_task(task: str, rows: list[dict], majority: dict | None, path: Path) -> None:
@@ -212,12 +221,11 @@ def build(results_dir: str | Path, plots: bool = True) -> tuple[Path, list[str]]
         rows = aggregate(recs)
         full = [r for r in recs if r.get("n_eval_requested") is None] or recs
         majority = max(full, key=lambda r: r["metrics"]["n"])["metrics"].get("majority_baseline")
-        hashes = {r["test_hash"] for r in rows if r["test_hash"]}
         plot_rel = None
         if plots:
             plot_rel = f"plots/{task}_learning_curve.png"
             plot_task(task, rows, majority, results_dir / plot_rel)
-        parts.append(render_task(task, rows, majority, hashes, plot_rel))
+        parts.append(render_task(task, rows, majority, plot_rel))
     if problems:
         parts += ["## Skipped files", ""] + [f"- {p}" for p in problems] + [""]
     out = results_dir / "LEADERBOARD.md"

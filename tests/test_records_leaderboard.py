@@ -102,12 +102,12 @@ def test_baseline_cli_records_skip_and_leaderboard(tmp_path, capsys):
 
 def test_leaderboard_from_hand_written_records(tmp_path):
     """Records of three tracks, written by hand: before/after columns, collapsed mark, seed aggregation."""
-    def rec(track, model, method, n_train, seed, acc, valid=1.0, before=None, collapsed=False, n=100):
+    def rec(track, model, method, n_train, seed, acc, valid=1.0, before=None, collapsed=False, n=100, test="abc"):
         d = tmp_path / "runs" / "t" / track
         d.mkdir(parents=True, exist_ok=True)
         r = {"track": track, "task": "t", "model": model, "method": method, "n_train": n_train, "seed": seed,
              "n_eval": n, "options": {}, "n_train_examples": 500 if n_train == "full" else n_train,
-             "split_hash": {"test": "abc"}, "timing": {"train_s": 12.5, "eval_s": 3.0},
+             "split_hash": {"test": test}, "timing": {"train_s": 12.5, "eval_s": 3.0},
              "metrics": {"n": n, "accuracy": acc, "accuracy_ci": [acc - 0.05, acc + 0.05], "valid_rate": valid,
                          "macro_f1": acc - 0.1, "collapsed": collapsed,
                          "majority_baseline": {"label": "pos", "accuracy": 0.6}},
@@ -119,8 +119,14 @@ def test_leaderboard_from_hand_written_records(tmp_path):
     rec("encoders", "minilm-l6", "full", "full", 0, 0.9)
     rec("finetune", "gemma3-270m", "lora", 256, 0, 0.85, before={"accuracy": 0.1, "valid_rate": 0.2})
     rec("prompting", "gemma3-270m", "zeroshot", 0, 0, 0.6, valid=0.9, collapsed=True)
+    rec("prompting", "gemma3-270m", "score", 0, 0, 0.99, n=20, test="first20")
     out, _ = leaderboard.build(tmp_path)
     md = out.read_text()
+    # rows on other test items get their own ranked table, never a rank among the 100-item rows
+    big, small = md.split("### Test set: 20 items")
+    assert "### Test set: 100 items" in big and "| score |" not in big
+    assert "| 1 | gemma3-270m | prompting | score" in small
+    md = big
     lines = [line for line in md.splitlines() if line.startswith("| ") and "model" not in line]
     assert lines[0].split("|")[2].strip() == "minilm-l6" and "full (500)" in lines[0]
     assert "0.100 / 0.200" in lines[1]  # before-training accuracy / valid rate of the SFT run
