@@ -115,7 +115,10 @@ class EncoderConfig:
             raise ValueError(f"unknown encoder options {unknown}; known: {sorted(known - set(NOT_RESULT))} "
                              "(python encoders/train.py --help explains each)")
         merged = {**config_file_values(model, method), **options}
-        return cls(model=model, method=method, **{k: v for k, v in merged.items() if k in known - {"model", "method"}})
+        from eval.cli import coerce
+
+        values = {k: v for k, v in merged.items() if k in known - {"model", "method"}}
+        return cls(model=model, method=method, **coerce(cls, values))
 
 
 CONFIGS_DIR = Path(__file__).with_name("configs")

@@ -98,6 +98,17 @@ def config_parser(cls: type, ap: argparse.ArgumentParser | None = None, title: s
     return ap
 
 
+def coerce(cls: type, values: dict) -> dict:
+    """Values as the dataclass declares them: an int given for a float field becomes a float, so `epochs: 6` in a
+    YAML file and `--epochs 6` on the command line are the same setting (and give the same run id)."""
+    hints = typing.get_type_hints(cls)
+    out = dict(values)
+    for k, v in values.items():
+        if k in hints and _unwrap(hints[k])[0] is float and isinstance(v, int) and not isinstance(v, bool):
+            out[k] = float(v)
+    return out
+
+
 def load_yaml_config(path: str | Path, cls: type) -> dict:
     """Read a config YAML; unknown keys fail with the list of known ones."""
     data = yaml.safe_load(Path(path).read_text()) or {}
@@ -108,7 +119,7 @@ def load_yaml_config(path: str | Path, cls: type) -> dict:
     unknown = sorted(set(normalised) - names)
     if unknown:
         raise SystemExit(f"error: {path}: unknown options {unknown}; known options are {sorted(names)}")
-    return normalised
+    return coerce(cls, normalised)
 
 
 def build_config(cls: type[T], namespace: argparse.Namespace) -> T:
@@ -118,7 +129,7 @@ def build_config(cls: type[T], namespace: argparse.Namespace) -> T:
         values.update(load_yaml_config(namespace.config, cls))
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values.update({k: v for k, v in vars(namespace).items() if k in names})
-    return cls(**values)
+    return cls(**coerce(cls, values))
 
 
 def parse_config(cls: type[T], argv: list[str] | None = None, ap: argparse.ArgumentParser | None = None

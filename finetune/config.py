@@ -63,7 +63,9 @@ class SFTArgs:
         unknown = sorted((set(options) | set(runtime)) - names - {"prompt_version"})
         if unknown:
             raise ValueError(f"unknown SFT options {unknown}; the options are {sorted(names)} (and prompt_version)")
-        return cls(**{k: v for k, v in {**options, **runtime}.items() if k in names})
+        from eval.cli import coerce
+
+        return cls(**coerce(cls, {k: v for k, v in {**options, **runtime}.items() if k in names}))
 
     def lora(self) -> dict[str, Any]:
         return {"r": self.lora_r, "alpha": self.lora_alpha, "dropout": self.lora_dropout,

@@ -24,6 +24,15 @@ def test_defaults_yaml_then_cli(tmp_path):
     assert cfg.targets == ["q", "k"] and cfg.name == "x" and cfg.lr == 1e-3
 
 
+def test_ints_for_float_fields_become_floats(tmp_path):
+    """`lr: 1` in YAML and `--lr 1` on the command line are one setting: same value, same type, same run id."""
+    y = tmp_path / "c.yaml"
+    y.write_text("lr: 1\nepochs: 2\n")
+    from_yaml, _ = parse_config(Cfg, ["--config", str(y)])
+    from_cli, _ = parse_config(Cfg, ["--lr", "1", "--epochs", "2"])
+    assert from_yaml == from_cli and isinstance(from_yaml.lr, float) and isinstance(from_yaml.epochs, int)
+
+
 def test_unknown_yaml_key_fails_with_known_keys(tmp_path):
     y = tmp_path / "c.yaml"
     y.write_text("learning_rate: 0.1\n")
