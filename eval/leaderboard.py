@@ -119,14 +119,6 @@ def render_task(task: str, rows: list[dict], majority: dict | None, plot: str | 
                "averaged over seeds). Options: only those that tell rows of one model and method apart; each record "
                "has its full config.")
     out.append("")
-    best: dict[str, dict] = {}
-    for r in rows:
-        best.setdefault(r["track"], r)
-    if best:
-        out.append("Best per track: " + "; ".join(
-            f"**{t}** {b['model']} {b['method']} (n_train={b['n_train']}, n_eval={b['n_eval']}) {b['accuracy']:.3f}"
-            for t, b in sorted(best.items(), key=lambda kv: -kv[1]["accuracy"])))
-        out.append("")
     if plot:
         out += [f"![learning curve for {task}]({plot})", ""]
     groups: dict[tuple, list[dict]] = defaultdict(list)
@@ -138,6 +130,12 @@ def render_task(task: str, rows: list[dict], majority: dict | None, plot: str | 
         out += [title, ""]
         if maj:
             out += [f"Majority-class baseline (always `{maj['label']}`): **{maj['accuracy']:.3f}**.", ""]
+        best: dict[str, dict] = {}
+        for r in group:  # rows are ranked, so the first of a track is its best on these test items
+            best.setdefault(r["track"], r)
+        out += ["Best per track: " + "; ".join(
+            f"**{t}** {b['model']} {b['method']} (n_train={b['n_train']}) {b['accuracy']:.3f}"
+            for t, b in sorted(best.items(), key=lambda kv: -kv[1]["accuracy"])), ""]
         out += _render_table(group)
     return "\n".join(out)
 
@@ -172,7 +170,9 @@ def plot_task(task: str, rows: list[dict], majority: dict | None, path: Path) ->
     series: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         series[r["series"]].append(r)
-    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    legend_rows = -(-len(series) // 2) + 1  # two columns below the axes, plus the majority line
+    fig, ax = plt.subplots(figsize=(11, 5.5 + 0.16 * legend_rows), dpi=110)
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)  # 20 distinct colours before any repeats
     styles = {"baseline": ":", "encoders": "-", "finetune": "--", "prompting": "-."}
     for key in sorted(series, key=lambda k: (TRACK_ORDER.get(k[0], 9), k)):
         pts = sorted((r for r in series[key] if not np.isnan(r["n_train_examples"])),
@@ -185,6 +185,7 @@ def plot_task(task: str, rows: list[dict], majority: dict | None, path: Path) ->
         hi = np.array([p["accuracy_ci"][1] for p in pts])
         opts = _options_label(pts[0]["shown_options"])
         label = f"{key[0]}: {pts[0]['model']} {pts[0]['method']}" + (f" ({opts})" if opts else "")
+        label = label if len(label) <= 80 else label[:77] + "..."  # the full options are in the table
         line = ax.plot(x, y, styles.get(key[0], "-"), marker="o", ms=4, label=label)[0]
         if len(x) > 1:
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12, linewidth=0)
@@ -198,8 +199,8 @@ def plot_task(task: str, rows: list[dict], majority: dict | None, path: Path) ->
     ax.set_ylabel("accuracy (invalid = wrong), 95% CI band")
     ax.set_title(f"{task}: learning curves")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.16 * legend_rows / (5.5 + 0.16 * legend_rows), 1, 1))
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower left", ncol=2, fontsize=7, frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
