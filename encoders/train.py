@@ -28,7 +28,7 @@ from encoders.config import EncoderConfig, default_config_file
 from eval.cli import add_data_args, add_run_args, config_parser, data_kwargs
 from eval.data import Example, TaskData, load_task
 from eval.distributed import accelerator
-from eval.records import RunSpec, finish_run, iter_specs, output_dir, record_path, should_run
+from eval.records import RunSpec, finish_run, iter_specs, output_dir, record_path, run_all
 from eval.sources import DataError
 
 
@@ -186,16 +186,11 @@ def main(argv: list[str] | None = None) -> int:
                            options)
         for spec in specs:  # fail on a bad --n-train before hours of training, not after
             task.train(spec.n_train, spec.seed)
-        todo = [s for s in specs if should_run(s, args.results_dir, args.overwrite)]
-        from tqdm.auto import tqdm
-
-        for spec in tqdm(todo, desc=f"{cfg.model} {cfg.method} {cfg.loss} runs", disable=not todo):
-            run_one(spec, args.results_dir, task)
+        run_all(specs, args.results_dir, args.overwrite, lambda spec: run_one(spec, args.results_dir, task),
+                desc=f"{cfg.model} {cfg.method} {cfg.loss} runs")
     except (DataError, ValueError, OSError) as exc:  # bad data, option, method or model name: one line, the fix
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{len(todo)} run(s) written, {len(specs) - len(todo)} already done, under {args.results_dir}/runs/"
-          f"{task.name}/encoders/", file=sys.stderr)
     return 0
 
 

@@ -13,11 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from eval.cli import add_data_args, add_run_args, data_kwargs
 from eval.data import TaskData, load_task
-from eval.records import RunSpec, finish_run, iter_specs, should_run
+from eval.records import RunSpec, finish_run, iter_specs, run_all
 from eval.sources import DataError
 
 DEFAULTS = {"class_weight": "balanced", "C": 10.0}
@@ -91,14 +89,11 @@ def main(argv: list[str] | None = None) -> int:
             method = "tfidf-lr" + ("-balanced" if cw == "balanced" else "")
             specs += iter_specs("baseline", task.name, "tfidf-lr", method, args.n_train, args.seeds, args.n_eval,
                                 {"class_weight": cw, "C": args.C})
-        todo = [s for s in specs if should_run(s, args.results_dir, args.overwrite)]
-        for spec in tqdm(todo, desc="baseline runs", disable=not todo):
-            run_one(spec, args.results_dir, task)
+        run_all(specs, args.results_dir, args.overwrite, lambda spec: run_one(spec, args.results_dir, task),
+                desc="baseline runs")
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{len(todo)} run(s) written, {len(specs) - len(todo)} already done, under {args.results_dir}/runs/"
-          f"{task.name}/baseline/", file=sys.stderr)
     return 0
 
 

@@ -20,7 +20,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -99,6 +99,20 @@ def should_run(spec: RunSpec, results_dir: str | Path, overwrite: bool = False, 
         print(f"skip {spec.run_id}: record exists at {record_path(spec, results_dir)} (--overwrite reruns it)",
               file=sys.stderr)
     return False
+
+
+def run_all(specs: Sequence[RunSpec], results_dir: str | Path, overwrite: bool, run: Callable[[RunSpec], object],
+            desc: str, note: str = "") -> int:
+    """The loop every track's CLI ends with: skip runs whose record exists (unless `overwrite`), run the rest with a
+    progress bar over runs, then say what was done. Returns how many runs were written."""
+    from tqdm.auto import tqdm
+
+    todo = [s for s in specs if should_run(s, results_dir, overwrite)]
+    for spec in tqdm(todo, desc=desc, disable=not todo):
+        run(spec)
+    where = f"{results_dir}/runs/{_slug(specs[0].task)}/{specs[0].track}/" if specs else str(results_dir)
+    print(f"{len(todo)} run(s) written, {len(specs) - len(todo)} already done, under {where}{note}", file=sys.stderr)
+    return len(todo)
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -258,4 +272,5 @@ def iter_specs(track: str, task: str, model: str, method: str, n_trains: Iterabl
 
 
 __all__ = ["INVALID", "RunSpec", "finish_run", "is_done", "should_run", "record_path", "output_dir",
-           "load_records", "load_examples", "iter_specs", "env_info", "atomic_write", "evaluate", "varying_options"]
+           "load_records", "load_examples", "iter_specs", "env_info", "atomic_write", "evaluate", "varying_options",
+           "run_all"]

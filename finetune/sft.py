@@ -28,7 +28,7 @@ from eval.data import TaskData, load_task
 from eval.distributed import is_main, world_size
 from eval.labels import INVALID
 from eval.models import resolve
-from eval.records import RunSpec, finish_run, iter_specs, output_dir, record_path, should_run
+from eval.records import RunSpec, finish_run, iter_specs, output_dir, record_path, run_all
 from eval.sources import DataError
 from finetune.backends import BackendError, quantize_4bit, select_backend
 from finetune.config import RUNTIME_ONLY, SFTArgs, default_config_file, trainer_args
@@ -207,14 +207,12 @@ def cli(argv: list[str] | None = None) -> int:
         options = {**cfg.options(), "prompt_version": template.version}
         specs = iter_specs("finetune", task.name, ns.model, method, ns.n_train, ns.seeds, ns.n_eval, options)
         runtime = {k: getattr(cfg, k) for k in RUNTIME_ONLY}
-        todo = [s for s in specs if should_run(s, ns.results_dir, ns.overwrite)]
-        for spec in todo:
-            run_one(spec, ns.results_dir, task=task, runtime=runtime)
+        run_all(specs, ns.results_dir, ns.overwrite,
+                lambda spec: run_one(spec, ns.results_dir, task=task, runtime=runtime), desc=f"{ns.model} SFT runs",
+                note=f" (config: {ns.config or 'built-in defaults'})")
     except (DataError, BackendError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{len(todo)} run(s) written, {len(specs) - len(todo)} already done, under {ns.results_dir}/runs/"
-          f"{task.name}/finetune/ (config: {ns.config or 'built-in defaults'})", file=sys.stderr)
     return 0
 
 
