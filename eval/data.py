@@ -138,6 +138,7 @@ class TaskData:
     test_all: list[Example]  # fixed shuffled order
     unlabelled: list[str]
     report: dict
+    _orders: dict[int, list[int]] = field(default_factory=dict, repr=False)  # seed -> nested order of the pool
 
     @property
     def name(self) -> str:
@@ -162,7 +163,9 @@ class TaskData:
     def train(self, n_train: int | str | None, seed: int) -> list[Example]:
         """The first n of this seed's nested stratified order of the pool; None, 0 or 'full' -> all of it."""
         n = parse_n_train(n_train)
-        order = nested_order([ex.label for ex in self.pool], seed)
+        if seed not in self._orders:  # a run asks several times (subset, split hash, few-shot ids); O(n) in Python
+            self._orders[seed] = nested_order([ex.label for ex in self.pool], seed)
+        order = self._orders[seed]
         if n is None:
             return [self.pool[i] for i in order]
         if n > len(self.pool):
