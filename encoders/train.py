@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # `python encoders/train.py`: make the repo impor
 from encoders.config import EncoderConfig, default_config_file
 from eval.cli import add_data_args, add_run_args, config_parser, data_kwargs
 from eval.data import Example, TaskData, load_task
-from eval.distributed import accelerator
+from eval.distributed import accelerator, barrier, close
 from eval.records import RunSpec, finish_run, iter_specs, output_dir, record_path, run_all
 from eval.sources import DataError
 
@@ -142,6 +142,7 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progr
     model, tok, result = fit(cfg, path, task.labels, train_exs, task.validation, seed=spec.seed, device=device,
                              progress=progress, accelerator=acc)
     if acc is not None and not acc.is_main_process:  # one record per run: the main process evaluates and writes
+        barrier()
         return record_path(spec, results_dir)
     t0 = time.perf_counter()
     preds = predict(model, tok, [e.text for e in test], task.labels, cfg, device)
@@ -157,10 +158,12 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progr
     extra = {"training": training, "model_source": source, "mlm": mlm, "processes": acc.num_processes if acc else 1}
     if cv is not None:
         extra["kfold"] = cv
-    return finish_run(spec, task, test, preds, results_dir=results_dir, model_id=path, backend="transformers",
-                      timing={"train_s": round(result.train_s, 2), "eval_s": round(eval_s, 3)},
-                      config={**dataclasses.asdict(cfg), "device": str(device)},
-                      n_train_examples=len(train_exs), extra=extra)
+    record = finish_run(spec, task, test, preds, results_dir=results_dir, model_id=path, backend="transformers",
+                        timing={"train_s": round(result.train_s, 2), "eval_s": round(eval_s, 3)},
+                        config={**dataclasses.asdict(cfg), "device": str(device)},
+                        n_train_examples=len(train_exs), extra=extra)
+    barrier()  # the other processes of a data-parallel run wait for this record
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             task.train(spec.n_train, spec.seed)
         run_all(specs, args.results_dir, args.overwrite, lambda spec: run_one(spec, args.results_dir, task),
                 desc=f"{cfg.model} {cfg.method} {cfg.loss} runs")
+        close()
     except (DataError, ValueError, OSError) as exc:  # bad data, option, method or model name: one line, the fix
         print(f"error: {exc}", file=sys.stderr)
         return 2

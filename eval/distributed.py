@@ -28,15 +28,42 @@ def is_main() -> bool:
     return rank() == 0
 
 
+# The main process evaluates alone while the others wait at a barrier: give the process group room for a long
+# evaluation (torch's default is 30 minutes).
+GROUP_TIMEOUT_S = 4 * 3600
+
+
 def accelerator() -> Any | None:
     """An accelerate.Accelerator when this process is one of several, else None (single-process runs stay as they
     are). It initialises the process group: NCCL on GPUs, gloo on CPU."""
     if world_size() <= 1:
         return None
-    import torch
-    from accelerate import Accelerator
+    from datetime import timedelta
 
-    return Accelerator(cpu=not torch.cuda.is_available())
+    import torch
+    from accelerate import Accelerator, InitProcessGroupKwargs
+
+    return Accelerator(cpu=not torch.cuda.is_available(),
+                       kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=GROUP_TIMEOUT_S))])
+
+
+def barrier() -> None:
+    """Every process waits here (a no-op in a single process). Runs end with it, so the other processes wait until
+    the main one has evaluated and written the record instead of exiting under it."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def close() -> None:
+    """End of a command: all processes meet, then the process group is closed in order. A process that exits while
+    another still holds the group makes gloo abort the whole launch."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def shard(indices: list[int], acc: Any | None) -> list[int]:

@@ -88,12 +88,15 @@ def trainer_args(cfg: SFTArgs, *, output_dir: str, n_examples: int, seed: int, c
     """TRL SFTConfig for LoRA; backend-independent except optimizer/precision, which follow the hardware."""
     from trl import SFTConfig
 
+    from eval.distributed import GROUP_TIMEOUT_S
+
     gc = cuda if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing
     gc = gc and not unsloth  # unsloth checkpoints itself (get_peft_model(use_gradient_checkpointing="unsloth"))
     steps = cfg.total_steps(n_examples)
     return SFTConfig(
         output_dir=output_dir,
         max_steps=steps,  # explicit, so epochs vs min_steps is decided once, here
+        ddp_timeout=GROUP_TIMEOUT_S,  # data-parallel: the others wait while the main process evaluates alone
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,

@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # `python finetune/sft.py`: import from the repo 
 
 from eval.cli import add_data_args, add_run_args, build_config, config_parser, data_kwargs
 from eval.data import TaskData, load_task
-from eval.distributed import is_main, world_size
+from eval.distributed import barrier, close, is_main, world_size
 from eval.labels import INVALID
 from eval.models import resolve
 from eval.records import RunSpec, finish_run, iter_specs, output_dir, record_path, run_all
@@ -131,6 +131,7 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
     _say(f"trained in {train_s:.0f} s, final loss {result.training_loss:.4f}")
 
     if not main_process:
+        barrier()  # wait until the main process has evaluated and written the record
         return record_path(spec, results_dir)
 
     # --- evaluate after training, same prompts ---
@@ -156,11 +157,13 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
               "before_eval_s": round(before[main_mode].seconds, 2),
               **{f"{m}_eval_s": round(r.seconds, 2) for m, r in after.items()},
               "train_steps_per_s": round(args.max_steps / train_s, 4) if train_s > 0 else None}
-    return finish_run(spec, task, test, after[main_mode].preds, results_dir=results_dir, model_id=loaded.model_id,
-                      backend=backend, timing=timing, config=config, raws=after[main_mode].raws,
-                      before_preds=before[main_mode].preds, before_raws=before[main_mode].raws,
-                      n_train_examples=len(train), versions={"prompt": f"{template.name}@{template.version}"},
-                      extra=extra)
+    record = finish_run(spec, task, test, after[main_mode].preds, results_dir=results_dir, model_id=loaded.model_id,
+                        backend=backend, timing=timing, config=config, raws=after[main_mode].raws,
+                        before_preds=before[main_mode].preds, before_raws=before[main_mode].raws,
+                        n_train_examples=len(train), versions={"prompt": f"{template.name}@{template.version}"},
+                        extra=extra)
+    barrier()  # the other processes of a data-parallel run wait for this record
+    return record
 
 
 def _say(msg: str) -> None:
@@ -210,6 +213,7 @@ def cli(argv: list[str] | None = None) -> int:
         run_all(specs, ns.results_dir, ns.overwrite,
                 lambda spec: run_one(spec, ns.results_dir, task=task, runtime=runtime), desc=f"{ns.model} SFT runs",
                 note=f" (config: {ns.config or 'built-in defaults'})")
+        close()
     except (DataError, BackendError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
