@@ -8,8 +8,10 @@ not "whatever the default was that day".
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from eval.cli import option as _f  # one field helper for every track's config
 
 METHODS = ("full", "lora", "ptuning", "prompt-tuning", "prefix", "freeze-k")
 LOSSES = ("ce", "weighted-ce", "rdrop", "supcon")
@@ -24,10 +26,6 @@ DEFAULT_LR = {"full": 5e-5, "freeze-k": 1e-4, "lora": 8e-4, "ptuning": 5e-4, "pr
 NOT_RESULT = ("model", "method", "save_model", "eval_batch_size", "trust_remote_code")
 
 
-def _f(default, help: str, **meta):
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help, **meta})
-    return field(default=default, metadata={"help": help, **meta})
 
 
 @dataclass

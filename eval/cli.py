@@ -50,6 +50,14 @@ def add_run_args(ap: argparse.ArgumentParser) -> None:
 
 # --- typed dataclass configs ----------------------------------------------------------------------------------------
 
+def option(default: Any, help: str, **meta: Any) -> Any:  # noqa: A002 - mirrors argparse
+    """A config field with its help text written once (config_parser reads `metadata["help"]`); list defaults are
+    copied per instance. Extra metadata such as `choices=` reaches argparse too."""
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help, **meta})
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
+
+
 def _unwrap(tp: Any) -> tuple[Any, bool]:
     """(inner type, is_optional) for `X | None` / Optional[X]."""
     origin = typing.get_origin(tp)

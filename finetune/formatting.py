@@ -12,7 +12,6 @@ for evaluation.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,6 @@ from eval.data import Example
 from eval.labels import LabelScheme
 from eval.lm import answer_prefix, build_prompt, fit_text
 
-PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
-_VERSION = re.compile(r"^#\s*version:\s*(\S+)\s*$", re.IGNORECASE)
 _TEXT_SLOT = "\x00TEXT\x00"  # stands in for the input when a template is rendered without one
 
 
@@ -43,21 +40,17 @@ def load_template(name: str = "sft") -> PromptTemplate:
 
     prompts/sft.txt is the SFT prompt; prompts/sft_instruction.txt is the prompting track's shared instruction
     (no input slot), so it is not a complete SFT template."""
+    from prompting.prompts import PROMPTS_DIR, read_template  # the one reader of versioned prompt files
+
     path = Path(name) if name.endswith(".txt") else PROMPTS_DIR / f"{name}.txt"
     if not path.exists():
         raise FileNotFoundError(f"prompt template {path} not found (the SFT prompt is prompts/sft.txt)")
-    lines = path.read_text(encoding="utf-8").splitlines()
-    header = []
-    while lines and lines[0].startswith("#"):
-        header.append(lines.pop(0))
-    versions = [m.group(1) for m in map(_VERSION.match, header) if m]
-    if not versions:
-        raise ValueError(f"{path}: the header needs a '# version: N' line so records can name the prompt version")
-    template = "\n".join(lines).strip("\n")
+    tf = read_template(path)
+    template = tf.body.strip("\n")
     missing = [slot for slot in ("{labels}", "{text}") if slot not in template]
     if missing:
         raise ValueError(f"{path}: the template must contain {missing}")
-    return PromptTemplate(name=path.stem, version=versions[0], template=template)
+    return PromptTemplate(name=tf.name, version=tf.version, template=template)
 
 
 class Formatter:
