@@ -99,9 +99,13 @@ def _load_dir(path: str, *, dtype: Any, device: str, trust_remote_code: bool) ->
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    # device_map places weights while loading (no CPU copy first, which matters for 7B models on a GPU)
+    from eval.distributed import cuda_device_map
+
+    # device_map places weights while loading (no CPU copy first, which matters for 7B models on a GPU); under
+    # `accelerate launch` each rank loads onto its own LOCAL_RANK GPU, not all onto GPU 0
+    device_map = cuda_device_map() if device == "cuda" else device
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, device_map=device, use_safetensors=True, trust_remote_code=trust_remote_code
+        path, dtype=dtype, device_map=device_map, use_safetensors=True, trust_remote_code=trust_remote_code
     )
     return model.eval(), tokenizer
 
@@ -199,6 +203,7 @@ def encode(tokenizer: Any, text: str) -> list[int]:
 
     Chat templates write BOS into the text; adding it again (a double BOS) measurably shifts outputs.
     """
+    tokenizer = getattr(tokenizer, "tokenizer", None) or tokenizer  # a multimodal processor: its text tokenizer
     bos = tokenizer.bos_token
     add = not (bos and text.startswith(bos))
     return list(tokenizer(text, add_special_tokens=add)["input_ids"])

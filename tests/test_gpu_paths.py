@@ -51,6 +51,11 @@ def test_unsloth_processor_is_unwrapped_to_its_tokenizer(monkeypatch, tiny_causa
     fmt = Formatter(loaded.tokenizer, SCHEME, load_template(), max_seq_length=96)
     assert fmt.prompt_budget > 0 and "the movie" in fmt.prompt("the movie")
     assert backends.text_tokenizer(loaded.tokenizer) is loaded.tokenizer  # a tokenizer passes through
+    # handed the processor itself, the formatter and eval.lm.encode still tokenize the text
+    from eval.lm import encode
+
+    assert Formatter(loaded.processor, SCHEME, load_template(), max_seq_length=96).prompt_budget > 0
+    assert encode(loaded.processor, "the movie was great") == encode(loaded.tokenizer, "the movie was great")
 
 
 # 2. GGUF: unsloth writes to the sibling <dir>_gguf and returns the file list; an export failure is recorded
