@@ -30,6 +30,8 @@ from eval.models import package_file, resolve
 
 log = logging.getLogger(__name__)
 
+# The date Llama 3.x chat templates fall back to when strftime_now is unavailable (their own default).
+CHAT_DATE = "26 Jul 2024"
 # Existing vocabulary entries that are safe pads, tried in order before falling back to unk or adding a token.
 _PAD_CANDIDATES = ("<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>", "<|endoftext|>")
 
@@ -193,8 +195,11 @@ def build_prompt(
     if not use_chat:
         return f"{system}\n\n{user_text}" if system else user_text
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user_text}]
+    # date_string: Llama 3.x templates otherwise write today's date (strftime_now) into the system turn, so the same
+    # run's prompts - and answers - would change from day to day; docs/gpu-paths.md
     return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking
+        messages, tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking,
+        date_string=CHAT_DATE,
     )
 
 

@@ -111,6 +111,14 @@ class OllamaBackend(Backend):
 
     def __init__(self, model: str, options: BackendOptions, scheme: Any) -> None:
         super().__init__(model, options, scheme)
+        from eval.models import resolve
+
+        info = resolve(model)
+        if info.alias and not info.ollama:  # one alias, one model: never the nearest Ollama build under our name
+            it = f"{model}-it" if resolve(f"{model}-it").ollama else None
+            raise BackendError(f"{model!r} has no Ollama build in eval/models.yaml"
+                               + (f"; Ollama's build is the instruction-tuned model, alias {it!r}" if it else "")
+                               + "; or pass an Ollama tag directly")
         self.host = check_host(options.host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST)
         self.context_length: int | None = None  # the model's trained context, from /api/show
         self.num_ctx: int | None = options.num_ctx
