@@ -90,6 +90,7 @@ class FakeServer:
                  default_num_ctx: int = 4096, context_shift: bool = True) -> None:
         self.models = list(models)
         self.default_num_ctx = default_num_ctx
+        self.version = "0.33.0"
         self.context_shift = context_shift
         self.script = script
         self.delay = delay
@@ -147,7 +148,9 @@ class FakeServer:
 
             def do_GET(self) -> None:  # noqa: N802
                 server.requests.append((self.path, {}))
-                if self.path == "/api/tags":
+                if self.path == "/api/version":  # server/routes.go: {"version": ...}
+                    self._send(200, {"version": server.version})
+                elif self.path == "/api/tags":
                     self._send(200, {"models": [{"name": m, "model": m, "size": 1} for m in server.models]})
                 elif self.path == "/v1/models":
                     self._send(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0,
