@@ -45,7 +45,11 @@ def _write_gguf(path: Path) -> None:
     path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 0))
 
 
-def make_fake_unsloth(tiny: Path, *, vlm_ids: set[str] = frozenset(), version: str = "2026.10.9",
+# ids whose hub config has a `vision_config` (Gemma3ForConditionalGeneration); gemma-3 270m/1b are text-only
+GEMMA3_VLM_IDS = frozenset({"unsloth/gemma-3-4b-it-unsloth-bnb-4bit", "google/gemma-3-4b-it"})
+
+
+def make_fake_unsloth(tiny: Path, *, vlm_ids: frozenset[str] = GEMMA3_VLM_IDS, version: str = "2026.10.9",
                       calls: list | None = None, gguf_fails: bool = False) -> types.ModuleType:
     calls = [] if calls is None else calls
     mod = types.ModuleType("unsloth")
