@@ -204,6 +204,31 @@ def hub_check() -> tuple[Check, bool]:
                  "set HF_ENDPOINT to a mirror, or use models with an offline package (e.g. gemma3-270m)"), False
 
 
+def offline_packages_check() -> Check:
+    """The registry packages that ship model weights or data (eval/models.yaml `offline`, eval/tasks `package`)."""
+    import importlib.metadata as md
+
+    import yaml
+
+    from eval.models import _table
+
+    wanted = {e["offline"]["package"] for e in _table()[1].values() if e.get("offline")}
+    for task in sorted((REPO / "eval" / "tasks").glob("*.yaml")):
+        source = (yaml.safe_load(task.read_text()) or {}).get("source") or {}
+        if isinstance(source, dict) and source.get("type") == "package" and source.get("package"):
+            wanted.add(source["package"])
+    have, missing = [], []
+    for pkg in sorted(wanted):
+        try:
+            md.distribution(pkg)
+            have.append(pkg)
+        except md.PackageNotFoundError:
+            missing.append(pkg)
+    detail = f"installed: {', '.join(have) or 'none'}" + (f"; missing: {', '.join(missing)}" if missing else "")
+    return Check(OK if not missing else NO, "offline packages", detail,
+                 f"pip install {' '.join(missing)} (or make install)" if missing else "")
+
+
 # --- requested models ---------------------------------------------------------------------------------------------
 
 def params_billion(info) -> float | None:
@@ -279,7 +304,7 @@ def run(models: list[str], host: str | None, base_url: str | None) -> tuple[list
         server, openai_models = openai_checks(base_url or os.environ["OPENAI_BASE_URL"])
         checks += server
     hub, reachable = hub_check()
-    checks.append(hub)
+    checks += [hub, offline_packages_check()]
     checks += [model_checks(m, facts, reachable, pulled, openai_models) for m in models]
     return checks, int(any(c.status == BAD for c in checks))
 

@@ -32,7 +32,7 @@ def test_models_pulled_and_not_pulled(capsys: pytest.CaptureFixture) -> None:
     assert "[ok] model llama3.1: via Ollama (llama3.1:8b)" in out
     assert "[!!] model mistral: no path here can load it" in out and "ollama pull mistral:7b" in out
     assert "[ok] OpenAI-compatible server" in out and "my-finetune" in out
-    assert "HF_HUB_OFFLINE=1" in out
+    assert "HF_HUB_OFFLINE=1" in out and "offline packages: installed:" in out
 
 
 def test_requested_server_that_does_not_answer_fails() -> None:
