@@ -145,7 +145,7 @@ def version_checks() -> list[Check]:
 
     from finetune.backends import _version_tuple
 
-    out, need = [], floors()
+    out, fine, need = [], [], floors()
     for pkg in FLOOR_PACKAGES:
         try:
             have = md.version(pkg)
@@ -155,8 +155,8 @@ def version_checks() -> list[Check]:
         if floor and _version_tuple(have) < _version_tuple(floor):
             out.append(Check(BAD, pkg, f"{have} is older than our floor {floor}", f"pip install -U '{pkg}>={floor}'"))
         else:
-            out.append(Check(OK, pkg, have + (f" (>= {floor})" if floor else "")))
-    return out
+            fine.append(f"{pkg} {have}")
+    return [Check(OK, "versions", "at or above our floors (pyproject.toml): " + ", ".join(fine)), *out]
 
 
 # --- servers ------------------------------------------------------------------------------------------------------

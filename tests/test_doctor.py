@@ -116,3 +116,13 @@ def test_gpu_check_report_lines_from_a_record() -> None:
     text = "\n".join(summarize(record))
     assert "bf16 False" in text and "accuracy 0.4" in text and "accuracy 0.7" in text
     assert "merged: ok (m)" in text and "gguf_error: FAILED RuntimeError" in text
+
+
+def test_a_version_below_our_floor_is_flagged(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata as md
+
+    real = md.version
+    monkeypatch.setattr(md, "version", lambda pkg: "0.5.0" if pkg == "ollama" else real(pkg))
+    checks = _by_name(doctor.version_checks())
+    assert checks["ollama"].status == doctor.BAD and "pip install -U 'ollama>=0.6.2'" in checks["ollama"].fix
+    assert "ollama" not in checks["versions"].detail
