@@ -25,9 +25,16 @@ log = logging.getLogger("finetune")
 
 
 def save_adapter(loaded: Loaded, out: Path) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    loaded.model.save_pretrained(out / "adapter")
-    loaded.saveable_tokenizer.save_pretrained(out / "adapter")
+    """The LoRA adapter (+ tokenizer or processor). A failure (disk full, permissions) is returned as
+    `adapter_error` for the record, so the evaluations are still written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        loaded.model.save_pretrained(out / "adapter")
+        loaded.saveable_tokenizer.save_pretrained(out / "adapter")
+    except Exception as exc:  # noqa: BLE001 - recorded, never loses the run
+        msg = f"{type(exc).__name__}: {exc}"
+        log.error("saving the adapter to %s failed (the run is still recorded): %s", out / "adapter", msg)
+        return {"adapter_error": msg}
     return {"adapter": str(out / "adapter")}
 
 

@@ -86,7 +86,7 @@ def test_gguf_export_uses_the_files_unsloth_returns(monkeypatch, tiny_causal_lm:
 
 def test_failed_export_is_recorded_and_never_raises(monkeypatch, tiny_causal_lm: Path, cuda_here,
                                                     tmp_path: Path) -> None:
-    from finetune.export import export_after_record
+    from finetune.export import export_after_record, save_adapter
 
     loaded, _ = _load_unsloth(monkeypatch, tiny_causal_lm, gguf_fails=True)
     record = tmp_path / "run.json"
@@ -95,6 +95,9 @@ def test_failed_export_is_recorded_and_never_raises(monkeypatch, tiny_causal_lm:
     rec = json.loads(record.read_text())
     assert "exit status 137" in rec["artifacts"]["gguf_error"] and rec["metrics"] == {"accuracy": 0.5}
     assert done == rec["artifacts"]
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    assert "adapter_error" in save_adapter(loaded, blocked)  # cannot mkdir under a file: recorded, not raised
 
 
 def test_export_failure_after_training_keeps_the_run(tiny_causal_lm: Path, tmp_path: Path) -> None:
