@@ -81,5 +81,6 @@ def local_rank() -> int:
 def cuda_device_map() -> dict[str, int]:
     """`device_map` for a model that must sit whole on this process's GPU: a 4-bit (bitsandbytes) model cannot be
     moved after loading, so under `accelerate launch` each rank loads straight onto its LOCAL_RANK GPU. `{"": 0}`
-    would put every rank on GPU 0, and accelerate then refuses to train a quantized model on another device."""
+    would put every rank on GPU 0, and accelerate then refuses to train a quantized model on another device
+    (docs/pitfalls.md#quantized-ddp)."""
     return {"": local_rank()}

@@ -196,7 +196,7 @@ def build_prompt(
         return f"{system}\n\n{user_text}" if system else user_text
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user_text}]
     # date_string: Llama 3.x templates otherwise write today's date (strftime_now) into the system turn, so the same
-    # run's prompts - and answers - would change from day to day; docs/gpu-paths.md
+    # run's prompts - and answers - would change from day to day (docs/pitfalls.md#date-templates)
     return tokenizer.apply_chat_template(
         messages, tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking,
         date_string=CHAT_DATE,

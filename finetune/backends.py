@@ -41,7 +41,7 @@ def cuda_available() -> bool:
 
 def cuda_bf16() -> bool:
     """Native bf16 on the current CUDA device. `torch.cuda.is_bf16_supported()` alone also counts emulation, which
-    is True on a T4 (compute capability 7.5) and runs bf16 slowly there.
+    is True on a T4 (compute capability 7.5) and runs bf16 slowly there (docs/pitfalls.md#bf16-support).
     CALL SITE (issue 12 item 9): the suite's one dtype helper lives in eval/lm.py; use it here once it exists."""
     import torch
 
@@ -151,7 +151,8 @@ def optimizer_name(cuda: bool) -> str:
 def text_tokenizer(tok: Any) -> Any:
     """The text tokenizer inside a multimodal processor, or `tok` itself. unsloth hands back a processor (e.g.
     `Gemma3Processor`) for VLM-capable configs; calling it with text treats the text as `images` and yields no
-    input_ids (the "empty prompt" failure). Plain tokenizers have no `.tokenizer` attribute."""
+    input_ids (the "empty prompt" failure; docs/pitfalls.md#unsloth-processor). Plain tokenizers have no
+    `.tokenizer` attribute."""
     inner = getattr(tok, "tokenizer", None)
     return inner if inner is not None and callable(inner) else tok
 

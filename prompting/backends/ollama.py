@@ -27,7 +27,8 @@ log = logging.getLogger("prompting")
 DEFAULT_HOST = "http://127.0.0.1:11434"
 # Token counts are bounded from above, per character: English BPE averages ~4 ASCII characters a token (3 leaves a
 # margin); a CJK character is 0.7-1.5 tokens depending on the vocabulary, so "3 characters a token" undershoots
-# Chinese 2-3x. Overestimating costs only KV-cache memory; underestimating makes Ollama cut the prompt.
+# Chinese 2-3x. Overestimating costs only KV-cache memory; underestimating makes Ollama cut the prompt
+# (docs/pitfalls.md#ollama-context; the server's rules in docs/gpu-paths.md).
 ASCII_PER_TOKEN = 3.0
 TOKENS_PER_OTHER_CHAR = 1.5
 TEMPLATE_TOKENS = 32  # the model's chat template around the prompt
@@ -63,8 +64,8 @@ def prompt_was_cut(prompt: str, prompt_eval_count: int | None, num_ctx: int | No
 
 
 async def aclose(client: Any) -> None:
-    """Close an AsyncClient on every allowed ollama-python: `close()` exists from 0.6.2 only (0.5.x keeps the httpx
-    client in `_client`)."""
+    """Close an AsyncClient on every ollama-python: `close()` exists from 0.6.2 only (0.5.x keeps the httpx client
+    in `_client`; docs/pitfalls.md#ollama-client)."""
     close = getattr(client, "close", None)
     if close is not None:
         await close()
