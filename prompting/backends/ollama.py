@@ -1,10 +1,12 @@
 """Ollama through the official `ollama` client (AsyncClient, `--concurrency` requests in flight).
 
-Traps handled (shared/FIELD-NOTES.md 3, 5, 6): the timeout goes through the client's httpx client (ollama-python
-#218/#518); `num_ctx` is set once from the longest prompt, because Ollama truncates silently at its default context
-and reloads the model when num_ctx changes between requests; a reasoning model's separate `thinking` field is
-kept in the raw output as a <think> block, and a <think> block in the answer (a model ignoring think=false) is
-stripped by extraction; parallel answers also need OLLAMA_NUM_PARALLEL on the server.
+Traps handled (docs/pitfalls.md#think, #ollama-context, #ollama-client): the timeout goes through the client's
+httpx client (ollama-python #218/#518); `num_ctx` is set once from the longest prompt (an upper bound on its
+tokens), because Ollama cuts over-long prompts at its default context and reloads the model when num_ctx changes
+between requests; a prompt it cut anyway is flagged `prompt_truncated`, and its 400 on context overflow is one
+invalid answer; a reasoning model's separate `thinking` field is kept in the raw output as a <think> block, and a
+<think> block in the answer (a model ignoring think=false) is stripped by extraction; parallel answers also need
+OLLAMA_NUM_PARALLEL on the server.
 """
 
 from __future__ import annotations
