@@ -9,7 +9,7 @@ RESULTS ?= results
 DEMO_RESULTS ?= results/demo
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: install demo leaderboard test test-slow bench lint
+.PHONY: install demo leaderboard test test-slow bench lint doctor gpu-check
 
 install: $(VENV)/.installed
 
@@ -44,3 +44,13 @@ bench: install
 
 lint: install
 	$(PY) -m ruff check .
+
+# what will run here: torch/CUDA, native bf16, unsloth/bitsandbytes, versions, Ollama and its models, the hub.
+# make doctor MODELS="qwen3-4b llama3.1" HOST=http://box:11434
+doctor: install
+	$(PY) -m eval.doctor $(foreach m,$(MODELS),--model $(m)) $(if $(HOST),--host $(HOST))
+
+# GPU smoke check (CUDA only, < 10 min): 4-bit load, before/after on 64 items, 20 SFT steps per backend, merge,
+# GGUF with unsloth; prints a report to paste into an issue. Refuses on a machine without CUDA.
+gpu-check: install
+	$(PY) -m eval.gpu_check

@@ -72,3 +72,15 @@ def shard(indices: list[int], acc: Any | None) -> list[int]:
     if acc is None or acc.num_processes <= 1:
         return indices
     return indices[acc.process_index::acc.num_processes] or indices[-1:]
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def cuda_device_map() -> dict[str, int]:
+    """`device_map` for a model that must sit whole on this process's GPU: a 4-bit (bitsandbytes) model cannot be
+    moved after loading, so under `accelerate launch` each rank loads straight onto its LOCAL_RANK GPU. `{"": 0}`
+    would put every rank on GPU 0, and accelerate then refuses to train a quantized model on another device
+    (docs/pitfalls.md#quantized-ddp)."""
+    return {"": local_rank()}

@@ -30,6 +30,8 @@ from eval.models import package_file, resolve
 
 log = logging.getLogger(__name__)
 
+# The date Llama 3.x chat templates fall back to when strftime_now is unavailable (their own default).
+CHAT_DATE = "26 Jul 2024"
 # Existing vocabulary entries that are safe pads, tried in order before falling back to unk or adding a token.
 _PAD_CANDIDATES = ("<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>", "<|endoftext|>")
 
@@ -99,9 +101,13 @@ def _load_dir(path: str, *, dtype: Any, device: str, trust_remote_code: bool) ->
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    # device_map places weights while loading (no CPU copy first, which matters for 7B models on a GPU)
+    from eval.distributed import cuda_device_map
+
+    # device_map places weights while loading (no CPU copy first, which matters for 7B models on a GPU); under
+    # `accelerate launch` each rank loads onto its own LOCAL_RANK GPU, not all onto GPU 0
+    device_map = cuda_device_map() if device == "cuda" else device
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, device_map=device, use_safetensors=True, trust_remote_code=trust_remote_code
+        path, dtype=dtype, device_map=device_map, use_safetensors=True, trust_remote_code=trust_remote_code
     )
     return model.eval(), tokenizer
 
@@ -189,8 +195,11 @@ def build_prompt(
     if not use_chat:
         return f"{system}\n\n{user_text}" if system else user_text
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user_text}]
+    # date_string: Llama 3.x templates otherwise write today's date (strftime_now) into the system turn, so the same
+    # run's prompts - and answers - would change from day to day (docs/pitfalls.md#date-templates)
     return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking
+        messages, tokenize=False, add_generation_prompt=True, enable_thinking=enable_thinking,
+        date_string=CHAT_DATE,
     )
 
 
@@ -199,6 +208,7 @@ def encode(tokenizer: Any, text: str) -> list[int]:
 
     Chat templates write BOS into the text; adding it again (a double BOS) measurably shifts outputs.
     """
+    tokenizer = getattr(tokenizer, "tokenizer", None) or tokenizer  # a multimodal processor: its text tokenizer
     bos = tokenizer.bos_token
     add = not (bos and text.startswith(bos))
     return list(tokenizer(text, add_special_tokens=add)["input_ids"])

@@ -87,6 +87,7 @@ def trainer_args(cfg: SFTArgs, *, output_dir: str, n_examples: int, seed: int, c
     from trl import SFTConfig
 
     from eval.distributed import GROUP_TIMEOUT_S
+    from finetune.backends import optimizer_name
 
     gc = cuda if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing
     gc = gc and not unsloth  # unsloth checkpoints itself (get_peft_model(use_gradient_checkpointing="unsloth"))
@@ -101,7 +102,7 @@ def trainer_args(cfg: SFTArgs, *, output_dir: str, n_examples: int, seed: int, c
         lr_scheduler_type=cfg.lr_scheduler_type,
         warmup_steps=math.ceil(cfg.warmup_ratio * steps),  # steps, not a ratio: same meaning in transformers 4 and 5
         weight_decay=cfg.weight_decay,
-        optim="adamw_8bit" if cuda else "adamw_torch",
+        optim=optimizer_name(cuda),  # adamw_8bit needs bitsandbytes; torch AdamW without it
         bf16=bf16,
         use_cpu=not cuda,
         gradient_checkpointing=gc,

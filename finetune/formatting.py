@@ -58,6 +58,9 @@ class Formatter:
 
     def __init__(self, tokenizer: Any, scheme: LabelScheme, template: PromptTemplate, max_seq_length: int,
                  chat: bool | None = None) -> None:
+        from finetune.backends import text_tokenizer
+
+        tokenizer = text_tokenizer(tokenizer)  # unsloth hands over a processor for gemma-3 4B: use its tokenizer
         self.tok = tokenizer
         self.scheme = scheme
         self.template = template

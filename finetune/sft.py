@@ -71,10 +71,12 @@ def _config_file_values(model: str) -> dict:
 
 
 def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = None) -> Path:
+    backend = select_backend(cfg.backend)  # first: unsloth imports before torch/transformers (it patches them)
     import torch
     from transformers import set_seed
 
-    from finetune.backends import for_inference, for_training, load, save
+    from finetune.backends import cuda_bf16, for_inference, for_training, load
+    from finetune.export import export_after_record, save_adapter
     from finetune.trainer import make_trainer
 
     # --- data ---
@@ -88,7 +90,6 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
                          f"{template.version}; rebuild the spec from the current prompt file")
 
     # --- model (the only backend-specific stage) ---
-    backend = select_backend(cfg.backend)
     four_bit = spec.method == "qlora"
     if four_bit and not torch.cuda.is_available():
         raise BackendError("method qlora (4-bit) needs CUDA; rerun with --quantization none (method lora)")
@@ -118,7 +119,7 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
     for_training(loaded)
     tok.padding_side = "right"
     cuda = torch.cuda.is_available()
-    bf16 = cuda and torch.cuda.is_bf16_supported()
+    bf16 = cuda and cuda_bf16()  # native bf16 only: a T4 emulates it
     out = output_dir(spec, results_dir)
     # batch_size is per process; steps are planned on each process's share, so epochs mean the same at any world size
     args = trainer_args(cfg, output_dir=str(out / "trainer"), n_examples=-(-len(train) // world_size()),
@@ -139,10 +140,8 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
     after = evaluate(model, tok, prompts, fmt, **eval_kw)
     _report("after training", after, test)
 
-    # --- save and record ---
-    saved = save(loaded, out, merge=cfg.merge, gguf=cfg.export_gguf,
-                 modelfile_prompt=fmt.prompt_with_slot("{{ .Prompt }}"), stop=[tok.eos_token],
-                 num_ctx=cfg.max_seq_length + 64)
+    # --- save the adapter, record, then the optional exports (a failed export is recorded, the run is kept) ---
+    saved = save_adapter(loaded, out)
     main_mode = "generate" if "generate" in after else "score"
     extra = {"eval_mode": cfg.eval_mode, "main_eval_mode": main_mode, "artifacts": saved}
     if main_mode == "generate" and "score" in after:
@@ -162,6 +161,9 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
                         before_preds=before[main_mode].preds, before_raws=before[main_mode].raws,
                         n_train_examples=len(train), versions={"prompt": f"{template.name}@{template.version}"},
                         extra=extra)
+    export_after_record(loaded, out, record, merge=cfg.merge, gguf=cfg.export_gguf,
+                        modelfile_prompt=fmt.prompt_with_slot("{{ .Prompt }}"), stop=[tok.eos_token],
+                        num_ctx=cfg.max_seq_length + 64)
     barrier()  # the other processes of a data-parallel run wait for this record
     return record
 

@@ -40,6 +40,9 @@ def collect(backend: Backend, prompts: Sequence[str], cache: AnswerCache, identi
     t0 = time.perf_counter()
     if todo_keys:
         backend.ready()
+        actual = {**identity, **backend.identity()}
+        if actual != dict(identity):  # loading revealed other weights than predicted: key on what was loaded
+            return collect(backend, prompts, cache, actual, retry_errors, desc, stop)
         with tqdm(total=len(todo_keys), desc=desc, unit="ex", dynamic_ncols=True) as bar:
             def on_answer(i: int, answer: Answer) -> None:
                 cache.put(todo_keys[i], answer)

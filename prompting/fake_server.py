@@ -6,11 +6,24 @@ object, as the request asks), `/v1/models`, `/v1/chat/completions`. `script(prom
 
     with FakeServer(models=["llama3.1:8b"], script=lambda p, n: Reply("positive"), delay=0.2) as srv:
         ...  # srv.url, srv.requests, srv.max_in_flight
+
+Where it mirrors Ollama's server (ollama v0.33.0-rc2, commit fb30760; file and function named):
+- a model that is not pulled: 404 `model '<name>' not found` (server/routes.go);
+- an over-long prompt (`llm/llama_server.go`, `completionPromptTokens` and `contextShiftPromptLimit`): a prompt of
+  more than `num_ctx - 1` tokens is either refused with HTTP 400 "the prompt is longer than the context length
+  currently available to the model; ..." when context shift is off (`context_shift=False` here), or cut to
+  `num_ctx - max((num_ctx - num_keep) // 2, 1)` tokens - the first `num_keep` (default 4, api/types.go) plus the
+  tail - so `prompt_eval_count` comes back as about half the context, never `num_ctx`. The script sees the cut
+  prompt, as the model would;
+- `num_ctx` defaults to the server's context (4096 here) when the request does not set it.
+Tokens are approximated: one per non-ASCII character (CJK in a large-vocabulary tokenizer), one per 4 ASCII
+characters (English BPE); this tokenizer adds no BOS, so num_keep is not incremented.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -40,9 +53,45 @@ class _QuietServer(ThreadingHTTPServer):
         pass
 
 
+CONTEXT_ERROR = ("the prompt is longer than the context length currently available to the model; shorten the "
+                 "prompt, adjust the context length in settings, or use a model with a longer context length")
+NUM_KEEP = 4  # api/types.go DefaultOptions
+
+
+def fake_tokens(text: str) -> list[str]:
+    """The fake tokenizer: each non-ASCII character alone, ASCII runs in pieces of up to 4 characters."""
+    return re.findall(r"[\x00-\x7f]{1,4}|[^\x00-\x7f]", text)
+
+
+def context_shift_limit(num_ctx: int, num_keep: int) -> int:
+    """llm/llama_server.go contextShiftPromptLimit: keep num_keep, free about half of the rest."""
+    if num_ctx <= 1:
+        return 0
+    num_keep = max(0, min(num_keep, num_ctx - 1))
+    return num_ctx - max((num_ctx - num_keep) // 2, 1)
+
+
+def fit_prompt(prompt: str, num_ctx: int, context_shift: bool, num_keep: int = NUM_KEEP) -> tuple[str, int] | None:
+    """(what the model sees, prompt_eval_count), or None when the server refuses (400): llm/llama_server.go."""
+    tokens = fake_tokens(prompt)
+    if len(tokens) <= num_ctx - 1:
+        return prompt, len(tokens)
+    if not context_shift:
+        return None
+    keep = min(num_keep, num_ctx - 1)
+    limit = context_shift_limit(num_ctx, keep)
+    discard = len(tokens) - limit
+    kept = tokens[:keep] + tokens[keep + discard:]
+    return "".join(kept), len(kept)
+
+
 class FakeServer:
-    def __init__(self, models: list[str], script: Script, delay: float = 0.0, context_length: int = 8192) -> None:
+    def __init__(self, models: list[str], script: Script, delay: float = 0.0, context_length: int = 8192,
+                 default_num_ctx: int = 4096, context_shift: bool = True) -> None:
         self.models = list(models)
+        self.default_num_ctx = default_num_ctx
+        self.version = "0.33.0"
+        self.context_shift = context_shift
         self.script = script
         self.delay = delay
         self.context_length = context_length
@@ -68,12 +117,13 @@ class FakeServer:
         return [_prompt_of(body) for path, body in self.requests if path in ("/api/generate", "/api/chat",
                                                                              "/v1/chat/completions")]
 
-    def _reply_for(self, body: dict[str, Any]) -> Reply:
+    def _reply_for(self, body: dict[str, Any], seen: str | None = None) -> Reply:
+        """Attempts count per prompt as sent; the script gets the prompt as the model sees it (possibly cut)."""
         prompt = _prompt_of(body)
         with self._lock:
             self.attempts[prompt] += 1
             n = self.attempts[prompt]
-        return self.script(prompt, n)
+        return self.script(prompt if seen is None else seen, n)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -98,7 +148,9 @@ class FakeServer:
 
             def do_GET(self) -> None:  # noqa: N802
                 server.requests.append((self.path, {}))
-                if self.path == "/api/tags":
+                if self.path == "/api/version":  # server/routes.go: {"version": ...}
+                    self._send(200, {"version": server.version})
+                elif self.path == "/api/tags":
                     self._send(200, {"models": [{"name": m, "model": m, "size": 1} for m in server.models]})
                 elif self.path == "/v1/models":
                     self._send(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0,
@@ -127,23 +179,30 @@ class FakeServer:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
-                    reply = server._reply_for(body)
+                    seen, n_prompt = _prompt_of(body), len(fake_tokens(_prompt_of(body)))
+                    if not openai:
+                        num_ctx = int((body.get("options") or {}).get("num_ctx") or server.default_num_ctx)
+                        fitted = fit_prompt(seen, num_ctx, server.context_shift)
+                        if fitted is None:
+                            return self._send(400, {"error": CONTEXT_ERROR})
+                        seen, n_prompt = fitted
+                    reply = server._reply_for(body, seen)
                     time.sleep(server.delay if reply.delay is None else reply.delay)
                     if reply.status != 200:
                         err = {"error": {"message": "scripted failure"}} if openai else {"error": "scripted failure"}
                         return self._send(reply.status, err)
                     if openai:
                         return self._send(200, _openai_body(model, reply))
-                    self._ollama(body, reply)
+                    self._ollama(body, reply, n_prompt)
                 finally:
                     with server._lock:
                         server.in_flight -= 1
 
-            def _ollama(self, body: dict[str, Any], reply: Reply) -> None:
+            def _ollama(self, body: dict[str, Any], reply: Reply, n_prompt: int) -> None:
                 chat = self.path == "/api/chat"
                 think = reply.thinking if body.get("think") is not False else None
                 final = {"model": body["model"], "created_at": "2026-11-21T00:00:00Z", "done": True,
-                         "done_reason": reply.done_reason, "prompt_eval_count": len(_prompt_of(body)) // 4,
+                         "done_reason": reply.done_reason, "prompt_eval_count": n_prompt,
                          "eval_count": len(reply.text) // 4 + 1}
                 if not body.get("stream", True):
                     return self._send(200, {**final, **_ollama_piece(chat, reply.text, think)})

@@ -143,6 +143,7 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
                   "model_s": round(sum(a.meta.get("seconds", 0.0) for a in answers), 3),
                   "eval_examples_per_s": round(got.asked / got.wall_s, 3) if got.wall_s else None}
         stats = {"errors": sum(not a.ok for a in answers), "truncated": sum(a.truncated for a in answers),
+                 "prompt_truncated": sum(bool(a.meta.get("prompt_truncated")) for a in answers),
                  "error_examples": [{"id": e.id, "error": a.error} for e, a in zip(test[:n], answers) if not a.ok],
                  "from_cache": got.from_cache, "asked": got.asked, "think_open": prompt.think_open and
                  backend.raw_prompt, "few_shot_ids": [e.id for e in task.train(shots, seed)] if shots else []}

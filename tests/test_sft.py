@@ -68,28 +68,10 @@ def test_ollama_modelfile() -> None:
 # --- backend selection ----------------------------------------------------------------------------------------------
 
 def _fake_unsloth(calls: list, tiny: Path) -> types.ModuleType:
-    """A stand-in for unsloth exposing the documented FastLanguageModel API, recording how it is called."""
-    mod = types.ModuleType("unsloth")
+    """The stand-in that mirrors unsloth 2026.10.9 (tests/fake_unsloth.py), recording how it is called."""
+    from fake_unsloth import make_fake_unsloth
 
-    class FastLanguageModel:
-        @staticmethod
-        def from_pretrained(**kw):
-            calls.append(("from_pretrained", kw))
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-
-            return AutoModelForCausalLM.from_pretrained(tiny), AutoTokenizer.from_pretrained(tiny)
-
-        @staticmethod
-        def get_peft_model(model, **kw):
-            calls.append(("get_peft_model", kw))
-            return model
-
-        @staticmethod
-        def for_inference(model):
-            calls.append(("for_inference", {}))
-
-    mod.FastLanguageModel = FastLanguageModel
-    return mod
+    return make_fake_unsloth(tiny, calls=calls)
 
 
 def test_backend_auto_without_cuda_is_hf(monkeypatch: pytest.MonkeyPatch) -> None:

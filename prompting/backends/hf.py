@@ -35,6 +35,16 @@ def predicted_weights(name: str) -> str:
     return f"hub:{info.id_for('hf')}"
 
 
+def loaded_weights(info: dict) -> str:
+    """The `predicted_weights` string for what eval.lm.load_causal_lm actually loaded (its info dict)."""
+    source = str(info["source"])
+    if source.startswith("offline:"):
+        return "offline:" + source.split(":")[1]
+    if source == "local":
+        return f"local:{info['model_id']}"
+    return f"hub:{info['model_id']}"
+
+
 class HFBackend(Backend):
     name = "hf"
 
@@ -80,8 +90,13 @@ class HFBackend(Backend):
             self.chat = bool(getattr(tok, "chat_template", None))
             self.raw_prompt = not self.chat  # type: ignore[misc]
         info = self.lm[2]
-        if not info["source"].startswith(self.weights.split(":")[0]):
-            log.warning("loaded %s from %s, expected %s", self.alias, info["source"], self.weights)
+        loaded = loaded_weights(info)
+        if loaded != self.weights:
+            # e.g. a gated hub model that failed to download fell back to the offline GGUF: answers are keyed on
+            # the weights actually loaded (prompting/collect.py re-keys after ready()), never under the hub's key
+            log.warning("loaded %s from %s, expected %s: answers are cached under the weights loaded", self.alias,
+                        info["source"], self.weights)
+            self.weights = loaded
         log.info("loaded %s (%s, %s, %s)", info["model_id"], info["source"], info["dtype"], info["device"])
 
     def answer_all(self, prompts: Sequence[str], on_answer: Callable[[int, Answer], None],

@@ -1,10 +1,12 @@
 """Ollama through the official `ollama` client (AsyncClient, `--concurrency` requests in flight).
 
-Traps handled (shared/FIELD-NOTES.md 3, 5, 6): the timeout goes through the client's httpx client (ollama-python
-#218/#518); `num_ctx` is set once from the longest prompt, because Ollama truncates silently at its default context
-and reloads the model when num_ctx changes between requests; a reasoning model's separate `thinking` field is
-kept in the raw output as a <think> block, and a <think> block in the answer (a model ignoring think=false) is
-stripped by extraction; parallel answers also need OLLAMA_NUM_PARALLEL on the server.
+Traps handled (docs/pitfalls.md#think, #ollama-context, #ollama-client): the timeout goes through the client's
+httpx client (ollama-python #218/#518); `num_ctx` is set once from the longest prompt (an upper bound on its
+tokens), because Ollama cuts over-long prompts at its default context and reloads the model when num_ctx changes
+between requests; a prompt it cut anyway is flagged `prompt_truncated`, and its 400 on context overflow is one
+invalid answer; a reasoning model's separate `thinking` field is kept in the raw output as a <think> block, and a
+<think> block in the answer (a model ignoring think=false) is stripped by extraction; parallel answers also need
+OLLAMA_NUM_PARALLEL on the server.
 """
 
 from __future__ import annotations
@@ -25,7 +27,61 @@ from prompting.cache import Answer
 
 log = logging.getLogger("prompting")
 DEFAULT_HOST = "http://127.0.0.1:11434"
-CHARS_PER_TOKEN = 3.0  # conservative (English averages ~4): overestimating only costs memory, not answers
+# Token counts are bounded from above, per character: English BPE averages ~4 ASCII characters a token (3 leaves a
+# margin); a CJK character is 0.7-1.5 tokens depending on the vocabulary, so "3 characters a token" undershoots
+# Chinese 2-3x. Overestimating costs only KV-cache memory; underestimating makes Ollama cut the prompt
+# (docs/pitfalls.md#ollama-context; the server's rules in docs/gpu-paths.md).
+ASCII_PER_TOKEN = 3.0
+TOKENS_PER_OTHER_CHAR = 1.5
+TEMPLATE_TOKENS = 32  # the model's chat template around the prompt
+NUM_KEEP = 4  # Ollama's default num_keep (api/types.go); the cut keeps these first tokens
+# Ollama's refusal when context shift is off (llm/llama_server.go); the llama.cpp-server wordings say the same
+CONTEXT_OVERFLOW = ("longer than the context length", "exceeds the available context size",
+                    "input length exceeds the context length", "exceed_context_size_error")
+
+
+def max_prompt_tokens(prompt: str) -> int:
+    """An upper bound on the tokens `prompt` takes (template included); see ASCII_PER_TOKEN."""
+    ascii_chars = sum(c.isascii() for c in prompt)
+    other = len(prompt) - ascii_chars
+    return math.ceil(ascii_chars / ASCII_PER_TOKEN + other * TOKENS_PER_OTHER_CHAR) + TEMPLATE_TOKENS
+
+
+def cut_size(num_ctx: int, num_keep: int) -> int:
+    """How many tokens Ollama keeps of a prompt over num_ctx - 1 (llm/llama_server.go contextShiftPromptLimit):
+    num_keep plus about half of the rest, so prompt_eval_count of a cut prompt is ~num_ctx / 2, never num_ctx."""
+    num_keep = max(0, min(num_keep, num_ctx - 1))
+    return num_ctx - max((num_ctx - num_keep) // 2, 1)
+
+
+def prompt_was_cut(prompt: str, prompt_eval_count: int | None, num_ctx: int | None) -> bool:
+    """True when Ollama evidently truncated `prompt`: the prompt may be over the context (by its upper bound) and
+    the count the server reports is the size of a cut (num_keep 4, or 5 with the tokenizer's BOS), or fills the
+    whole context (older runners). A prompt that fits is never flagged unless it lands within one token of the cut
+    size while its bound exceeds the context - rare by construction."""
+    if not num_ctx or not prompt_eval_count or max_prompt_tokens(prompt) < num_ctx - 1:
+        return False
+    cuts = {cut_size(num_ctx, keep) for keep in (NUM_KEEP, NUM_KEEP + 1)}
+    return prompt_eval_count >= num_ctx - 1 or any(abs(prompt_eval_count - c) <= 1 for c in cuts)
+
+
+async def aclose(client: Any) -> None:
+    """Close an AsyncClient on every ollama-python: `close()` exists from 0.6.2 only (0.5.x keeps the httpx client
+    in `_client`; docs/pitfalls.md#ollama-client)."""
+    close = getattr(client, "close", None)
+    if close is not None:
+        await close()
+    elif getattr(client, "_client", None) is not None:
+        await client._client.aclose()
+
+
+def close(client: Any) -> None:
+    """The same for the sync Client."""
+    fn = getattr(client, "close", None)
+    if fn is not None:
+        fn()
+    elif getattr(client, "_client", None) is not None:
+        client._client.close()
 
 
 def check_host(host: str) -> str:
@@ -58,6 +114,14 @@ class OllamaBackend(Backend):
 
     def __init__(self, model: str, options: BackendOptions, scheme: Any) -> None:
         super().__init__(model, options, scheme)
+        from eval.models import resolve
+
+        info = resolve(model)
+        if info.alias and not info.ollama:  # one alias, one model: never the nearest Ollama build under our name
+            it = f"{model}-it" if resolve(f"{model}-it").ollama else None
+            raise BackendError(f"{model!r} has no Ollama build in eval/models.yaml"
+                               + (f"; Ollama's build is the instruction-tuned model, alias {it!r}" if it else "")
+                               + "; or pass an Ollama tag directly")
         self.host = check_host(options.host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST)
         self.context_length: int | None = None  # the model's trained context, from /api/show
         self.num_ctx: int | None = options.num_ctx
@@ -94,7 +158,7 @@ class OllamaBackend(Backend):
                 raise self._not_pulled() from None
             raise BackendError(f"Ollama at {self.host} refused /api/show for {self.model!r}: {e.error}") from None
         finally:
-            client.close()
+            close(client)
         for key, value in (info.modelinfo or {}).items():
             if key.endswith(".context_length"):
                 self.context_length = int(value)
@@ -104,14 +168,15 @@ class OllamaBackend(Backend):
         """Pick one num_ctx that fits the longest prompt plus the answer; warn about prompts that cannot fit."""
         if not prompts or self.options.num_ctx:
             return
-        need = [math.ceil(len(p) / CHARS_PER_TOKEN) + self.options.max_new_tokens for p in prompts]
+        need = [max_prompt_tokens(p) + self.options.max_new_tokens for p in prompts]
         want = max(2048, math.ceil(max(need) / 1024) * 1024)
         limit = self.context_length or want
         self.num_ctx = min(want, limit)
         too_long = sum(n > self.num_ctx for n in need)
         if too_long:
             log.warning("%d of %d prompts (~%d tokens at most) may not fit %s's context of %d tokens: Ollama would "
-                        "truncate them from the start. Shorten the texts or use a longer-context model.",
+                        "cut them to about half the context (answers are flagged prompt_truncated). Shorten the "
+                        "texts or use a longer-context model.",
                         too_long, len(prompts), max(need), self.model, self.num_ctx)
 
     # -- requests ----------------------------------------------------------------------------------------------
@@ -149,13 +214,17 @@ class OllamaBackend(Backend):
         except ollama.ResponseError as e:
             if e.status_code == 404:
                 raise self._not_pulled() from None
+            if e.status_code == 400 and any(m in str(e.error) for m in CONTEXT_OVERFLOW):
+                # context shift off: one over-long prompt is one invalid answer, never the end of the run
+                return Answer(error=f"prompt longer than the context (num_ctx {self.num_ctx}): {e.error}",
+                              meta={"context_overflow": True, "num_ctx": self.num_ctx})
             if e.status_code in (408, 429) or e.status_code >= 500 or e.status_code == -1:
                 raise Retry(f"HTTP {e.status_code}: {e.error}") from None
             msg = f"Ollama rejected the request for {self.model!r}: HTTP {e.status_code} {e.error}"
             raise BackendError(msg) from None
-        return self._answer(parts, chat)
+        return self._answer(parts, chat, prompt)
 
-    def _answer(self, parts: list[Any], chat: bool) -> Answer:
+    def _answer(self, parts: list[Any], chat: bool, prompt: str = "") -> Answer:
         thinking, text = [], []
         for p in parts:
             src = p.message if chat else p
@@ -168,9 +237,10 @@ class OllamaBackend(Backend):
             raw = f"<think>{reasoning}</think>\n{raw}"
         meta = {"done_reason": last.done_reason, "prompt_tokens": last.prompt_eval_count,
                 "output_tokens": last.eval_count, "num_ctx": self.num_ctx}
-        if self.num_ctx and last.prompt_eval_count and last.prompt_eval_count >= self.num_ctx - 1:
+        if prompt_was_cut(prompt, last.prompt_eval_count, self.num_ctx):
             meta["prompt_truncated"] = True
-            log.warning("a prompt filled the whole context (%d tokens): Ollama truncated it", self.num_ctx)
+            log.warning("Ollama cut a prompt to %d tokens (num_ctx %d): the model saw only its start and end",
+                        last.prompt_eval_count, self.num_ctx)
         return Answer(text=raw, truncated=last.done_reason == "length", meta=meta)
 
     def answer_all(self, prompts: Sequence[str], on_answer: Callable[[int, Answer], None],
@@ -183,7 +253,7 @@ class OllamaBackend(Backend):
             state["client"] = ollama.AsyncClient(host=self.host, timeout=o.timeout)
 
         async def teardown() -> None:
-            await state["client"].close()
+            await aclose(state["client"])
 
         async def one(prompt: str) -> Answer:
             return await ask(lambda: self._call(state["client"], prompt, stop), o.retries, o.backoff)

@@ -1,0 +1,118 @@
+"""A stand-in for the `unsloth` package that behaves like unsloth 2026.10.9 where our code touches it, on CPU.
+
+Mirrored from the released wheel (unsloth-2026.10.9-py3-none-any.whl):
+- `unsloth/models/vision.py`, `FastBaseModel.from_pretrained`: `auto_processor = AutoProcessor if needs_processor
+  ... else AutoTokenizer` - a VLM-capable config (gemma-3 4B `it`: a `vision_config`) gets a *processor* back, not
+  a tokenizer. Like transformers' `Gemma3Processor.__call__(images=None, text=None, ...)`, calling it with a string
+  takes the string as `images`, so there are no `input_ids`.
+- `unsloth/save.py`, `_gguf_output_directory`: GGUF files land in the sibling folder f"{save_directory}_gguf" (not in
+  `save_directory`), next to unsloth's own `Modelfile`; `unsloth_save_pretrained_gguf` returns a dict whose
+  `gguf_files` lists them.
+- `unsloth/_version.py`: `__version__`; `FastLanguageModel.get_peft_model` wraps the model with peft LoRA.
+
+    mod = make_fake_unsloth(tiny_model_dir, vlm_ids={"unsloth/gemma-3-4b-it-unsloth-bnb-4bit"})
+    monkeypatch.setitem(sys.modules, "unsloth", mod)
+"""
+
+from __future__ import annotations
+
+import struct
+import types
+from pathlib import Path
+from typing import Any
+
+
+class FakeProcessor:
+    """Shaped like a transformers ProcessorMixin: `.tokenizer`, `.chat_template`, `save_pretrained`, and a
+    `__call__(images=None, text=None)` whose first positional argument is images."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.chat_template = tokenizer.chat_template
+
+    def __call__(self, images: Any = None, text: Any = None, **kwargs: Any) -> dict:
+        if text is None:  # processor("some text"): the text went in as images; no token ids come out
+            return {"pixel_values": [[0.0]]}
+        return dict(self.tokenizer(text, **kwargs))
+
+    def save_pretrained(self, path: Any) -> None:
+        self.tokenizer.save_pretrained(path)
+        Path(path, "processor_config.json").write_text('{"processor_class": "Gemma3Processor"}')
+
+
+def _write_gguf(path: Path) -> None:
+    # a valid GGUF header (magic, version 3, 0 tensors, 0 metadata): enough for anything that only lists files
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 0))
+
+
+# ids whose hub config has a `vision_config` (Gemma3ForConditionalGeneration); gemma-3 270m/1b are text-only
+GEMMA3_VLM_IDS = frozenset({"unsloth/gemma-3-4b-it-unsloth-bnb-4bit", "google/gemma-3-4b-it"})
+
+
+def make_fake_unsloth(tiny: Path, *, vlm_ids: frozenset[str] = GEMMA3_VLM_IDS, version: str = "2026.10.9",
+                      calls: list | None = None, gguf_fails: bool = False) -> types.ModuleType:
+    calls = [] if calls is None else calls
+    mod = types.ModuleType("unsloth")
+    mod.__version__ = version
+
+    def save_pretrained_gguf(self: Any, save_directory: str, tokenizer: Any = None,
+                             quantization_method: str = "fast_quantized", **kw: Any) -> dict:
+        calls.append(("save_pretrained_gguf", {"save_directory": save_directory, "method": quantization_method}))
+        if gguf_fails:
+            raise RuntimeError("Unsloth: llama.cpp quantize failed (exit status 137)")
+        gguf_dir = Path(f"{save_directory}_gguf")
+        gguf_dir.mkdir(parents=True, exist_ok=True)
+        name = Path(save_directory).name
+        files = [gguf_dir / f"{name}.{quantization_method.upper()}.gguf"]
+        if any(str(i) in vlm_ids for i in calls_ids(calls)):
+            files.append(gguf_dir / f"{name}.BF16-mmproj.gguf")
+        for f in files:
+            _write_gguf(f)
+        (gguf_dir / "Modelfile").write_text(f"FROM ./{files[0].name}\n")
+        return {"save_directory": save_directory, "gguf_directory": str(gguf_dir),
+                "gguf_files": [str(f) for f in files], "modelfile_location": str(gguf_dir / "Modelfile")}
+
+    def save_pretrained_merged(self: Any, save_directory: str, tokenizer: Any = None, save_method: str = "lora",
+                               **kw: Any) -> None:
+        calls.append(("save_pretrained_merged", {"save_method": save_method}))
+        self.merge_and_unload().save_pretrained(save_directory)
+        tokenizer.save_pretrained(save_directory)
+
+    class FastLanguageModel:
+        @staticmethod
+        def from_pretrained(model_name: str, **kw: Any) -> tuple[Any, Any]:
+            calls.append(("from_pretrained", {"model_name": model_name, **kw}))
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            model, tok = AutoModelForCausalLM.from_pretrained(tiny), AutoTokenizer.from_pretrained(tiny)
+            return model, (FakeProcessor(tok) if model_name in vlm_ids else tok)
+
+        @staticmethod
+        def get_peft_model(model: Any, **kw: Any) -> Any:
+            calls.append(("get_peft_model", kw))
+            from peft import LoraConfig, get_peft_model
+
+            config = LoraConfig(task_type="CAUSAL_LM", r=kw["r"], lora_alpha=kw["lora_alpha"],
+                                lora_dropout=kw["lora_dropout"], target_modules=kw["target_modules"])
+            peft_model = get_peft_model(model, config)
+            # unsloth patches these onto the model it returns
+            peft_model.save_pretrained_gguf = types.MethodType(save_pretrained_gguf, peft_model)
+            peft_model.save_pretrained_merged = types.MethodType(save_pretrained_merged, peft_model)
+            return peft_model
+
+        @staticmethod
+        def for_inference(model: Any) -> None:
+            calls.append(("for_inference", {}))
+
+        @staticmethod
+        def for_training(model: Any) -> None:
+            calls.append(("for_training", {}))
+
+    mod.FastLanguageModel = FastLanguageModel
+    mod.FastModel = FastLanguageModel
+    mod.calls = calls
+    return mod
+
+
+def calls_ids(calls: list) -> list[str]:
+    return [kw["model_name"] for name, kw in calls if name == "from_pretrained"]
