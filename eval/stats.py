@@ -187,6 +187,8 @@ def _crossing(ns: np.ndarray, d: np.ndarray) -> float:
         return 0.0
     for i in range(1, len(ns)):
         if d[i] > 0:
+            if not np.isfinite(d[i - 1]):  # the previous point cannot compete (collapsed): no slope to follow
+                return float(ns[i])
             x0, x1 = np.log(ns[i - 1]), np.log(ns[i])
             return float(np.exp(x0 + (x1 - x0) * (0 - d[i - 1]) / (d[i] - d[i - 1])))
     return float("inf")
@@ -238,8 +240,15 @@ def break_even(ns: Sequence[float], scores: np.ndarray, boot: np.ndarray,
     if len(ns_arr) == 0:
         raise ValueError("break_even needs at least one measured size")
     ref = reference_curve(ns_arr, [(m, p) for m, p, _ in others])
+    with np.errstate(invalid="ignore"):  # -inf - -inf (a collapsed point with no competitor) is nan: not ahead
+        return _break_even(ns_arr, scores, boot, others, ref)
+
+
+def _break_even(ns_arr: np.ndarray, scores: np.ndarray, boot: np.ndarray, others: Sequence, ref: np.ndarray
+                ) -> BreakEven:
     point = _crossing(ns_arr, np.asarray(scores, dtype=float) - ref)
-    ref_b = reference_curve(ns_arr, [(m, b) for m, _, b in others])  # (len(ns), B)
+    ref_b = reference_curve(ns_arr, [(m, b) for m, _, b in others]).reshape(len(ns_arr), -1)
+    ref_b = np.broadcast_to(ref_b, (len(ns_arr), boot.shape[0]))  # (len(ns), B), also when no one competes
     crossings = np.sort([_crossing(ns_arr, boot[i] - ref_b[:, i]) for i in range(boot.shape[0])])
     lo = crossings[int(np.floor(0.025 * (len(crossings) - 1)))]
     hi = crossings[int(np.ceil(0.975 * (len(crossings) - 1)))]
