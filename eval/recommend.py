@@ -76,8 +76,10 @@ def option(ts: TestSet, row: Row) -> dict:
 
 
 def recommend(records: list[dict], task: str, labels: int, metric: str = "accuracy",
-              max_eval_ms: float | None = None, max_train_s: float | None = None, n_boot: int = 1000) -> dict:
-    sets, problems = analyse(records, metric=metric, n_boot=n_boot, task=task)
+              max_eval_ms: float | None = None, max_train_s: float | None = None, n_boot: int = 1000,
+              analysed: tuple[dict, list[str]] | None = None) -> dict:
+    """The answer as a dict (render() prints it). `analysed`: analyse(records, metric)'s result, to reuse it."""
+    sets, problems = analysed or analyse(records, metric=metric, n_boot=n_boot, task=task)
     out: dict = {"task": task, "labels": labels, "metric": metric, "best": None, "runners_up": [],
                  "lead_significant": None, "break_even": {}, "add_runs": [], "notes": list(problems)}
     if task not in sets:
