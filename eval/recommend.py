@@ -170,8 +170,8 @@ def recommend(records: list[dict], task: str, labels: int, metric: str = "accura
     return out
 
 
-def _num(x: float | None, fmt: str = ".3f") -> str:
-    return "n/a" if x is None else format(x, fmt)
+def _num(x: float | None, fmt: str = ".3f", unit: str = "") -> str:
+    return "n/a" if x is None else format(x, fmt) + unit
 
 
 def render(res: dict) -> str:
@@ -184,9 +184,9 @@ def render(res: dict) -> str:
     if b:
         ci = f" [95% CI {b['ci'][0]:.3f}, {b['ci'][1]:.3f}]" if b["ci"] else ""
         lines += ["", f"Recommended: {b['approach']} (n_train={b['n_train']}, seeds {b['seeds']}): {m} "
-                      f"{b[m]:.3f}{ci}; cost: train {_num(b['train_s'], '.1f')} s, eval "
-                      f"{_num(b['eval_ms_per_example'], '.2f')} ms/example, peak RSS "
-                      f"{_num(b['peak_rss_mb'], '.0f')} MB, {b['device'] or 'device n/a'}",
+                      f"{b[m]:.3f}{ci}; cost: train {_num(b['train_s'], '.1f', ' s')}, eval "
+                      f"{_num(b['eval_ms_per_example'], '.2f', ' ms/example')}, peak RSS "
+                      f"{_num(b['peak_rss_mb'], '.0f', ' MB')}, {b['device'] or 'device n/a'}",
                   "The lead is " + ("significant over every runner-up." if res["lead_significant"] else
                                     "NOT significant over every runner-up (see 'tied' below).")]
     if res["runners_up"]:
@@ -195,9 +195,9 @@ def render(res: dict) -> str:
             diff = (f"{o['diff']:+.3f} [{o['diff_ci'][0]:+.3f}, {o['diff_ci'][1]:+.3f}] p={o['p_holm']:.3f}"
                     f"{' tied' if o['tied'] else ''}") if "diff" in o else "no paired data"
             flag = f" [{o['collapse']}]" if o["collapse"] else ""
+            cost = f"train {_num(o['train_s'], '.1f', ' s')}, eval {_num(o['eval_ms_per_example'], '.2f', ' ms/ex')}"
             lines.append(f"  {o['approach']} (n_train={o['n_train']}, seeds {o['seeds']}): {m} {o[m]:.3f}; {diff}; "
-                         f"train {_num(o['train_s'], '.1f')} s, eval {_num(o['eval_ms_per_example'], '.2f')} ms/ex"
-                         + flag)
+                         f"{cost}{flag}")
     if res["break_even"]:
         lines += ["", "Break-even (labels at which an approach beats everything needing no more labels):"]
         lines += [f"  {a}: {be['text']}" for a, be in res["break_even"].items()]

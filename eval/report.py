@@ -50,8 +50,10 @@ def _png(draw) -> str | None:
 def _task_texts(task: str, ts: TestSet) -> dict[str, str]:
     """Texts of an older log without them: the task's test set, only if it is the same one (split hash)."""
     try:
-        from eval.data import load_task, split_hash
+        from eval.data import load_config, load_task, split_hash
 
+        if load_config(task).source.get("type") == "hf":  # never download a data set just to show texts
+            return {}
         data = load_task(task)
         test = data.test(ts.n_items) if ts.n_items <= len(data.test_all) else data.test_all
         if split_hash(test) != ts.test_hash:
@@ -115,6 +117,8 @@ def render_recommendations(task: str, records: list[dict], metric: str, full: in
         ru_text = (f"{esc(ru['approach'])} (n={esc(ru['n_train'])}): {ru['diff']:+.3f} "
                    f"[{ru['diff_ci'][0]:+.3f}, {ru['diff_ci'][1]:+.3f}], p={ru['p_holm']:.3f}") if ru else "–"
         lead = "significant" if res["lead_significant"] else "<b>inside the noise</b>"
+        if any(n.startswith("even the best option") for n in res["notes"]):
+            lead += "; <b>not above the majority class</b>"
         cost = f"train {lb._secs(b['train_s'])} s, eval {lb._ms(b['eval_ms_per_example'])} ms/ex"
         out.append(f"<tr><td>{label}</td><td>{esc(b['approach'])} (n_train={esc(b['n_train'])}, seeds "
                    f"{esc(b['seeds'])})</td><td>{b[metric]:.3f}{ci}</td><td>{lead}</td><td>{ru_text}</td>"
