@@ -79,8 +79,8 @@ def learning_curve(ts: TestSet, path: Path, max_lines: int = MAX_LINES) -> list[
             ax.plot([be.n], [yb], marker="*", ms=14, color=color, mec="black", mew=0.6, ls="none")
             ax.annotate(f"break-even ≈ {be.n:.0f}", (be.n, yb), textcoords="offset points", xytext=(6, -12),
                         fontsize=7, color=color)
-    if ts.majority:
-        ax.axhline(ts.majority["accuracy"] if ts.metric == "accuracy" else np.nan, color="grey", lw=1, ls="--",
+    if ts.majority and ts.metric == "accuracy":
+        ax.axhline(ts.majority["accuracy"], color="grey", lw=1, ls="--",
                    label=f"majority class ({ts.majority['label']})")
     ax.set_xscale("log")
     ax.set_xlim(xmin / 1.6, xmax * 1.6)
