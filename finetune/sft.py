@@ -162,7 +162,7 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
                         before_preds=before[main_mode].preds, before_raws=before[main_mode].raws,
                         n_train_examples=len(train), versions={"prompt": f"{template.name}@{template.version}"},
                         extra=extra, row_fields=after[main_mode].row_fields(),
-                        cost={"device": str(model.device), "dtype": str(model.dtype)})
+                        cost={"device": getattr(model, "device", None), "dtype": getattr(model, "dtype", None)})
     barrier()  # the other processes of a data-parallel run wait for this record
     return record
 
