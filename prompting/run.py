@@ -116,13 +116,18 @@ def parse_flags(answer: Answer, prompt: Prompt, backend: Backend) -> dict:
     return {k: v for k, v in flags.items() if v}
 
 
-def predict(answer: Answer, prompt: Prompt, backend: Backend, scheme) -> tuple[str, dict]:
+def parse(answer: Answer, prompt: Prompt, backend: Backend, scheme) -> tuple[str, dict]:
     """The label (or INVALID) and the row fields that say why: failed requests and reasoning cut off by the token
     limit never count."""
     flags = parse_flags(answer, prompt, backend)
     text = prompt.cut(answer.text) if answer.ok and answer.text is not None else None
     label, status = parse_answer(text, scheme, **flags)
     return label, {**flags, "status": status}
+
+
+def predict(answer: Answer, prompt: Prompt, backend: Backend, scheme) -> str:
+    """The label of an answer, or INVALID (see `parse` for the reason)."""
+    return parse(answer, prompt, backend, scheme)[0]
 
 
 def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: AnswerCache, seed: int, shots: int,
@@ -139,7 +144,7 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
     t0 = time.perf_counter()
     got = collect(backend, [prompt.render(e.text) for e in test], cache, identity, cfg.retry_errors,
                   desc=f"{cfg.model} {kind} k={shots} seed={seed}", stop=prompt.stop)
-    parsed = [predict(a, prompt, backend, task.scheme) for a in got.answers]
+    parsed = [parse(a, prompt, backend, task.scheme) for a in got.answers]
     preds, row_fields = [p for p, _ in parsed], [f for _, f in parsed]
     # the per-example log gets the answer as a server with stop strings returns it (reasoning included, a base
     # model's invented continuation cut), so eval/score.py re-extracts the same labels; failures are None there
