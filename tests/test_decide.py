@@ -103,6 +103,13 @@ def test_recommend_answers_and_says_what_is_missing(results, capsys):
     text = capsys.readouterr().out
     assert "has no run at n=128" in text
     assert "python encoders/train.py --task toy --model minilm-l6 --method full --n-train 128" in text
+    # cost limits: only prompting trains in under 100 s here; nothing evaluates in under 1 ms per example
+    assert recommend.main(["--task", "toy", "--labels", "256", "--max-train-s", "100", "--results-dir",
+                           str(results), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["best"]["approach"] == "prompting: hf/qwen zeroshot"
+    assert recommend.main(["--task", "toy", "--labels", "256", "--max-eval-ms", "1", "--results-dir",
+                           str(results)]) == 0
+    assert "no usable run needs at most 256 labels on toy within the cost limits" in capsys.readouterr().out
     assert recommend.main(["--task", "nope", "--labels", "16", "--results-dir", str(results)]) == 0
     assert "python eval/baseline.py --task nope --n-train 16" in capsys.readouterr().out
 
