@@ -112,6 +112,8 @@ def _mean(xs: list) -> float | None:
 
 def check_record(rec: dict) -> str | None:
     """The first field a reader needs that this record lacks, or None."""
+    if "n_train" not in rec:
+        return "n_train"
     m = rec.get("metrics")
     if not isinstance(m, dict):
         return "metrics"

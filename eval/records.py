@@ -189,7 +189,12 @@ def finish_run(spec: RunSpec, task: TaskData, test: Sequence[Example], preds: Se
     statuses = [(row_fields[i].get("status") if row_fields is not None else None)
                 or ("valid" if p != INVALID else "no_label") for i, p in enumerate(preds)]
     metrics = compute_metrics([e.label for e in test], list(preds), labels, seed=spec.seed, statuses=statuses)
-    before = evaluate(test, before_preds, labels, seed=spec.seed) if before_preds is not None else None
+    before = None
+    if before_preds is not None:  # a row's `before_status` is the before-training answer's parse status
+        before_statuses = [(row_fields[i].get("before_status") if row_fields is not None else None)
+                           or ("valid" if p != INVALID else "no_label") for i, p in enumerate(before_preds)]
+        before = compute_metrics([e.label for e in test], list(before_preds), labels, seed=spec.seed,
+                                 statuses=before_statuses)
     rows = []
     for i, ex in enumerate(test):
         row: dict[str, Any] = {"id": ex.id, "gold": ex.label, "pred": preds[i], "correct": preds[i] == ex.label,

@@ -161,7 +161,8 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
                         backend=backend, timing=timing, config=config, raws=after[main_mode].raws,
                         before_preds=before[main_mode].preds, before_raws=before[main_mode].raws,
                         n_train_examples=len(train), versions={"prompt": f"{template.name}@{template.version}"},
-                        extra=extra, row_fields=after[main_mode].row_fields(),
+                        extra=extra, row_fields=[{**a, "before_status": b["status"]} for a, b in
+                                                 zip(after[main_mode].row_fields(), before[main_mode].row_fields())],
                         cost={"device": getattr(model, "device", None), "dtype": getattr(model, "dtype", None)})
     barrier()  # the other processes of a data-parallel run wait for this record
     return record
