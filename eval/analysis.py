@@ -97,7 +97,8 @@ class TestSet:
     ids: list[str] = field(default_factory=list)
     gold: list[str] = field(default_factory=list)
     curves: dict[tuple, list[Row]] = field(default_factory=dict)  # approach -> best row per label count
-    break_even: dict[tuple, stats.BreakEven] = field(default_factory=dict)
+    break_even: dict[tuple, stats.BreakEven] = field(default_factory=dict)  # vs every other approach
+    break_even_prompting: dict[tuple, stats.BreakEven] = field(default_factory=dict)  # vs prompting only
     boot: dict[int, np.ndarray] = field(default_factory=dict)  # id(row) -> replicates of its metric
 
     @property
@@ -257,13 +258,16 @@ def _curves_and_break_even(ts: TestSet, metric: str) -> None:
         pts = [p for p in pts if p.n_labels > 0]
         if not pts:
             continue
-        others = [(p.n_labels, p.value(metric), ts.boot[id(p)]) for b, ps in ts.curves.items() if b != a
+        others = [(b, p.n_labels, p.value(metric), ts.boot[id(p)]) for b, ps in ts.curves.items() if b != a
                   for p in ps if id(p) in ts.boot]
         # a collapsed point never counts as beating anyone
         mask = np.array([-np.inf if p.collapse else 0.0 for p in pts])
-        ts.break_even[a] = stats.break_even([p.n_labels for p in pts],
-                                            np.array([p.value(metric) for p in pts]) + mask,
-                                            np.column_stack([ts.boot[id(p)] for p in pts]) + mask, others)
+        args = ([p.n_labels for p in pts], np.array([p.value(metric) for p in pts]) + mask,
+                np.column_stack([ts.boot[id(p)] for p in pts]) + mask)
+        ts.break_even[a] = stats.break_even(*args, [o[1:] for o in others])
+        prompting = [o[1:] for o in others if o[0][0] not in TRAINED]
+        if prompting:  # the number arXiv 2402.12819 measures: against prompting alone
+            ts.break_even_prompting[a] = stats.break_even(*args, prompting)
 
 
 def analyse(records: list[dict], metric: str = "accuracy", n_boot: int = 1000, task: str | None = None

@@ -110,9 +110,12 @@ def break_even_lines(ts: TestSet) -> list[str]:
     if not ts.break_even:
         return []
     out = ["Break-even (smallest label count at which the approach beats every other approach that needs no more "
-           "labels; interpolated on log n; 95% CI over test items and seeds):", ""]
+           "labels — and, where prompting runs exist, prompting alone; interpolated on log n; 95% CI over test items "
+           "and seeds):", ""]
     for a, be in ts.break_even.items():
-        out.append(f"- **{a[0]}: {a[1]} {a[2]}**: {be.describe()}")
+        vs_p = ts.break_even_prompting.get(a)
+        out.append(f"- **{a[0]}: {a[1]} {a[2]}**: {be.describe()}"
+                   + (f"; vs prompting: {vs_p.describe()}" if vs_p else ""))
     return out + [""]
 
 

@@ -73,11 +73,11 @@ def learning_curve(ts: TestSet, path: Path, max_lines: int = MAX_LINES) -> list[
         for p in pts:
             if p.collapse:
                 ax.plot([max(p.n_labels, 0.5)], [p.value(ts.metric)], "x", color=color, ms=8, mew=2)
-        be = ts.break_even.get(a)
+        be = ts.break_even_prompting.get(a) or ts.break_even.get(a)  # the star: where it overtakes prompting
         if be is not None and 0 < be.n < np.inf:
             yb = float(np.interp(np.log(be.n), np.log(x), y))
             ax.plot([be.n], [yb], marker="*", ms=14, color=color, mec="black", mew=0.6, ls="none")
-            ax.annotate(f"break-even ≈ {be.n:.0f}", (be.n, yb), textcoords="offset points", xytext=(6, -12),
+            ax.annotate(f"≈ {be.n:.0f}", (be.n, yb), textcoords="offset points", xytext=(6, -12),
                         fontsize=7, color=color)
     if ts.majority and ts.metric == "accuracy":
         ax.axhline(ts.majority["accuracy"], color="grey", lw=1, ls="--",
@@ -91,7 +91,8 @@ def learning_curve(ts: TestSet, path: Path, max_lines: int = MAX_LINES) -> list[
                  + (f" ({hidden} more approaches in the table)" if hidden > 0 else ""), fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=7, frameon=False)
-    ax.text(0.01, 0.01, "x = collapsed run; ★ = break-even", transform=ax.transAxes, fontsize=7, color="grey")
+    ax.text(0.01, 0.01, "x = collapsed run; ★ = break-even (vs prompting where there is any, else vs everything)",
+            transform=ax.transAxes, fontsize=7, color="grey")
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)

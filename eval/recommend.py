@@ -81,7 +81,8 @@ def recommend(records: list[dict], task: str, labels: int, metric: str = "accura
     """The answer as a dict (render() prints it). `analysed`: analyse(records, metric)'s result, to reuse it."""
     sets, problems = analysed or analyse(records, metric=metric, n_boot=n_boot, task=task)
     out: dict = {"task": task, "labels": labels, "metric": metric, "best": None, "runners_up": [],
-                 "lead_significant": None, "break_even": {}, "add_runs": [], "notes": list(problems)}
+                 "lead_significant": None, "break_even": {}, "break_even_vs_prompting": {}, "add_runs": [],
+                 "notes": list(problems)}
     if task not in sets:
         out["add_runs"] += [
             {"why": f"no records for task {task!r}", "command": command("baseline", "tfidf-lr", "tfidf-lr-balanced",
@@ -94,6 +95,8 @@ def recommend(records: list[dict], task: str, labels: int, metric: str = "accura
     ts = sets[task][0]
     out["test_set"] = {"hash": ts.test_hash, "items": ts.n_items, "approaches": len(ts.curves)}
     out["break_even"] = {f"{a[0]}: {a[1]} {a[2]}": be.to_dict() for a, be in ts.break_even.items()}
+    out["break_even_vs_prompting"] = {f"{a[0]}: {a[1]} {a[2]}": be.to_dict()
+                                      for a, be in ts.break_even_prompting.items()}
     for other in sets[task][1:]:
         missing = [a for a in other.curves if a not in ts.curves]
         if missing:
@@ -200,7 +203,9 @@ def render(res: dict) -> str:
                          f"{cost}{flag}")
     if res["break_even"]:
         lines += ["", "Break-even (labels at which an approach beats everything needing no more labels):"]
-        lines += [f"  {a}: {be['text']}" for a, be in res["break_even"].items()]
+        vs_p = res.get("break_even_vs_prompting") or {}
+        lines += [f"  {a}: {be['text']}" + (f"; vs prompting alone: {vs_p[a]['text']}" if a in vs_p else "")
+                  for a, be in res["break_even"].items()]
     if res["notes"]:
         lines += ["", "Notes:"] + [f"  - {n}" for n in res["notes"]]
     if res["add_runs"]:

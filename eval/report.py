@@ -243,7 +243,9 @@ def render_test_set(ts: TestSet, main: bool, data: dict) -> str:
     if ts.break_even:
         out.append("<p><b>Break-even</b> (labels at which a training-based approach beats everything that needs no "
                    "more labels; 95% CI over items and seeds):</p><ul>"
-                   + "".join(f"<li>{esc(a[0])}: {esc(a[1])} {esc(a[2])}: {esc(be.describe())}</li>"
+                   + "".join(f"<li>{esc(a[0])}: {esc(a[1])} {esc(a[2])}: {esc(be.describe())}"
+                             + (f"; vs prompting alone: {esc(ts.break_even_prompting[a].describe())}"
+                                if a in ts.break_even_prompting else "") + "</li>"
                              for a, be in ts.break_even.items()) + "</ul>")
     out.append('<p class="muted">Click a column header to sort; the s0/s1 buttons open a run\'s examples. Green: the '
                "best row and the rows tied with it (paired test, Holm-corrected p ≥ 0.05).</p>")

@@ -37,6 +37,7 @@ def test_leaderboard_marks_ties_collapse_and_break_even(results):
     # break-even of the encoder against zero-shot prompting (0.8): between 64 (0.725) and 256 (0.95) on log n
     m = re.search(r"\*\*encoders: minilm-l6 full\*\*: n ≈ (\d+)", md)
     assert m and 64 < int(m.group(1)) < 256
+    assert f"vs prompting: n ≈ {m.group(1)}" in md  # here zero-shot prompting is the best competitor anyway
     assert "| cpu, float32 |" in zs
     again, _ = leaderboard.build(results, plots=False)
     assert again.read_text() == md
