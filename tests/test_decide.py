@@ -34,10 +34,10 @@ def test_leaderboard_marks_ties_collapse_and_break_even(results):
     zs = _row(md, "zeroshot", "0")
     assert "1 / 0 / 1 / 0" in zs  # invalid answers by reason: no label / empty / truncated / error
     assert "0.821" in zs  # accuracy on valid answers: 64 of 78
-    # break-even of the encoder against zero-shot prompting (0.8): between 64 (0.725) and 256 (0.95) on log n
-    m = re.search(r"\*\*encoders: minilm-l6 full\*\*: n ≈ (\d+)", md)
-    assert m and 64 < int(m.group(1)) < 256
-    assert f"vs prompting: n ≈ {m.group(1)}" in md  # here zero-shot prompting is the best competitor anyway
+    # break-even of the encoder (0.725 at 64, 0.95 at 256), on log n. Against everything: zero-shot 0.8 at 64 and
+    # setfit 0.9375 at 256, d = -0.075 -> +0.0125, so 64 * 4^(0.075/0.0875) = 210. Against prompting alone (0.8):
+    # d = -0.075 -> +0.15, so 64 * 4^(1/3) = 102.
+    assert "**encoders: minilm-l6 full**: n ≈ 210 [95% CI" in md and "vs prompting: n ≈ 102 [95% CI" in md
     assert "| cpu, float32 |" in zs
     again, _ = leaderboard.build(results, plots=False)
     assert again.read_text() == md
