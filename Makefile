@@ -27,10 +27,12 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(OFFLINE) $(PY) eval/data.py --task drugs
 	$(OFFLINE) $(PY) eval/sweep.py sweeps/demo.yaml --results-dir $(DEMO_RESULTS)
+	$(OFFLINE) $(PY) eval/report.py --results-dir $(DEMO_RESULTS)
 
-# rebuild results/LEADERBOARD.md from the committed reference records
+# rebuild results/LEADERBOARD.md (+ plots) and results/report.html from the committed reference records
 leaderboard: install
 	$(PY) eval/leaderboard.py --results-dir $(RESULTS)
+	$(OFFLINE) $(PY) eval/report.py --results-dir $(RESULTS)
 
 test: install
 	$(OFFLINE) $(PY) -m pytest -q

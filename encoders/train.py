@@ -116,6 +116,7 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progr
     """One run from its spec alone (the sweep contract in eval/tracks.py). Returns the record path."""
     import torch
 
+    from encoders.loop import autocast_dtype
     from encoders.mlm import mlm_pretrain
     from encoders.modeling import count_parameters, locate_model, save_run_model
 
@@ -161,7 +162,8 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progr
     record = finish_run(spec, task, test, preds, results_dir=results_dir, model_id=path, backend="transformers",
                         timing={"train_s": round(result.train_s, 2), "eval_s": round(eval_s, 3)},
                         config={**dataclasses.asdict(cfg), "device": str(device)},
-                        n_train_examples=len(train_exs), extra=extra)
+                        n_train_examples=len(train_exs), extra=extra,
+                        cost={"device": str(device), "dtype": str(autocast_dtype(cfg, device) or "float32")})
     barrier()  # the other processes of a data-parallel run wait for this record
     return record
 

@@ -56,7 +56,7 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Pa
     return finish_run(spec, task, test, preds, results_dir=results_dir, model_id="tfidf(1-2gram)+logreg",
                backend="sklearn", timing={"train_s": round(train_s, 4), "eval_s": round(eval_s, 4)},
                config={"ngram_range": [1, 2], "sublinear_tf": True, **spec.options},
-               n_train_examples=len(train))
+               n_train_examples=len(train), cost={"device": "cpu", "dtype": "float64"})
 
 
 BASELINE_OPTIONS = ("class_weight", "C")

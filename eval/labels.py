@@ -1,7 +1,8 @@
 """Label schemes and answer extraction.
 
-`extract(raw_text, scheme)` turns a model's raw output into one of the scheme's labels or `INVALID`.
-Rules (each one is a trap this field is known for, see shared/FIELD-NOTES.md):
+`parse_answer(raw_text, scheme, ...)` turns a model's raw output into `(label, status)`: one of the scheme's labels
+with status `valid`, or `INVALID` with the reason (`no_label`, `empty`, `truncated`, `error`); `extract` is its label.
+Rules (each one is a trap this field is known for):
 - closed `<think>…</think>` blocks are removed; a block still open at the end (cut off by the token limit) is INVALID;
   a stray `</think>` (the prompt opened the block) keeps only what follows it;
 - the *last* label mention wins (models repeat the instruction's label list before answering);
@@ -111,15 +112,39 @@ def strip_think(raw: str, think_open: bool = False) -> str | None:
 
 
 def extract(raw: str | None, scheme: LabelScheme, think_open: bool = False) -> str:
-    """Map raw model output to a label of `scheme`, or INVALID. Never guesses."""
-    if raw is None:
-        return INVALID
-    text = strip_think(str(raw), think_open=think_open)
-    if text is None:
-        return INVALID
+    """Map raw model output to a label of `scheme`, or INVALID. Never guesses. (`parse_answer` also says why.)"""
+    return parse_answer(raw, scheme, think_open=think_open)[0]
+
+# Why an answer is not a label (docs/decide.md, "Parse status"). `valid` is the only status that carries a label.
+STATUSES = ("valid", "no_label", "empty", "truncated", "error")
+
+
+def parse_answer(raw: str | None, scheme: LabelScheme, *, think_open: bool = False, truncated: bool = False,
+                 reasoning: bool = False, error: str | None = None) -> tuple[str, str]:
+    """The one place a raw model answer becomes `(label, status)`; live runs and eval/score.py both call it, so a
+    re-scoring reproduces a run's metrics exactly.
+
+    - `error` set, or no text at all (`raw is None`): the request failed after its retries -> `error`;
+    - `truncated`: the backend stopped at the token limit. For a prompt that asks for reasoning first
+      (`reasoning=True`), text without a closed `</think>` is reasoning cut off -> `truncated`, never a guess from
+      the half-written reasoning; for short answers a label found before the cut still counts;
+    - a `<think>` block left open (or, with `think_open`, never closed) -> `truncated`;
+    - nothing but whitespace (after removing reasoning) -> `empty`, or `truncated` when the limit was hit;
+    - text without any verbalizer -> `no_label` (`truncated` when the limit was hit).
+    """
+    if error is not None or raw is None:
+        return INVALID, "error"
+    text = str(raw)
+    if truncated and reasoning and "</think>" not in text.lower():
+        return INVALID, "truncated"
+    body = strip_think(text, think_open=think_open)
+    if body is None:
+        return INVALID, "truncated"
     last = None
-    for m in scheme._pattern.finditer(text):  # type: ignore[attr-defined]
+    for m in scheme._pattern.finditer(body):  # type: ignore[attr-defined]
         last = m
-    if last is None:
-        return INVALID
-    return scheme._lookup[last.group(0).casefold()]  # type: ignore[attr-defined]
+    if last is not None:
+        return scheme._lookup[last.group(0).casefold()], "valid"  # type: ignore[attr-defined]
+    if truncated:
+        return INVALID, "truncated"
+    return INVALID, "empty" if not body.strip() else "no_label"

@@ -1,106 +1,28 @@
-"""Build results/LEADERBOARD.md and learning-curve plots from run records, and nothing else.
+"""Build results/LEADERBOARD.md and its plots from run records, and nothing else.
 
-    python eval/leaderboard.py [--results-dir results]
+    python eval/leaderboard.py [--results-dir results] [--metric accuracy|macro_f1] [--no-plots]
 
-Per task: rows ranked by mean accuracy over seeds (invalid answers count wrong), each with n_train, n_eval, seeds,
-accuracy and its 95% bootstrap CI, the spread over seeds, valid rate, macro-F1, before-training accuracy/valid rate
-where a run evaluated before training, train/eval time, and a mark for collapsed runs; the test set's majority-class
-baseline; a learning curve (accuracy vs training examples, one line per track+model+method, CI band). Deterministic:
-the same records give the same files.
+Per task and test set (rows on different test items are never ranked together): rows ranked by the metric (mean over
+seeds; invalid answers count wrong) with a 95% paired-bootstrap CI, the paired difference to the best row (rows not
+significantly worse after Holm's correction are marked tied), the paired difference to the majority-class
+predictor, near-collapse flags, the invalid-answer breakdown and accuracy on valid answers, and cost (train
+seconds, eval ms per example, peak memory, device and dtype); the break-even point of every training-based
+approach; a learning curve and an accuracy-vs-cost plot (eval/plots.py). The numbers come from eval/analysis.py,
+shared with eval/report.py, compare.py and recommend.py. Deterministic: the same records give the same files.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from eval.metrics import bootstrap_ci
-from eval.records import atomic_write, load_examples, load_records, varying_options
+from eval.analysis import Row, TestSet, analyse
+from eval.records import atomic_write, load_records
 
-TRACK_ORDER = {"baseline": 0, "encoders": 1, "finetune": 2, "prompting": 3}
-
-
-def _options_label(opts: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(opts.items())) if opts else ""
-
-
-def _series_key(rec: dict) -> tuple:
-    return (rec["track"], rec["model"], rec["method"], json.dumps(rec.get("options") or {}, sort_keys=True),
-            rec.get("n_eval"), (rec.get("split_hash") or {}).get("test"))
-
-
-def _n_examples(rec: dict) -> float:
-    n = rec.get("n_train_examples")
-    if n is None:
-        n = rec["n_train"] if isinstance(rec["n_train"], int) else np.nan
-    return float(n)
-
-
-def aggregate(records: list[dict]) -> list[dict]:
-    """One row per (series, n_train): mean over seeds, CI from the per-item mean correctness over seeds."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for rec in records:
-        groups[_series_key(rec) + (str(rec["n_train"]),)].append(rec)
-    rows = []
-    for key, recs in groups.items():
-        recs = sorted(recs, key=lambda r: r.get("seed", 0))
-        accs = np.array([r["metrics"]["accuracy"] for r in recs])
-        per_item = _per_item_correct(recs)
-        if per_item is not None:
-            ci = list(bootstrap_ci(per_item, seed=0))
-        else:  # examples file missing: fall back to the mean of the per-run CIs
-            ci = list(np.mean([r["metrics"]["accuracy_ci"] for r in recs], axis=0))
-        before = [r["before_training"] for r in recs if r.get("before_training")]
-        mean = lambda xs: float(np.mean(xs)) if len(xs) else None
-        rows.append({
-            "task": recs[0]["task"], "track": recs[0]["track"], "model": recs[0]["model"],
-            "method": recs[0]["method"], "options": recs[0].get("options") or {}, "n_train": recs[0]["n_train"],
-            "n_train_examples": _n_examples(recs[0]), "n_eval": recs[0].get("n_eval"),
-            "seeds": [r.get("seed", 0) for r in recs], "accuracy": float(accs.mean()),
-            "accuracy_sd": float(accs.std(ddof=1)) if len(accs) > 1 else None, "accuracy_ci": ci,
-            "valid_rate": mean([r["metrics"]["valid_rate"] for r in recs]),
-            "macro_f1": mean([r["metrics"]["macro_f1"] for r in recs]),
-            "before_accuracy": mean([b["accuracy"] for b in before]),
-            "before_valid_rate": mean([b["valid_rate"] for b in before]),
-            "train_s": mean([r["timing"]["train_s"] for r in recs if (r.get("timing") or {}).get("train_s")]),
-            "eval_s": mean([r["timing"]["eval_s"] for r in recs if (r.get("timing") or {}).get("eval_s")]),
-            "collapsed": sum(bool(r["metrics"].get("collapsed")) for r in recs),
-            "majority": recs[0]["metrics"].get("majority_baseline"),
-            "backend": recs[0].get("backend"), "test_hash": (recs[0].get("split_hash") or {}).get("test"),
-            "series": key[:-1],
-        })
-    shown = _shown_options(rows)
-    for r in rows:
-        r["shown_options"] = {k: r["options"][k] for k in shown[(r["track"], r["model"], r["method"])]
-                              if k in r["options"]}
-    rows.sort(key=lambda r: (-r["accuracy"], TRACK_ORDER.get(r["track"], 9), r["model"], r["method"],
-                             r["n_train_examples"], json.dumps(r["options"], sort_keys=True)))
-    return rows
-
-
-def _shown_options(rows: list[dict]) -> dict[tuple[str, str, str], list[str]]:
-    """Per track+model+method: the options that tell its rows apart (a track's full config is in its records)."""
-    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
-    for r in rows:
-        groups[(r["track"], r["model"], r["method"])].append(r["options"])
-    return dict(zip(groups, varying_options(groups.values())))
-
-
-def _per_item_correct(recs: list[dict]) -> np.ndarray | None:
-    cols = []
-    for r in recs:
-        ex = load_examples(r)
-        if not ex:
-            return None
-        cols.append([float(e["correct"]) for e in ex])
-    if len({len(c) for c in cols}) != 1:
-        return None
-    return np.mean(np.array(cols), axis=0)
+INVALID_KINDS = ("no_label", "empty", "truncated", "error")
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -111,122 +33,136 @@ def _secs(x: float | None) -> str:
     return "–" if x is None else (f"{x:.1f}" if x < 100 else f"{x:.0f}")
 
 
-def render_task(task: str, rows: list[dict], majority: dict | None, plot: str | None) -> str:
-    """One section per task: the learning curve, then one ranked table per test set (rows evaluated on different
-    test items are never ranked against each other), largest test set first."""
-    out = [f"## {task}", ""]
-    out.append("Accuracy counts invalid answers as wrong; CIs are 95% bootstrap over test items (per-item correctness "
-               "averaged over seeds). Options: only those that tell rows of one model and method apart; each record "
-               "has its full config.")
-    out.append("")
-    if plot:
-        out += [f"![learning curve for {task}]({plot})", ""]
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in rows:
-        groups[(r["n_eval"] or 0, r["test_hash"] or "")].append(r)
-    for (n_eval, test_hash), group in sorted(groups.items(), key=lambda kv: (-kv[0][0], kv[0][1])):
-        maj = group[0].get("majority") or (majority if len(groups) == 1 else None)
-        title = f"### Test set: {n_eval} items" + (f" (hash `{test_hash}`)" if test_hash else "")
-        out += [title, ""]
-        if maj:
-            out += [f"Majority-class baseline (always `{maj['label']}`): **{maj['accuracy']:.3f}**.", ""]
-        best: dict[str, dict] = {}
-        for r in group:  # rows are ranked, so the first of a track is its best on these test items
-            best.setdefault(r["track"], r)
-        out += ["Best per track: " + "; ".join(
-            f"**{t}** {b['model']} {b['method']} (n_train={b['n_train']}) {b['accuracy']:.3f}"
-            for t, b in sorted(best.items(), key=lambda kv: -kv[1]["accuracy"])), ""]
-        out += _render_table(group)
-    return "\n".join(out)
+def _ms(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.2f}" if x < 10 else (f"{x:.1f}" if x < 100 else f"{x:.0f}")
 
 
-def _render_table(rows: list[dict]) -> list[str]:
-    out = []
-    out.append("| # | model | track | method | options | n_train | n_eval | seeds | accuracy [95% CI] | ± sd "
-               "| valid | macro-F1 | before acc / valid | train s | eval s | |")
-    out.append("|" + "---|" * 16)
-    for i, r in enumerate(rows, 1):
-        lo, hi = r["accuracy_ci"]
-        before = (f"{_fmt(r['before_accuracy'])} / {_fmt(r['before_valid_rate'])}"
-                  if r["before_accuracy"] is not None else "–")
-        flag = "collapsed" + (f" ({r['collapsed']}/{len(r['seeds'])} seeds)" if len(r["seeds"]) > 1 else "") \
-            if r["collapsed"] else ""
-        n_train = r["n_train"] if r["n_train"] != "full" else f"full ({int(r['n_train_examples'])})" \
-            if not np.isnan(r["n_train_examples"]) else "full"
-        out.append(f"| {i} | {r['model']} | {r['track']} | {r['method']} | {_options_label(r['shown_options'])} "
-                   f"| {n_train} | {r['n_eval']} | {','.join(map(str, r['seeds']))} "
-                   f"| {r['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | {_fmt(r['accuracy_sd'])} | {_fmt(r['valid_rate'])} "
-                   f"| {_fmt(r['macro_f1'])} | {before} | {_secs(r['train_s'])} | {_secs(r['eval_s'])} | {flag} |")
+def _p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def n_train_text(r: Row) -> str:
+    if r.n_train != "full":
+        return str(r.n_train)
+    return f"full ({int(r.n_labels)})" if not np.isnan(r.n_labels) else "full"
+
+
+def vs_best_text(r: Row) -> str:
+    if r.is_best:
+        return "**best**"
+    if r.vs_best is None:
+        return "–"
+    mark = "tied" if r.tied else "worse"
+    return f"{mark} {r.vs_best.diff:+.3f} (p={_p(r.p_holm)})"
+
+
+def vs_majority_text(r: Row) -> str:
+    d = r.vs_majority
+    return "–" if d is None else f"{d.diff:+.3f} [{d.ci[0]:+.3f}, {d.ci[1]:+.3f}]"
+
+
+def invalid_text(r: Row) -> str:
+    total = sum(r.invalid.get(k, 0) for k in INVALID_KINDS)
+    if not total:
+        return "0"
+    return " / ".join(str(r.invalid.get(k, 0)) for k in INVALID_KINDS)
+
+
+def flag_text(r: Row) -> str:
+    if not r.collapse:
+        return ""
+    kind = "collapsed" if r.collapse == "every answer is one class" else f"near-collapse: {r.collapse}"
+    return kind + (f" ({r.collapsed_seeds}/{len(r.seeds)} seeds)" if len(r.seeds) > 1 else "")
+
+
+def device_text(r: Row) -> str:
+    parts = [x for x in (r.cost.get("device"), r.cost.get("dtype")) if x]
+    return ", ".join(parts) if parts else "n/a"
+
+
+def render_table(ts: TestSet) -> list[str]:
+    metric_name = "accuracy" if ts.metric == "accuracy" else "macro-F1"
+    out = [f"| # | model | track | method | options | n_train | n_eval | seeds | {metric_name} [95% CI] | ± sd "
+           "| vs best (Holm p) | vs majority [95% CI] | accuracy | macro-F1 | valid | invalid: no label / empty / "
+           "truncated / error | acc. on valid | before acc / valid | train s | eval ms/ex | peak RSS MB "
+           "| device, dtype | |"]
+    out.append("|" + "---|" * 23)
+    for i, r in enumerate(ts.rows, 1):
+        lo, hi = r.ci if r.ci else (np.nan, np.nan)
+        before = (f"{_fmt(r.value('before_accuracy'))} / {_fmt(r.value('before_valid_rate'))}"
+                  if r.values.get("before_accuracy") is not None else "–")
+        opts = ", ".join(f"{k}={v}" for k, v in sorted(r.shown_options.items()))
+        out.append(
+            f"| {i} | {r.approach[1]} | {r.track} | {r.approach[2]} | {opts} | {n_train_text(r)} | {ts.n_items} "
+            f"| {','.join(map(str, r.seeds))} | {r.value(ts.metric):.3f} [{_fmt(lo)}, {_fmt(hi)}] | {_fmt(r.sd)} "
+            f"| {vs_best_text(r)} | {vs_majority_text(r)} | {_fmt(r.value('accuracy'))} "
+            f"| {_fmt(r.value('macro_f1'))} | {_fmt(r.value('valid_rate'))} | {invalid_text(r)} "
+            f"| {_fmt(r.values.get('accuracy_on_valid'))} | {before} | {_secs(r.cost.get('train_s'))} "
+            f"| {_ms(r.cost.get('eval_ms_per_example'))} | {_ms(r.cost.get('peak_rss_mb'))} | {device_text(r)} "
+            f"| {flag_text(r)} |")
     out.append("")
     return out
 
 
-def plot_task(task: str, rows: list[dict], majority: dict | None, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    series: dict[tuple, list[dict]] = defaultdict(list)
-    for r in rows:
-        series[r["series"]].append(r)
-    legend_rows = -(-len(series) // 2) + 1  # two columns below the axes, plus the majority line
-    fig, ax = plt.subplots(figsize=(11, 5.5 + 0.16 * legend_rows), dpi=110)
-    ax.set_prop_cycle(color=plt.cm.tab20.colors)  # 20 distinct colours before any repeats
-    styles = {"baseline": ":", "encoders": "-", "finetune": "--", "prompting": "-."}
-    for key in sorted(series, key=lambda k: (TRACK_ORDER.get(k[0], 9), k)):
-        pts = sorted((r for r in series[key] if not np.isnan(r["n_train_examples"])),
-                     key=lambda r: r["n_train_examples"])
-        if not pts:
-            continue
-        x = np.array([p["n_train_examples"] for p in pts])
-        y = np.array([p["accuracy"] for p in pts])
-        lo = np.array([p["accuracy_ci"][0] for p in pts])
-        hi = np.array([p["accuracy_ci"][1] for p in pts])
-        opts = _options_label(pts[0]["shown_options"])
-        label = f"{key[0]}: {pts[0]['model']} {pts[0]['method']}" + (f" ({opts})" if opts else "")
-        label = label if len(label) <= 80 else label[:77] + "..."  # the full options are in the table
-        line = ax.plot(x, y, styles.get(key[0], "-"), marker="o", ms=4, label=label)[0]
-        if len(x) > 1:
-            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12, linewidth=0)
-        else:  # one point (e.g. a zero-shot run): the CI as an error bar, since a band needs two
-            ax.errorbar(x, y, yerr=[y - lo, hi - y], fmt="none", ecolor=line.get_color(), capsize=3, alpha=0.6)
-    if majority:
-        ax.axhline(majority["accuracy"], color="grey", lw=1, ls="--", label=f"majority class ({majority['label']})")
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlim(left=-0.3)  # zero-shot sits at 0; nothing lies left of it
-    ax.set_xlabel("training examples (0 = zero-shot; prompting: k shots)")
-    ax.set_ylabel("accuracy (invalid = wrong), 95% CI band")
-    ax.set_title(f"{task}: learning curves")
-    ax.grid(alpha=0.3)
-    fig.tight_layout(rect=(0, 0.16 * legend_rows / (5.5 + 0.16 * legend_rows), 1, 1))
-    fig.legend(*ax.get_legend_handles_labels(), loc="lower left", ncol=2, fontsize=7, frameon=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, metadata={"Software": None})
-    plt.close(fig)
+def break_even_lines(ts: TestSet) -> list[str]:
+    if not ts.break_even:
+        return []
+    out = ["Break-even (smallest label count at which the approach beats every other approach that needs no more "
+           "labels — and, where prompting runs exist, prompting alone; interpolated on log n; 95% CI over test items "
+           "and seeds):", ""]
+    for a, be in ts.break_even.items():
+        vs_p = ts.break_even_prompting.get(a)
+        out.append(f"- **{a[0]}: {a[1]} {a[2]}**: {be.describe()}"
+                   + (f"; vs prompting: {vs_p.describe()}" if vs_p else ""))
+    return out + [""]
 
 
-def build(results_dir: str | Path, plots: bool = True) -> tuple[Path, list[str]]:
+def plot_names(ts: TestSet, main: bool) -> tuple[str, str]:
+    stem = ts.task if main else f"{ts.task}_{ts.test_hash[:8]}"
+    return f"plots/{stem}_learning_curve.png", f"plots/{stem}_cost.png"
+
+
+def render_task(task: str, sets: list[TestSet], results_dir: Path, plots: bool) -> str:
+    out = [f"## {task}", "",
+           "Rows on the same test items only are ranked together. CIs: 95% paired bootstrap over test items (and "
+           "seeds, when a row has several). *vs best*: the paired difference to the best non-collapsed row, Holm-"
+           "corrected over the table; *tied* = not significantly worse (p ≥ 0.05). Accuracy counts invalid answers "
+           "as wrong. Options: only those that tell rows of one approach apart; each record has its full config. "
+           "Cost columns say n/a for records written before costs were recorded.", ""]
+    for j, ts in enumerate(sets):
+        title = f"### Test set: {ts.n_items} items (hash `{ts.test_hash}`)"
+        out += [title + (f" — shared by {len(ts.curves)} approaches" if j == 0 and len(sets) > 1 else ""), ""]
+        if ts.majority:
+            out += [f"Majority-class baseline (always `{ts.majority['label']}`): **{ts.majority['accuracy']:.3f}**.",
+                    ""]
+        if plots and len(ts.curves) >= 2 or plots and j == 0:
+            from eval.plots import cost_plot, learning_curve
+
+            curve, cost = plot_names(ts, main=j == 0)
+            learning_curve(ts, results_dir / curve)
+            out += [f"![learning curve for {task}]({curve})", ""]
+            if cost_plot(ts, results_dir / cost):
+                out += [f"![accuracy vs cost for {task}]({cost})", ""]
+        out += break_even_lines(ts)
+        out += render_table(ts)
+    return "\n".join(out)
+
+
+def build(results_dir: str | Path, plots: bool = True, metric: str = "accuracy") -> tuple[Path, list[str]]:
     results_dir = Path(results_dir)
     records, problems = load_records(results_dir)
-    by_task: dict[str, list[dict]] = defaultdict(list)
-    for rec in records:
-        by_task[rec["task"]].append(rec)
+    by_task, skipped = analyse(records, metric=metric)
+    problems = problems + skipped
     parts = ["# Leaderboard", "",
-             "Generated by `python eval/leaderboard.py` from the run records under `runs/`; do not edit by hand.",
+             "Generated by `python eval/leaderboard.py` from the run records under `runs/`; do not edit by hand "
+             "(`python eval/report.py` writes the same numbers as a browsable page).",
              f"{len(records)} run records, {len(by_task)} task(s).", ""]
     if not records:
         parts.append("No run records yet: run a track (e.g. `python eval/baseline.py --task drugs`).")
-    for task in sorted(by_task):
-        recs = by_task[task]
-        rows = aggregate(recs)
-        full = [r for r in recs if r.get("n_eval_requested") is None] or recs
-        majority = max(full, key=lambda r: r["metrics"]["n"])["metrics"].get("majority_baseline")
-        plot_rel = None
-        if plots:
-            plot_rel = f"plots/{task}_learning_curve.png"
-            plot_task(task, rows, majority, results_dir / plot_rel)
-        parts.append(render_task(task, rows, majority, plot_rel))
+    for task, sets in by_task.items():
+        parts.append(render_task(task, sets, results_dir, plots))
     if problems:
         parts += ["## Skipped files", ""] + [f"- {p}" for p in problems] + [""]
     out = results_dir / "LEADERBOARD.md"
@@ -237,9 +173,14 @@ def build(results_dir: str | Path, plots: bool = True) -> tuple[Path, list[str]]
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results-dir", default="results")
+    ap.add_argument("--metric", default="accuracy", choices=["accuracy", "macro_f1"], help="ranking metric")
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args(argv)
-    out, problems = build(args.results_dir, plots=not args.no_plots)
+    try:
+        out, problems = build(args.results_dir, plots=not args.no_plots, metric=args.metric)
+    except OSError as exc:
+        print(f"error: cannot write under {args.results_dir}: {exc}", file=sys.stderr)
+        return 2
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)
     print(f"wrote {out}", file=sys.stderr)

@@ -85,11 +85,34 @@ def majority_baseline(gold: Sequence[str]) -> dict:
 
 
 def collapsed(pred: Sequence[str]) -> bool:
-    """Every prediction is the same real label: a constant predictor (FIELD-NOTES trap 10), whatever its accuracy."""
+    """Every prediction is the same real label: a constant predictor, whatever its accuracy (near-collapse:
+    eval/stats.py)."""
     return len(pred) > 1 and len(set(pred)) == 1 and pred[0] != INVALID
 
 
-def compute_metrics(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str], seed: int = 0) -> dict:
+def invalid_breakdown(pred: Sequence[str], statuses: Sequence[str] | None = None) -> dict[str, int]:
+    """How many answers are invalid, by reason (eval.labels.STATUSES). Without statuses (a track that never parses
+    text), an INVALID prediction counts as `no_label`."""
+    from eval.labels import STATUSES
+
+    statuses = list(statuses) if statuses is not None else ["valid" if p != INVALID else "no_label" for p in pred]
+    if len(statuses) != len(pred):
+        raise ValueError(f"{len(statuses)} statuses for {len(pred)} predictions")
+    counts = Counter(statuses)
+    unknown = sorted(set(counts) - set(STATUSES))
+    if unknown:
+        raise ValueError(f"unknown parse status {unknown}; known: {list(STATUSES)}")
+    return {s: counts.get(s, 0) for s in STATUSES if s != "valid"}
+
+
+def accuracy_on_valid(gold: Sequence[str], pred: Sequence[str]) -> float | None:
+    """Accuracy over the valid answers only: a secondary number (the headline counts invalid answers wrong)."""
+    pairs = [(g, p) for g, p in zip(gold, pred) if p != INVALID]
+    return float(np.mean([g == p for g, p in pairs])) if pairs else None
+
+
+def compute_metrics(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str], seed: int = 0,
+                    statuses: Sequence[str] | None = None) -> dict:
     """Everything a record stores about one evaluation. `n` is the denominator of every rate."""
     _check(gold, pred)
     correct = [float(g == p) for g, p in zip(gold, pred)]
@@ -99,6 +122,8 @@ def compute_metrics(gold: Sequence[str], pred: Sequence[str], labels: Sequence[s
         "accuracy_ci": list(bootstrap_ci(correct, seed=seed)),
         "valid_rate": valid_rate(pred),
         "n_invalid": sum(1 for p in pred if p == INVALID),
+        "invalid": invalid_breakdown(pred, statuses),
+        "accuracy_on_valid": accuracy_on_valid(gold, pred),
         "macro_f1": macro_f1(gold, pred, labels),
         "weighted_f1": weighted_f1(gold, pred, labels),
         "per_class": per_class(gold, pred, labels),

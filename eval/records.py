@@ -173,20 +173,32 @@ def finish_run(spec: RunSpec, task: TaskData, test: Sequence[Example], preds: Se
                raws: Sequence[str | None] | None = None, before_preds: Sequence[str] | None = None,
                before_raws: Sequence[str | None] | None = None, n_train_examples: int | None = None,
                versions: dict | None = None, extra: dict | None = None,
-               row_fields: Sequence[dict] | None = None) -> Path:
+               row_fields: Sequence[dict] | None = None, cost: dict | None = None) -> Path:
     """Score predictions, then write the per-example JSONL and the record (in that order, each atomically, so an
     existing record always has its examples). Returns the record path.
 
     `row_fields[i]` adds track-specific fields to example i's row (e.g. `truncated`, `error`), so that a re-scoring
-    with eval/score.py can apply the same rules."""
+    with eval/score.py can apply the same rules; a `status` there (eval.labels.parse_answer) is the parse status, else
+    it is `valid` for a label and `no_label` for INVALID. `cost` names the run's `device` and `dtype`; the record's
+    `cost` object (eval/cost.py) adds times, throughput and peak memory."""
     if len(preds) != len(test):
         raise ValueError(f"{len(preds)} predictions for {len(test)} test examples")
+    from eval.cost import cost_record
+
     labels = task.labels
-    metrics = evaluate(test, preds, labels, seed=spec.seed)
-    before = evaluate(test, before_preds, labels, seed=spec.seed) if before_preds is not None else None
+    statuses = [(row_fields[i].get("status") if row_fields is not None else None)
+                or ("valid" if p != INVALID else "no_label") for i, p in enumerate(preds)]
+    metrics = compute_metrics([e.label for e in test], list(preds), labels, seed=spec.seed, statuses=statuses)
+    before = None
+    if before_preds is not None:  # a row's `before_status` is the before-training answer's parse status
+        before_statuses = [(row_fields[i].get("before_status") if row_fields is not None else None)
+                           or ("valid" if p != INVALID else "no_label") for i, p in enumerate(before_preds)]
+        before = compute_metrics([e.label for e in test], list(before_preds), labels, seed=spec.seed,
+                                 statuses=before_statuses)
     rows = []
     for i, ex in enumerate(test):
-        row: dict[str, Any] = {"id": ex.id, "gold": ex.label, "pred": preds[i], "correct": preds[i] == ex.label}
+        row: dict[str, Any] = {"id": ex.id, "gold": ex.label, "pred": preds[i], "correct": preds[i] == ex.label,
+                               "status": statuses[i], "text": ex.text}  # the text keeps the log self-describing
         if raws is not None:
             row["raw"] = raws[i]
         if before_preds is not None:
@@ -214,6 +226,7 @@ def finish_run(spec: RunSpec, task: TaskData, test: Sequence[Example], preds: Se
         "metrics": metrics,
         "before_training": before,
         "timing": timing,
+        "cost": cost_record(timing, len(test), **(cost or {})),
         "versions": {"task": task.config.version, "labels": task.scheme.version, **(versions or {})},
         "config": config or {},
         "env": env_info(),

@@ -24,15 +24,25 @@ class ModeResult:
     preds: list[str]
     raws: list[str]
     seconds: float
+    statuses: list[str] | None = None  # parse status per example (eval.labels.parse_answer); None: scored
+
+    def row_fields(self) -> list[dict]:
+        """What each per-example row needs so eval/score.py re-scores it exactly: the parse status, or for label
+        scoring (whose raw output is the label scores, not text) a `scored` mark so the stored label is kept."""
+        if self.statuses is None:
+            return [{"scored": True, "status": "valid"} for _ in self.preds]
+        return [{"status": s} for s in self.statuses]
 
 
 def predict_generate(model: Any, tok: Any, prompts: Sequence[str], fmt: Formatter, *, batch_size: int,
                      max_new_tokens: int) -> ModeResult:
+    from eval.labels import parse_answer
     from eval.lm import generate
 
     t0 = time.perf_counter()
     raws = generate(model, tok, list(prompts), max_new_tokens=max_new_tokens, batch_size=batch_size)
-    return ModeResult([fmt.scheme.extract(r) for r in raws], raws, time.perf_counter() - t0)
+    parsed = [parse_answer(r, fmt.scheme) for r in raws]
+    return ModeResult([p for p, _ in parsed], raws, time.perf_counter() - t0, [s for _, s in parsed])
 
 
 def predict_score(model: Any, tok: Any, prompts: Sequence[str], fmt: Formatter, *, batch_size: int) -> ModeResult:

@@ -160,7 +160,9 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
                         backend=backend, timing=timing, config=config, raws=after[main_mode].raws,
                         before_preds=before[main_mode].preds, before_raws=before[main_mode].raws,
                         n_train_examples=len(train), versions={"prompt": f"{template.name}@{template.version}"},
-                        extra=extra)
+                        extra=extra, row_fields=[{**a, "before_status": b["status"]} for a, b in
+                                                 zip(after[main_mode].row_fields(), before[main_mode].row_fields())],
+                        cost={"device": getattr(model, "device", None), "dtype": getattr(model, "dtype", None)})
     export_after_record(loaded, out, record, merge=cfg.merge, gguf=cfg.export_gguf,
                         modelfile_prompt=fmt.prompt_with_slot("{{ .Prompt }}"), stop=[tok.eos_token],
                         num_ctx=cfg.max_seq_length + 64)

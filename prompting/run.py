@@ -23,7 +23,7 @@ from pathlib import Path
 
 from eval.cli import data_kwargs, parse_config
 from eval.data import TaskData, load_task
-from eval.labels import INVALID
+from eval.labels import parse_answer
 from eval.records import RunSpec, finish_run, should_run
 from eval.sources import DataError
 from prompting.backends import Backend, BackendError, BackendOptions, get_backend, split_model
@@ -107,14 +107,27 @@ def make_backend(cfg: PromptConfig, scheme) -> Backend:
     return get_backend(name)(model, opts, scheme)
 
 
-def predict(answer: Answer, prompt: Prompt, backend: Backend, scheme) -> str:
-    """Extract the label, or INVALID: failed requests and reasoning cut off by the token limit never count."""
-    if not answer.ok or answer.text is None:
-        return INVALID
-    if answer.truncated and prompt.kind == "cot" and "</think>" not in answer.text.lower():
-        return INVALID
+def parse_flags(answer: Answer, prompt: Prompt, backend: Backend) -> dict:
+    """What eval.labels.parse_answer needs besides the text; stored in the example's row so that eval/score.py
+    re-applies exactly the same rules (only the flags that are set, to keep rows short)."""
     raw_prompt = answer.meta.get("raw_prompt", backend.raw_prompt)  # hf: known once the tokenizer is loaded
-    return scheme.extract(prompt.cut(answer.text), think_open=prompt.think_open and raw_prompt)
+    flags = {"truncated": bool(answer.truncated), "reasoning": prompt.kind == "cot",
+             "think_open": bool(prompt.think_open and raw_prompt), "error": answer.error}
+    return {k: v for k, v in flags.items() if v}
+
+
+def parse(answer: Answer, prompt: Prompt, backend: Backend, scheme) -> tuple[str, dict]:
+    """The label (or INVALID) and the row fields that say why: failed requests and reasoning cut off by the token
+    limit never count."""
+    flags = parse_flags(answer, prompt, backend)
+    text = prompt.cut(answer.text) if answer.ok and answer.text is not None else None
+    label, status = parse_answer(text, scheme, **flags)
+    return label, {**flags, "status": status}
+
+
+def predict(answer: Answer, prompt: Prompt, backend: Backend, scheme) -> str:
+    """The label of an answer, or INVALID (see `parse` for the reason)."""
+    return parse(answer, prompt, backend, scheme)[0]
 
 
 def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: AnswerCache, seed: int, shots: int,
@@ -131,7 +144,8 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
     t0 = time.perf_counter()
     got = collect(backend, [prompt.render(e.text) for e in test], cache, identity, cfg.retry_errors,
                   desc=f"{cfg.model} {kind} k={shots} seed={seed}", stop=prompt.stop)
-    preds = [predict(a, prompt, backend, task.scheme) for a in got.answers]
+    parsed = [parse(a, prompt, backend, task.scheme) for a in got.answers]
+    preds, row_fields = [p for p, _ in parsed], [f for _, f in parsed]
     # the per-example log gets the answer as a server with stop strings returns it (reasoning included, a base
     # model's invented continuation cut), so eval/score.py re-extracts the same labels; failures are None there
     raws = [prompt.cut(a.text) if a.ok and a.text is not None else None for a in got.answers]
@@ -151,7 +165,9 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
             spec, task, test[:n], preds[:n], results_dir=cfg.results_dir, model_id=backend.model_id,
             backend=backend.name, timing=timing, raws=raws[:n], n_train_examples=shots,
             config={k: v for k, v in asdict(cfg).items() if k not in ("n_eval", "seeds", "shots")},
-            versions={"prompt": prompt.version}, extra={"prompting": stats}))
+            versions={"prompt": prompt.version}, extra={"prompting": stats}, row_fields=row_fields[:n],
+            cost={"device": getattr(backend, "device", None) or f"server ({backend.name})",
+                  "dtype": getattr(backend, "dtype", None)}))
     return paths
 
 

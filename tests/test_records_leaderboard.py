@@ -53,7 +53,8 @@ def test_finish_run_writes_record_and_examples(task, tmp_path):
     rows = [json.loads(x) for x in path.with_suffix(".jsonl").read_text().splitlines()]
     assert len(rows) == 8 and rows[-1] == {"id": test[-1].id, "gold": test[-1].label, "pred": INVALID,
                                            "correct": False, "raw": "raw 7", "before_pred": INVALID,
-                                           "truncated": True}
+                                           "truncated": True, "status": "no_label", "text": test[-1].text}
+    assert rec["cost"]["eval_s"] == 2.0 and rec["cost"]["eval_ms_per_example"] == 250.0
     assert not should_run(s, tmp_path) and should_run(s, tmp_path, overwrite=True)
     assert not list(path.parent.glob(".*.tmp"))  # atomic writes leave no temp files
 

@@ -15,7 +15,7 @@ pytest.importorskip("peft")
 
 from eval.cli import load_yaml_config  # noqa: E402
 from eval.data import Example, load_task  # noqa: E402
-from eval.labels import LabelScheme  # noqa: E402
+from eval.labels import INVALID, STATUSES, LabelScheme  # noqa: E402
 from eval.models import aliases, resolve  # noqa: E402
 from finetune import backends  # noqa: E402
 from finetune.config import CONFIGS_DIR, SFTArgs  # noqa: E402
@@ -187,6 +187,10 @@ def test_script_end_to_end(tiny_causal_lm: Path, tmp_path: Path) -> None:
     assert rec["versions"]["prompt"].startswith("sft@") and rec["timing"]["train_s"] > 0
     rows = [json.loads(x) for x in path.with_suffix(".jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [e.id for e in task.test(6)] and "before_pred" in rows[0]
+    # parse statuses before and after training, counted in the metrics; the cost names the device and dtype
+    assert {r["status"] for r in rows} | {r["before_status"] for r in rows} <= set(STATUSES)
+    assert sum(rec["before_training"]["invalid"].values()) == sum(r["before_pred"] == INVALID for r in rows)
+    assert rec["cost"]["device"] == "cpu" and rec["cost"]["dtype"] == "float32" and rec["cost"]["peak_rss_mb"] > 0
     assert Path(rec["artifacts"]["adapter"], "adapter_config.json").exists()
     assert Path(rec["artifacts"]["merged"]).exists()
     assert cli(argv) == 0  # the record exists: skipped, not rerun

@@ -1,0 +1,130 @@
+"""The decision layer end to end on synthetic records: leaderboard ties and flags, compare, recommend, report."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from decide_fixtures import write_results
+
+from eval import compare, leaderboard, recommend, report
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("decide")
+    return write_results(folder)[0]
+
+
+def _row(md: str, method: str, n: str) -> str:
+    return next(line for line in md.splitlines() if f"| {method} |" in line and f"| {n} |" in line)
+
+
+def test_leaderboard_marks_ties_collapse_and_break_even(results):
+    out, problems = leaderboard.build(results, plots=False)
+    md = out.read_text()
+    assert problems == []
+    assert "**best**" in _row(md, "full", "256")
+    assert "tied" in _row(md, "setfit", "256")  # one item apart from the best: not significantly worse
+    assert "worse" in _row(md, "full", "64")
+    assert "collapsed" in _row(md, "lora", "64")
+    assert "near-collapse: 99% of answers are 'pos'" in _row(md, "lora", "256")
+    zs = _row(md, "zeroshot", "0")
+    assert "1 / 0 / 1 / 0" in zs  # invalid answers by reason: no label / empty / truncated / error
+    assert "0.821" in zs  # accuracy on valid answers: 64 of 78
+    # break-even of the encoder (0.725 at 64, 0.95 at 256), on log n. Against everything: zero-shot 0.8 at 64 and
+    # setfit 0.9375 at 256, d = -0.075 -> +0.0125, so 64 * 4^(0.075/0.0875) = 210. Against prompting alone (0.8):
+    # d = -0.075 -> +0.15, so 64 * 4^(1/3) = 102.
+    assert "**encoders: minilm-l6 full**: n ≈ 210 [95% CI" in md and "vs prompting: n ≈ 102 [95% CI" in md
+    assert "| cpu, float32 |" in zs
+    again, _ = leaderboard.build(results, plots=False)
+    assert again.read_text() == md
+
+
+def test_old_and_hand_edited_records_never_crash(results, tmp_path):
+    import shutil
+
+    copy = tmp_path / "r"
+    shutil.copytree(results, copy)
+    recs = sorted((copy / "runs").rglob("*.json"))
+    old = json.loads(recs[0].read_text())
+    old.pop("cost")
+    old["metrics"].pop("invalid")
+    recs[0].write_text(json.dumps(old))
+    for rec in recs:  # logs from before texts and statuses were stored
+        log = rec.with_suffix(".jsonl")
+        rows = [json.loads(x) for x in log.read_text().splitlines()]
+        log.write_text("".join(json.dumps({k: v for k, v in r.items() if k not in ("status", "text")}) + "\n"
+                               for r in rows))
+    broken = json.loads(recs[1].read_text())
+    broken["metrics"].pop("macro_f1")
+    recs[1].write_text(json.dumps(broken))
+    out, problems = leaderboard.build(copy, plots=False)
+    assert len(problems) == 1 and recs[1].name in problems[0] and "metrics.macro_f1" in problems[0]
+    assert "n/a" in out.read_text()  # the old record's memory and device
+    page, _ = report.build(copy)
+    assert "text not stored in this older log" in page.read_text()
+
+
+def test_compare_paired_and_refuses_other_test_items(results, tmp_path, capsys):
+    runs = results / "runs" / "toy"
+    full = sorted((runs / "encoders").glob("minilm-l6__full__n256__*s0*.json"))[0]
+    setfit = sorted((runs / "encoders").glob("minilm-l6__setfit__*.json"))[0]
+    assert compare.main([str(full), str(setfit)]) == 0
+    out = capsys.readouterr().out
+    assert "McNemar exact p = 1" in out and "no significant difference" in out
+    seeds = ",".join(str(p) for p in sorted((runs / "encoders").glob("minilm-l6__full__n256__*.json")))
+    assert compare.main([seeds, str(setfit), "--json", "--metric", "macro_f1"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["test"] == "paired-bootstrap" and res["a"]["seeds"] == [0, 1]
+    other = json.loads(setfit.read_text())
+    other["split_hash"]["test"] = "different"
+    moved = tmp_path / setfit.name
+    moved.write_text(json.dumps(other))
+    moved.with_suffix(".jsonl").write_text(setfit.with_suffix(".jsonl").read_text())
+    assert compare.main([str(full), str(moved)]) == 2
+    assert "different test items" in capsys.readouterr().err
+
+
+def test_recommend_answers_and_says_what_is_missing(results, capsys):
+    assert recommend.main(["--task", "toy", "--labels", "64", "--results-dir", str(results), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["best"]["approach"] == "prompting: hf/qwen zeroshot"
+    assert {o["approach"] for o in res["runners_up"]} >= {"encoders: minilm-l6 full", "baseline: tfidf-lr tfidf-lr"}
+    assert all("diff_ci" in o and "p_holm" in o for o in res["runners_up"])
+    assert "encoders: minilm-l6 full" in res["break_even"]
+    assert res["best"]["eval_ms_per_example"] == pytest.approx(500 / 80, abs=0.01)
+    assert recommend.main(["--task", "toy", "--labels", "256", "--results-dir", str(results)]) == 0
+    text = capsys.readouterr().out
+    assert "Recommended: encoders: minilm-l6 full (n_train=256" in text and "Break-even" in text
+    # a budget between measured sizes: the command that adds the missing run
+    assert recommend.main(["--task", "toy", "--labels", "128", "--results-dir", str(results)]) == 0
+    text = capsys.readouterr().out
+    assert "has no run at n=128" in text
+    assert "python encoders/train.py --task toy --model minilm-l6 --method full --n-train 128" in text
+    # cost limits: only prompting trains in under 100 s here; nothing evaluates in under 1 ms per example
+    assert recommend.main(["--task", "toy", "--labels", "256", "--max-train-s", "100", "--results-dir",
+                           str(results), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["best"]["approach"] == "prompting: hf/qwen zeroshot"
+    assert recommend.main(["--task", "toy", "--labels", "256", "--max-eval-ms", "1", "--results-dir",
+                           str(results)]) == 0
+    assert "no usable run needs at most 256 labels on toy within the cost limits" in capsys.readouterr().out
+    assert recommend.main(["--task", "nope", "--labels", "16", "--results-dir", str(results)]) == 0
+    assert "python eval/baseline.py --task nope --n-train 16" in capsys.readouterr().out
+
+
+def test_report_is_one_offline_file(results):
+    path, problems = report.build(results)
+    page = path.read_text()
+    assert path.name == "report.html" and problems == []
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched from anywhere
+    assert page.count("data:image/png;base64,") >= 2  # learning curve and cost plot inline
+    assert 'class="sortable"' in page and "errors only" in page and "Error analysis" in page
+    data = json.loads(re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page,
+                                re.S).group(1).replace("<\\/", "</"))
+    run = next(v for k, v in data["runs"].items() if "zeroshot" in k)
+    assert {r[3] for r in run["rows"]} == {"valid", "no_label", "truncated"}
+    assert all(t.startswith("review number") for t in next(iter(data["examples"].values()))["texts"])
+    assert report.build(results)[0].read_text() == page  # deterministic
