@@ -50,12 +50,48 @@ def add_run_args(ap: argparse.ArgumentParser) -> None:
 
 # --- typed dataclass configs ----------------------------------------------------------------------------------------
 
-def option(default: Any, help: str, **meta: Any) -> Any:  # noqa: A002 - mirrors argparse
+ROLES = ("result", "runtime", "spec", "cli")
+
+
+def option(default: Any, help: str, role: str = "result", **meta: Any) -> Any:  # noqa: A002 - mirrors argparse
     """A config field with its help text written once (config_parser reads `metadata["help"]`); list defaults are
-    copied per instance. Extra metadata such as `choices=` reaches argparse too."""
+    copied per instance. Extra metadata such as `choices=` reaches argparse too.
+
+    `role` says where the field goes in a RunSpec (eval/tracks.py):
+    - "result": it changes the result, so it is part of `RunSpec.options` and of the run id (the default);
+    - "runtime": only where or how fast the run happens (batch size for inference, server URL, export): carried in
+      `RunSpec.runtime`, outside the run id;
+    - "spec": a RunSpec field of its own (model, method);
+    - "cli": a command-line convenience that the run grid replaces (data flags, seeds, n_eval lists)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    meta = {"help": help, "role": role, **meta}
     if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help, **meta})
-    return dataclasses.field(default=default, metadata={"help": help, **meta})
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def fields_with_role(cls: Any, role: str) -> list[str]:
+    """Names of the config fields with this role (a field without one counts as "result")."""
+    return [f.name for f in dataclasses.fields(cls) if f.metadata.get("role", "result") == role]
+
+
+def values_with_role(cfg: Any, role: str) -> dict:
+    """{field: value} of a config instance for the fields with this role."""
+    return {k: _plain(getattr(cfg, k)) for k in fields_with_role(type(cfg), role)}
+
+
+def check_choices(cfg: Any) -> None:
+    """A field declared with `choices=` holds one of them (a YAML file or a sweep gets the same check as argparse)."""
+    for f in dataclasses.fields(cfg):
+        choices = f.metadata.get("choices")
+        value = getattr(cfg, f.name)
+        if choices and value is not None and value not in choices:
+            raise ValueError(f"{f.name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
 
 
 def _unwrap(tp: Any) -> tuple[Any, bool]:

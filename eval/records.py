@@ -42,7 +42,12 @@ def _slug(s: str) -> str:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything that determines a run's result. Frozen; `run_id` is derived from it."""
+    """Everything that determines a run's result. Frozen; `run_id` is derived from its identity.
+
+    `data` references ad-hoc local data (`--data FILE`): the file(s), their content hashes and columns
+    (eval.data.data_ref); None for a named task, whose YAML carries its own version. `runtime` holds settings that
+    change where or how fast a run happens, not its result (inference batch size, server URL, exports): carried
+    along so a sweep's run honours them, but outside the run id and equality."""
 
     track: str
     task: str
@@ -52,19 +57,39 @@ class RunSpec:
     seed: int = 0
     n_eval: int | None = None
     options: dict[str, Any] = field(default_factory=dict)  # anything else that changes the result
+    data: dict[str, Any] | None = None
+    runtime: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         n = parse_n_train(self.n_train)
         object.__setattr__(self, "n_train", "full" if n is None else n)
-        object.__setattr__(self, "options", json.loads(json.dumps(self.options, sort_keys=True, default=str)))
+        for name in ("options", "runtime"):
+            object.__setattr__(self, name, json.loads(json.dumps(getattr(self, name), sort_keys=True, default=str)))
+        if self.data is not None:
+            object.__setattr__(self, "data", json.loads(json.dumps(self.data, sort_keys=True, default=str)))
+
+    @classmethod
+    def from_record(cls, rec: dict) -> RunSpec:
+        """The spec a record was written for (its `n_eval` is what was scored; the spec asked `n_eval_requested`)."""
+        return cls(track=rec["track"], task=rec["task"], model=rec["model"], method=rec["method"],
+                   n_train=rec["n_train"], seed=rec["seed"], n_eval=rec.get("n_eval_requested"),
+                   options=rec.get("options") or {}, data=rec.get("data"))
+
+    def identity(self) -> dict:
+        """What the run id is derived from (`data` only when set, so named-task ids stay as they were)."""
+        out = {"track": self.track, "task": self.task, "model": self.model, "method": self.method,
+               "n_train": self.n_train, "seed": self.seed, "n_eval": self.n_eval, "options": self.options}
+        if self.data is not None:
+            out["data"] = self.data
+        return out
 
     def to_dict(self) -> dict:
-        return {"track": self.track, "task": self.task, "model": self.model, "method": self.method,
-                "n_train": self.n_train, "seed": self.seed, "n_eval": self.n_eval, "options": self.options}
+        """The identity plus the runtime settings: what an executor sends to the process that runs it."""
+        return {**self.identity(), **({"runtime": self.runtime} if self.runtime else {})}
 
     @property
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
 
     @property
     def run_id(self) -> str:
@@ -203,7 +228,7 @@ def finish_run(spec: RunSpec, task: TaskData, test: Sequence[Example], preds: Se
     record = {
         "schema": RECORD_SCHEMA,
         "run_id": spec.run_id,
-        **spec.to_dict(),
+        **spec.identity(),
         "n_eval": len(test),
         "n_eval_requested": spec.n_eval,
         "n_train_examples": n_train_examples,

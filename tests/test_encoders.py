@@ -170,9 +170,8 @@ def test_run_one_reproduces_from_the_spec_alone(tiny, tmp_path):
     from eval.tracks import run_spec
 
     (rec,) = run_cli(tiny, "bert", "lora", "ce", tmp_path / "a")
-    spec = RunSpec(**{k: rec[k] for k in ("track", "task", "model", "method", "n_train", "seed")},
-                   n_eval=rec["n_eval_requested"], options=rec["options"])
-    assert spec.run_id == rec["run_id"]
+    spec = RunSpec.from_record(rec)
+    assert spec.run_id == rec["run_id"] and spec.data["sha256"]  # --data: the file's hash is part of the spec
     again = json.loads(run_spec(spec, str(tmp_path / "b")).read_text())
     assert again["metrics"]["macro_f1"] == pytest.approx(rec["metrics"]["macro_f1"])
 

@@ -264,11 +264,12 @@ def test_sparse_logits_loss_equals_trl_loss(tiny_causal_lm: Path, tmp_path: Path
     assert torch.allclose(full, sparse, atol=1e-5)
 
 
-def test_validate_options_for_sweeps() -> None:
-    from finetune.sft import validate_options
+def test_building_the_config_is_the_option_check_for_sweeps() -> None:
+    from finetune.sft import config_from_options
 
-    validate_options({"backend": "hf", "learning_rate": 1e-4, "eval_mode": "score"})
+    cfg = config_from_options("gemma3-270m", "lora", {"backend": "hf", "learning_rate": 1e-4, "eval_mode": "score"})
+    assert cfg.quantization == "none" and cfg.backend == "hf"
     with pytest.raises(ValueError, match="learning_rate"):
-        validate_options({"lr": 2e-5})
+        config_from_options("gemma3-270m", "lora", {"lr": 2e-5})
     with pytest.raises(ValueError, match="eval_mode"):
-        validate_options({"eval_mode": "sample"})
+        config_from_options("gemma3-270m", "lora", {"eval_mode": "sample"})

@@ -31,13 +31,13 @@ GRID = """
 name: grid
 task: drugs
 seeds: [0, 1]
-options: {C: 10.0}
 blocks:
   - track: baseline
     model: tfidf-lr
     method: [tfidf-lr-balanced, tfidf-lr]
     n_train: [16, full]
     options:
+      C: 10.0
       grid: {class_weight: [balanced, none]}
   - track: prompting
     model: hf/gemma3-270m
@@ -61,7 +61,11 @@ def test_grid_expansion_order_and_stable_run_ids(tmp_path: Path) -> None:
     prompting = sweep.runs[-4:]
     assert [(r.options["mode"], r.n_eval) for r in prompting] == [
         ("generate", 16), ("generate", 64), ("score", 16), ("score", 64)]
-    assert prompting[0].options == {"C": 10.0, "backend": "hf", "mode": "generate"}  # top-level options inherited
+    # the track's make_spec fills in what changes answers: the prompt files' versions, weights, dtype, decoding
+    assert prompting[0].model == "hf/gemma3-270m" and prompting[0].method == "zeroshot"
+    assert prompting[0].options["mode"] == "generate" and prompting[0].options["max_new_tokens"] == 16
+    assert prompting[0].options["prompt"] == "zeroshot@1+sft_instruction@1"
+    assert {"weights", "dtype"} <= set(prompting[0].options) and "C" not in prompting[0].options
     # same file -> same ids; key order in the YAML does not matter
     assert [r.run_id for r in load_sweep(write_spec(tmp_path, GRID, "again.yaml")).runs] == [
         r.run_id for r in sweep.runs]
@@ -118,7 +122,7 @@ blocks:
     assert "unknown track 'baselin'" in err
     assert "unknown task 'nosuchtask'" in err
     assert "class_weight is 'balanced' or 'none'" in err
-    assert "model 'not a model' is neither an alias" in err
+    assert "model 'ollama/not a model' is neither an alias" in err  # make_spec names the backend
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[p.name for p in SPECS])
