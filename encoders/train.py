@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec in specs:  # fail on a bad --n-train before hours of training, not after
             task.train(spec.n_train, spec.seed)
         run_all(specs, args.results_dir, args.overwrite, lambda spec: run_one(spec, args.results_dir, task),
-                desc=f"{cfg.model} {cfg.method} {cfg.loss} runs")
+                desc=f"{cfg.model} {cfg.method} {cfg.loss} runs", dry_run=args.dry_run)
         close()
     except (DataError, ValueError, OSError) as exc:  # bad data, option, method or model name: one line, the fix
         print(f"error: {exc}", file=sys.stderr)

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         specs = [make_spec(Config(class_weight=cw, C=args.C), data, n, seed, args.n_eval)
                  for cw in args.class_weight for n in args.n_train for seed in args.seeds]
         run_all(specs, args.results_dir, args.overwrite, lambda spec: run_one(spec, args.results_dir, task),
-                desc="baseline runs")
+                desc="baseline runs", dry_run=args.dry_run)
     except (DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -46,6 +46,7 @@ def add_run_args(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
     g.add_argument("--results-dir", default="results", help="where run records go (default: results/)")
     g.add_argument("--overwrite", action="store_true", help="rerun runs whose records exist")
+    g.add_argument("--dry-run", action="store_true", help="print the planned runs (run id, done/todo) and stop")
 
 
 # --- typed dataclass configs ----------------------------------------------------------------------------------------

@@ -126,12 +126,21 @@ def should_run(spec: RunSpec, results_dir: str | Path, overwrite: bool = False, 
     return False
 
 
+def print_plan(specs: Sequence[RunSpec], results_dir: str | Path) -> None:
+    """One line per run: its id and whether its record exists (a track command's --dry-run)."""
+    for spec in specs:
+        print(f"{spec.track}  {spec.run_id}  {'done' if is_done(spec, results_dir) else 'todo'}")
+
+
 def run_all(specs: Sequence[RunSpec], results_dir: str | Path, overwrite: bool, run: Callable[[RunSpec], object],
-            desc: str, note: str = "") -> int:
+            desc: str, note: str = "", dry_run: bool = False) -> int:
     """The loop every track's CLI ends with: skip runs whose record exists (unless `overwrite`), run the rest with a
     progress bar over runs, then say what was done. Returns how many runs were written."""
     from tqdm.auto import tqdm
 
+    if dry_run:
+        print_plan(specs, results_dir)
+        return 0
     todo = [s for s in specs if should_run(s, results_dir, overwrite)]
     for spec in tqdm(todo, desc=desc, disable=not todo):
         run(spec)

@@ -218,7 +218,8 @@ def cli(argv: list[str] | None = None) -> int:
         data = DataRef(task.name, data_ref(**data_kwargs(ns)))
         specs = [make_spec(cfg, data, n, seed, ns.n_eval) for n in ns.n_train for seed in ns.seeds]
         run_all(specs, ns.results_dir, ns.overwrite, lambda spec: run_one(spec, ns.results_dir, task=task),
-                desc=f"{cfg.model} SFT runs", note=f" (config: {ns.config or 'built-in defaults'})")
+                desc=f"{cfg.model} SFT runs", note=f" (config: {ns.config or 'built-in defaults'})",
+                dry_run=ns.dry_run)
         close()
     except (DataError, BackendError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -28,12 +28,12 @@ from eval.cli import data_kwargs, fields_with_role, option, parse_config, values
 from eval.data import TaskData, load_task
 from eval.dataref import data_ref, load_ref
 from eval.labels import INVALID
-from eval.records import RunSpec, finish_run, should_run
+from eval.prompts import Prompt, load_prompt, prompt_version
+from eval.records import RunSpec, finish_run, print_plan, should_run
 from eval.sources import DataError
 from eval.tracks import DataRef
 from prompting.backends import Backend, BackendError, BackendOptions, get_backend, split_model
 from prompting.cache import Answer, AnswerCache
-from prompting.prompts import Prompt, load_prompt, prompt_version
 
 _opt = option  # a field's help and role, written once (eval.cli.option)
 _RT = "runtime"
@@ -69,6 +69,7 @@ class PromptConfig:
     seeds: list[int] = _opt([0], "one run per seed (the seed picks the few-shot examples)", role="cli")
     results_dir: str = _opt("results", "where records (runs/) and the answer cache (cache/) go", role="cli")
     overwrite: bool = _opt(False, "rerun runs whose records exist (cached answers are still reused)", role="cli")
+    dry_run: bool = _opt(False, "print the planned runs (run id, done/todo) and stop", role="cli")
     retry_errors: bool = _opt(False, "re-ask the examples whose request failed last time", role="runtime")
     # how to reach the model (never changes an answer, so not part of the run id)
     host: str | None = _opt(None, "Ollama server; unset: $OLLAMA_HOST, else http://127.0.0.1:11434", role=_RT)
@@ -168,16 +169,19 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
     return paths
 
 
+def all_specs(cfg: PromptConfig, task: TaskData) -> list[RunSpec]:
+    """Every run of the command: seeds x shots x --n-eval sizes."""
+    data = DataRef(task.name, data_ref(**data_kwargs(asdict(cfg))))
+    return [make_spec(cfg, data, shots, seed, n) for seed in cfg.seeds for shots in cfg.shots
+            for n in cfg.n_eval or [None]]
+
+
 def plan(cfg: PromptConfig, task: TaskData) -> dict[tuple[int, int], list[RunSpec]]:
     """(seed, shots) -> the specs still to run, one per --n-eval size."""
-    data = DataRef(task.name, data_ref(**data_kwargs(asdict(cfg))))
     groups: dict[tuple[int, int], list[RunSpec]] = {}
-    for seed in cfg.seeds:
-        for shots in cfg.shots:
-            for n in cfg.n_eval or [None]:
-                spec = make_spec(cfg, data, shots, seed, n)
-                if should_run(spec, cfg.results_dir, cfg.overwrite):
-                    groups.setdefault((seed, shots), []).append(spec)
+    for spec in all_specs(cfg, task):
+        if should_run(spec, cfg.results_dir, cfg.overwrite):
+            groups.setdefault((spec.seed, int(spec.n_train)), []).append(spec)
     return groups
 
 
@@ -187,6 +191,9 @@ def main(cfg: PromptConfig, groups: dict[tuple[int, int], list[RunSpec]] | None 
     try:
         task = task or load_task(**data_kwargs(asdict(cfg)))  # 1. data: fixed test order, nested train subsets
         backend = make_backend(cfg, task.scheme)  # 2. model: lazily imported backend
+        if cfg.dry_run:
+            print_plan(all_specs(cfg, task), cfg.results_dir)
+            return 0
         groups = groups or plan(cfg, task)  # 3. which records are missing
         if not groups:
             print("nothing to do: every record exists (--overwrite reruns them)", file=sys.stderr)
