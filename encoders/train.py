@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # `python encoders/train.py`: make the repo impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from encoders.config import EncoderConfig, default_config_file
-from eval.cli import add_data_args, add_run_args, config_parser, data_kwargs, values_with_role
+from eval.cli import add_data_args, add_run_args, config_parser, data_kwargs, report_errors, values_with_role
 from eval.data import Example, TaskData, load_task
 from eval.dataref import data_ref, load_ref
 from eval.distributed import accelerator, barrier, close
@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     add_run_args(ap)
     config_parser(EncoderConfig, ap, title="encoder options")
     args = ap.parse_args(argv)
-    try:
+
+    def body() -> int:
         from eval.cli import build_config
 
         if not args.config:  # encoders/configs/<model>_<method>.yaml holds the tuned defaults for that pair
@@ -194,15 +195,12 @@ def main(argv: list[str] | None = None) -> int:
         task = load_task(**data_kwargs(args))
         data = DataRef(task.name, data_ref(**data_kwargs(args)))
         specs = [make_spec(cfg, data, n, seed, args.n_eval) for n in args.n_train for seed in args.seeds]
-        for spec in specs:  # fail on a bad --n-train before hours of training, not after
-            task.train(spec.n_train, spec.seed)
         run_all(specs, args.results_dir, args.overwrite, lambda spec: run_one(spec, args.results_dir, task),
-                desc=f"{cfg.model} {cfg.method} {cfg.loss} runs", dry_run=args.dry_run)
+                desc=f"{cfg.model} {cfg.method} {cfg.loss} runs", dry_run=args.dry_run, task=task, debug=args.debug)
         close()
-    except (DataError, ValueError, OSError) as exc:  # bad data, option, method or model name: one line, the fix
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return report_errors(body, args.debug)
 
 
 if __name__ == "__main__":

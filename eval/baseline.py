@@ -18,11 +18,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python eval/baseline.py` puts eval/ on sys.path, not the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.cli import add_data_args, add_run_args, data_kwargs, option, values_with_role  # noqa: E402
+from eval.cli import add_data_args, add_run_args, data_kwargs, option, report_errors, values_with_role  # noqa: E402
 from eval.data import TaskData, load_task  # noqa: E402
 from eval.dataref import data_ref, load_ref  # noqa: E402
 from eval.records import RunSpec, finish_run, run_all  # noqa: E402
-from eval.sources import DataError  # noqa: E402
 from eval.tracks import DataRef  # noqa: E402
 
 METHODS = {"balanced": "tfidf-lr-balanced", "none": "tfidf-lr"}
@@ -105,17 +104,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="balanced class weights, unweighted, or both (default: both)")
     ap.add_argument("--C", type=float, default=10.0, help="inverse regularisation strength")
     args = ap.parse_args(argv)
-    try:
+
+    def body() -> int:
         task = load_task(**data_kwargs(args))
         data = DataRef(task.name, data_ref(**data_kwargs(args)))
         specs = [make_spec(Config(class_weight=cw, C=args.C), data, n, seed, args.n_eval)
                  for cw in args.class_weight for n in args.n_train for seed in args.seeds]
         run_all(specs, args.results_dir, args.overwrite, lambda spec: run_one(spec, args.results_dir, task),
-                desc="baseline runs", dry_run=args.dry_run)
-    except (DataError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+                desc="baseline runs", dry_run=args.dry_run, task=task, debug=args.debug)
+        return 0
+
+    return report_errors(body, args.debug)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,6 +48,35 @@ def add_run_args(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--results-dir", default="results", help="where run records go (default: results/)")
     g.add_argument("--overwrite", action="store_true", help="rerun runs whose records exist")
     g.add_argument("--dry-run", action="store_true", help="print the planned runs (run id, done/todo) and stop")
+    g.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, LookupError, FileNotFoundError, PermissionError)
+
+
+def report_errors(body: Callable[[], int], debug: bool = False) -> int:
+    """Run a command's body: an error becomes one line on stderr and exit code 2 (the traceback only with --debug
+    or EVAL_DEBUG=1); Ctrl-C exits 130. Records already written stay: each is written atomically when its run ends.
+    Errors the suite raises on purpose (bad input: ValueError and its kin, the tracks' BackendError) are printed
+    as they are; anything else also names its type."""
+    import os
+    import sys
+
+    debug = debug or os.environ.get("EVAL_DEBUG") == "1"
+    try:
+        return body()
+    except KeyboardInterrupt:
+        print("interrupted: finished runs keep their records; the same command skips them", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 -- one line for the user; --debug shows the rest
+        if debug:
+            raise
+        expected = isinstance(exc, EXPECTED_ERRORS) or type(exc).__name__ in ("BackendError", "RunsFailed")
+        msg = str(exc).strip() or type(exc).__name__
+        print(f"error: {msg if expected else f'{type(exc).__name__}: {msg}'}", file=sys.stderr)
+        if not expected:
+            print("(rerun with --debug for the traceback)", file=sys.stderr)
+        return 2
 
 
 # --- typed dataclass configs ----------------------------------------------------------------------------------------

@@ -133,20 +133,47 @@ def print_plan(specs: Sequence[RunSpec], results_dir: str | Path) -> None:
 
 
 def run_all(specs: Sequence[RunSpec], results_dir: str | Path, overwrite: bool, run: Callable[[RunSpec], object],
-            desc: str, note: str = "", dry_run: bool = False) -> int:
-    """The loop every track's CLI ends with: skip runs whose record exists (unless `overwrite`), run the rest with a
-    progress bar over runs, then say what was done. Returns how many runs were written."""
+            desc: str, note: str = "", dry_run: bool = False, task: Any = None, debug: bool = False) -> int:
+    """The loop every track's CLI ends with: preflight every run (eval/preflight.py: all problems at once, before
+    any model is loaded), skip runs whose record exists (unless `overwrite`), run the rest with a progress bar over
+    runs, then say what was done. A run that fails does not lose the others: its error is printed, the remaining
+    runs go on (unless the same error repeats, which no other run will escape), and a RunsFailed error at the end
+    lists the failures. Returns how many runs were written."""
     from tqdm.auto import tqdm
+
+    from eval.preflight import check, fail_if
 
     if dry_run:
         print_plan(specs, results_dir)
         return 0
+    fail_if(check(specs, results_dir, task))
     todo = [s for s in specs if should_run(s, results_dir, overwrite)]
+    failed: list[tuple[RunSpec, str]] = []
+    written = 0
     for spec in tqdm(todo, desc=desc, disable=not todo):
-        run(spec)
+        try:
+            run(spec)
+            written += 1
+        except Exception as exc:  # noqa: BLE001 -- reported below; the finished runs keep their records
+            if debug:
+                raise
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(f"run {spec.run_id} failed: {msg}", file=sys.stderr)
+            failed.append((spec, msg))
+            if len(failed) >= 2 and failed[-1][1] == failed[-2][1]:
+                break
     where = f"{results_dir}/runs/{_slug(specs[0].task)}/{specs[0].track}/" if specs else str(results_dir)
-    print(f"{len(todo)} run(s) written, {len(specs) - len(todo)} already done, under {where}{note}", file=sys.stderr)
-    return len(todo)
+    print(f"{written} run(s) written, {len(specs) - len(todo)} already done, under {where}{note}", file=sys.stderr)
+    if failed:
+        skipped = len(todo) - written - len(failed)
+        rest = f", {skipped} not started after the same error twice" if skipped > 0 else ""
+        raise RunsFailed(f"{len(failed)} run(s) failed{rest}: {failed[-1][1]} (the finished runs' records are "
+                         "kept; fix the cause, then the same command runs only what is missing)")
+    return written
+
+
+class RunsFailed(RuntimeError):
+    """Some runs of a command failed; the message says how many and the last error."""
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import re
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -57,16 +56,13 @@ if __package__ in (None, ""):  # `python eval/sweep.py` puts eval/ on sys.path, 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eval.data import DataError, parse_n_train, task_path  # noqa: E402
-from eval.models import aliases, resolve  # noqa: E402
+from eval.preflight import model_problem  # noqa: E402
 from eval.records import RunSpec, is_done, varying_options  # noqa: E402
 from eval.tracks import TRACKS, DataRef, track  # noqa: E402
 
 BLOCK_KEYS = ("track", "task", "model", "method", "n_train", "seeds", "n_eval", "options")
 SPEC_KEYS = ("name", "description", "max_concurrency", "resources", "blocks", *BLOCK_KEYS)
 REQUIRED_BLOCK_KEYS = ("track", "task", "model", "method")
-PROVIDERS = ("hf", "ollama", "openai", "unsloth")  # `provider/model` prefixes the tracks understand
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_OLLAMA_TAG = re.compile(r"^[A-Za-z0-9][\w.-]*:[\w.-]+$")
 
 
 class SweepError(ValueError):
@@ -201,21 +197,6 @@ def load_sweep(path: str | Path) -> Sweep:
 
 
 # --- validation -----------------------------------------------------------------------------------------------------
-
-def model_problem(track: str, model: str) -> str | None:
-    """None when `model` is an alias or looks like an id the track can load; else the problem and the fix."""
-    if track == "baseline":
-        return None  # the baseline's model is its own label (tfidf-lr)
-    name = model
-    provider, _, rest = model.partition("/")
-    if provider in PROVIDERS and rest:
-        name = rest
-    if resolve(name).alias or _HUB_ID.match(name) or _OLLAMA_TAG.match(name):
-        return None
-    return (f"model {model!r} is neither an alias in eval/models.yaml ({', '.join(aliases())}) nor a plausible id "
-            "(org/name for the HF hub, name:tag for Ollama, or provider/model with provider in "
-            f"{', '.join(PROVIDERS)}); add an alias or give the full id")
-
 
 def validate(sweep: Sweep) -> tuple[list[str], list[str]]:
     """(problems, notes). Problems stop the sweep (the runs that did not build are among them); notes say what

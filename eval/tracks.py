@@ -125,11 +125,14 @@ def run_spec(spec: RunSpec, results_dir: str) -> Path:
     """Run one spec (what every executor calls). The spec must be what this checkout builds for it; otherwise the
     record would carry a run id that does not describe the run (a prompt file or default changed since it was
     planned), so it stops with the difference and the fix."""
+    from eval.preflight import check, fail_if
+
     t = track(spec.track)
     diff = spec_mismatch(spec, t.respec(spec))
     if diff:
         raise ValueError(f"run {spec.run_id} was planned with other settings than this checkout gives it: {diff}; "
                          "plan it again (rerun the sweep or the track command) to get its current run id")
+    fail_if(check([spec], results_dir, DataRef.of(spec).load()))
     return t.run(spec, results_dir)
 
 

@@ -23,14 +23,21 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python finetune/sft.py`: import from the repo root, not from finetune/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from eval.cli import add_data_args, add_run_args, build_config, config_parser, data_kwargs, values_with_role
+from eval.cli import (
+    add_data_args,
+    add_run_args,
+    build_config,
+    config_parser,
+    data_kwargs,
+    report_errors,
+    values_with_role,
+)
 from eval.data import TaskData, load_task
 from eval.dataref import data_ref, load_ref
 from eval.distributed import barrier, close, is_main, world_size
 from eval.labels import INVALID
 from eval.models import resolve
 from eval.records import RunSpec, finish_run, output_dir, record_path, run_all
-from eval.sources import DataError
 from eval.tracks import DataRef
 from finetune.backends import BackendError, cuda_available, select_backend
 from finetune.config import SFTArgs, default_config_file, trainer_args
@@ -212,19 +219,35 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, SFTAr
 
 def cli(argv: list[str] | None = None) -> int:
     ns, cfg = parse_args(argv)
-    try:
+
+    def body() -> int:
         task = load_task(**data_kwargs(ns))
-        select_backend(cfg.backend)  # fail before any run starts
         data = DataRef(task.name, data_ref(**data_kwargs(ns)))
         specs = [make_spec(cfg, data, n, seed, ns.n_eval) for n in ns.n_train for seed in ns.seeds]
         run_all(specs, ns.results_dir, ns.overwrite, lambda spec: run_one(spec, ns.results_dir, task=task),
                 desc=f"{cfg.model} SFT runs", note=f" (config: {ns.config or 'built-in defaults'})",
-                dry_run=ns.dry_run)
+                dry_run=ns.dry_run, task=task, debug=ns.debug)
         close()
-    except (DataError, BackendError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return report_errors(body, ns.debug)
+
+
+def preflight(spec: RunSpec) -> list[str]:
+    """What can be known before loading the model: the backend, 4-bit and the GGUF export can run here."""
+    cfg = config_from_spec(spec)
+    problems = []
+    try:
+        backend = select_backend(cfg.backend)
+    except BackendError as exc:
+        return [str(exc)]
+    if spec.method == "qlora" and not cuda_available():
+        problems.append("method qlora (4-bit) needs CUDA and none is visible: rerun with --quantization none (LoRA)")
+    if cfg.export_gguf and backend != "unsloth":
+        problems.append(f"--export-gguf needs the unsloth backend on CUDA (here the {backend} backend would run): "
+                        "drop --export-gguf, or add --merge and convert the merged folder with llama.cpp's "
+                        "convert_hf_to_gguf.py")
+    return problems
 
 
 if __name__ == "__main__":

@@ -24,10 +24,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python prompting/run.py`: import this checkout, not an installed copy
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.cli import data_kwargs, fields_with_role, option, parse_config, values_with_role
+from eval.cli import data_kwargs, fields_with_role, option, parse_config, report_errors, values_with_role
 from eval.data import TaskData, load_task
 from eval.dataref import data_ref, load_ref
 from eval.labels import INVALID
+from eval.preflight import check, fail_if
 from eval.prompts import Prompt, load_prompt, prompt_version
 from eval.records import RunSpec, finish_run, print_plan, should_run
 from eval.sources import DataError
@@ -70,6 +71,7 @@ class PromptConfig:
     results_dir: str = _opt("results", "where records (runs/) and the answer cache (cache/) go", role="cli")
     overwrite: bool = _opt(False, "rerun runs whose records exist (cached answers are still reused)", role="cli")
     dry_run: bool = _opt(False, "print the planned runs (run id, done/todo) and stop", role="cli")
+    debug: bool = _opt(False, "show the full traceback of an error", role="cli")
     retry_errors: bool = _opt(False, "re-ask the examples whose request failed last time", role="runtime")
     # how to reach the model (never changes an answer, so not part of the run id)
     host: str | None = _opt(None, "Ollama server; unset: $OLLAMA_HOST, else http://127.0.0.1:11434", role=_RT)
@@ -187,32 +189,38 @@ def plan(cfg: PromptConfig, task: TaskData) -> dict[tuple[int, int], list[RunSpe
 
 def main(cfg: PromptConfig, groups: dict[tuple[int, int], list[RunSpec]] | None = None,
          task: TaskData | None = None) -> int:
-    """The CLI run; `groups` (from run_one) replaces the planned specs, so a sweep's spec keeps its run id."""
-    try:
-        task = task or load_task(**data_kwargs(asdict(cfg)))  # 1. data: fixed test order, nested train subsets
-        backend = make_backend(cfg, task.scheme)  # 2. model: lazily imported backend
+    """The CLI run; `groups` (from run_one) replaces the planned specs, so a sweep's spec keeps its run id.
+    Every problem that can be seen before the first request is reported at once (eval/preflight.py)."""
+    written: list[Path] = []
+
+    def body() -> int:
+        data = task or load_task(**data_kwargs(asdict(cfg)))  # 1. data: fixed test order, nested train subsets
+        backend = make_backend(cfg, data.scheme)  # 2. model: lazily imported backend (nothing loaded yet)
+        specs = [s for g in groups.values() for s in g] if groups else all_specs(cfg, data)
         if cfg.dry_run:
-            print_plan(all_specs(cfg, task), cfg.results_dir)
+            print_plan(specs, cfg.results_dir)
             return 0
-        groups = groups or plan(cfg, task)  # 3. which records are missing
-        if not groups:
+        fail_if(check(specs, cfg.results_dir, data))
+        todo = groups or plan(cfg, data)  # 3. which records are missing
+        if not todo:
             print("nothing to do: every record exists (--overwrite reruns them)", file=sys.stderr)
             return 0
-        written: list[Path] = []
-        with AnswerCache(Path(cfg.results_dir) / "cache" / "prompting.sqlite") as cache:
-            # 4. per (seed, shots): cached answers, then the rest asked (the server is checked before the first
-            # request: down, model not pulled, bad URL), extracted, one record per --n-eval size
-            for (seed, shots), specs in groups.items():
-                written += run_group(cfg, task, backend, cache, seed, shots, specs)
-        backend.close()
-    except (DataError, BackendError, ImportError) as exc:
-        print(f"error: {exc}\n(answers received so far are cached; rerun the same command to resume)", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: answers received so far are cached; rerun the same command to resume", file=sys.stderr)
-        return 130
-    print(f"{len(written)} record(s) written under {cfg.results_dir}/runs/{task.name}/prompting/", file=sys.stderr)
-    return 0
+        try:
+            with AnswerCache(Path(cfg.results_dir) / "cache" / "prompting.sqlite") as cache:
+                # 4. per (seed, shots): cached answers, then the rest asked (the server is checked before the first
+                # request: down, model not pulled, bad URL), extracted, one record per --n-eval size
+                for (seed, shots), group in todo.items():
+                    written.extend(run_group(cfg, data, backend, cache, seed, shots, group))
+        except BackendError as exc:  # the server went away or refused: what it answered is kept
+            raise BackendError(f"{exc} (answers received before this are cached: once it is fixed, the same command "
+                               "resumes where it stopped)") from exc
+        finally:
+            backend.close()
+        print(f"{len(written)} record(s) written under {cfg.results_dir}/runs/{data.name}/prompting/",
+              file=sys.stderr)
+        return 0
+
+    return report_errors(body, cfg.debug)
 
 
 # --- the track contract (eval/tracks.py, eval/sweep.py): a RunSpec alone reproduces a run -------------------------

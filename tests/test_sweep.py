@@ -122,7 +122,7 @@ blocks:
     assert "unknown track 'baselin'" in err
     assert "unknown task 'nosuchtask'" in err
     assert "class_weight is 'balanced' or 'none'" in err
-    assert "model 'ollama/not a model' is neither an alias" in err  # make_spec names the backend
+    assert "unknown model 'ollama/not a model'" in err  # make_spec names the backend
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[p.name for p in SPECS])
