@@ -29,8 +29,9 @@ from typing import Any
 from eval.data import Example, TaskData, parse_n_train
 from eval.labels import INVALID
 from eval.metrics import compute_metrics
+from eval.record import SCHEMA as RECORD_SCHEMA  # noqa: F401 - the schema lives with the typed Record
+from eval.record import Record, load_records  # noqa: F401 - one loader for every reader (eval/record.py)
 
-RECORD_SCHEMA = 1
 PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "unsloth", "bitsandbytes",
             "scikit-learn", "numpy", "ollama", "openai", "ray")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -234,9 +235,10 @@ def finish_run(spec: RunSpec, task: TaskData, test: Sequence[Example], preds: Se
                raws: Sequence[str | None] | None = None, before_preds: Sequence[str] | None = None,
                before_raws: Sequence[str | None] | None = None, n_train_examples: int | None = None,
                versions: dict | None = None, extra: dict | None = None,
-               row_fields: Sequence[dict] | None = None) -> Path:
+               row_fields: Sequence[dict] | None = None, cost: dict | None = None) -> Path:
     """Score predictions, then write the per-example JSONL and the record (in that order, each atomically, so an
-    existing record always has its examples). Returns the record path.
+    existing record always has its examples). Returns the record path. The record is an eval.record.Record
+    (docs/records.md); `extra` holds the track's own fields and goes under `details`.
 
     `row_fields[i]` adds track-specific fields to example i's row (e.g. `truncated`, `error`), so that a re-scoring
     with eval/score.py can apply the same rules."""
@@ -261,26 +263,16 @@ def finish_run(spec: RunSpec, task: TaskData, test: Sequence[Example], preds: Se
     eval_s = float(timing.get("eval_s") or 0.0)
     timing = {"train_s": None, **timing}
     timing.setdefault("eval_examples_per_s", round(len(test) / eval_s, 3) if eval_s > 0 else None)
-    record = {
-        "schema": RECORD_SCHEMA,
-        "run_id": spec.run_id,
-        **spec.identity(),
-        "n_eval": len(test),
-        "n_eval_requested": spec.n_eval,
-        "n_train_examples": n_train_examples,
-        "model_id": model_id,
-        "backend": backend,
-        "labels": labels,
-        "split_hash": task.hashes(spec.n_train, spec.seed, spec.n_eval),
-        "metrics": metrics,
-        "before_training": before,
-        "timing": timing,
-        "versions": {"task": task.config.version, "labels": task.scheme.version, **(versions or {})},
-        "config": config or {},
-        "env": env_info(),
-        "examples_file": path.with_suffix(".jsonl").name,
-        **(extra or {}),
-    }
+    ident = spec.identity()
+    record = Record(
+        run_id=spec.run_id, track=spec.track, task=spec.task, model=spec.model, method=spec.method,
+        n_train=spec.n_train, seed=spec.seed, n_eval=len(test), options=ident["options"], metrics=metrics,
+        labels=labels, split_hash=task.hashes(spec.n_train, spec.seed, spec.n_eval), timing=timing,
+        versions={"task": task.config.version, "labels": task.scheme.version, **(versions or {})},
+        model_id=model_id, backend=backend, n_eval_requested=spec.n_eval, n_train_examples=n_train_examples,
+        before_training=before, config=config or {}, env=env_info(), examples_file=path.with_suffix(".jsonl").name,
+        data=spec.data, cost=cost, details=dict(extra or {}),
+    ).to_dict()
     atomic_write(path.with_suffix(".jsonl"), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     atomic_write(path, json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n")
     acc, (lo, hi) = metrics["accuracy"], metrics["accuracy_ci"]
@@ -288,24 +280,6 @@ def finish_run(spec: RunSpec, task: TaskData, test: Sequence[Example], preds: Se
           f"[{lo:.3f}, {hi:.3f}] valid {metrics['valid_rate']:.3f} macro-F1 {metrics['macro_f1']:.3f} "
           f"(n={len(test)}){' COLLAPSED' if metrics['collapsed'] else ''} -> {path}", file=sys.stderr)
     return path
-
-
-def load_records(results_dir: str | Path) -> tuple[list[dict], list[str]]:
-    """All records under results_dir/runs, plus one warning per unreadable file (named, with the fix)."""
-    records, problems = [], []
-    for p in sorted((Path(results_dir) / "runs").rglob("*.json")):
-        if "artifacts" in p.parts:
-            continue
-        try:
-            rec = json.loads(p.read_text(encoding="utf-8"))
-            missing = [k for k in ("track", "task", "model", "method", "metrics") if k not in rec]
-            if missing:
-                raise ValueError(f"missing fields {missing}")
-            rec["_path"] = str(p)
-            records.append(rec)
-        except (OSError, ValueError) as exc:
-            problems.append(f"skipped corrupt record {p}: {exc}. Delete it or rerun that run with --overwrite.")
-    return records, problems
 
 
 def load_examples(record: dict) -> list[dict]:

@@ -65,7 +65,7 @@ def test_few_shot_k_is_n_train_and_the_seed_picks_the_shots(tmp_path: Path) -> N
         ("fewshot", 2, 2, 0), ("fewshot", 2, 2, 1)}
     assert len({r["run_id"] for r in recs}) == 2
     assert all(p.count("### Input:") == 3 for p in prompts)
-    assert recs[0]["prompting"]["few_shot_ids"] != recs[1]["prompting"]["few_shot_ids"]
+    assert recs[0]["details"]["prompting"]["few_shot_ids"] != recs[1]["details"]["prompting"]["few_shot_ids"]
 
 
 def test_failed_requests_are_invalid_and_retry_errors_reasks_only_them(tmp_path: Path) -> None:
@@ -81,8 +81,8 @@ def test_failed_requests_are_invalid_and_retry_errors_reasks_only_them(tmp_path:
         assert main(config(tmp_path, srv.url)) == 0
         (rec,) = records(tmp_path / "results").values()
         bad = [e for e in rec["examples"] if e["pred"] == INVALID]
-        assert rec["prompting"]["errors"] == len(bad) == 1 and bad[0]["raw"] is None
-        assert rec["prompting"]["error_examples"][0]["error"].startswith("HTTP 500")
+        assert rec["details"]["prompting"]["errors"] == len(bad) == 1 and bad[0]["raw"] is None
+        assert rec["details"]["prompting"]["error_examples"][0]["error"].startswith("HTTP 500")
         asked = len(srv.prompts())
         assert main(config(tmp_path, srv.url, overwrite=True)) == 0  # the cached error is reused
         assert len(srv.prompts()) == asked
@@ -90,7 +90,7 @@ def test_failed_requests_are_invalid_and_retry_errors_reasks_only_them(tmp_path:
         assert main(config(tmp_path, srv.url, overwrite=True, retry_errors=True)) == 0
         assert len(srv.prompts()) == asked + 1
     (rec,) = records(tmp_path / "results").values()
-    assert rec["prompting"]["errors"] == 0 and rec["metrics"]["accuracy"] == 1.0
+    assert rec["details"]["prompting"]["errors"] == 0 and rec["metrics"]["accuracy"] == 1.0
 
 
 def test_server_down_is_one_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -200,13 +200,14 @@ def test_script_end_to_end(tiny_causal_lm: Path, tmp_path: Path) -> None:
     rec = json.loads(path.read_text())
     assert rec["backend"] == "hf" and rec["method"] == "lora" and rec["n_eval"] == 6 and rec["n_train"] == 12
     assert set(rec["metrics"]) >= {"accuracy", "valid_rate"} and set(rec["before_training"]) >= {"accuracy"}
-    assert rec["score_mode"]["metrics"]["valid_rate"] == 1.0 and len(rec["score_mode"]["preds"]) == 6
+    score_mode = rec["details"]["score_mode"]
+    assert score_mode["metrics"]["valid_rate"] == 1.0 and len(score_mode["preds"]) == 6
     assert rec["options"]["prompt_version"] == load_template().version and rec["config"]["max_steps"] == 3
     assert rec["versions"]["prompt"].startswith("sft@") and rec["timing"]["train_s"] > 0
     rows = [json.loads(x) for x in path.with_suffix(".jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [e.id for e in task.test(6)] and "before_pred" in rows[0]
-    assert Path(rec["artifacts"]["adapter"], "adapter_config.json").exists()
-    assert Path(rec["artifacts"]["merged"]).exists()
+    assert Path(rec["details"]["artifacts"]["adapter"], "adapter_config.json").exists()
+    assert Path(rec["details"]["artifacts"]["merged"]).exists()
     assert cli(argv) == 0  # the record exists: skipped, not rerun
 
 
