@@ -79,6 +79,30 @@ def report_errors(body: Callable[[], int], debug: bool = False) -> int:
         return 2
 
 
+THINK_LEVELS = ("low", "medium", "high")
+
+
+def parse_think(value: object) -> bool | str | None:
+    """`--think`, parsed once for every backend: None (the model's default), True / False, or a reasoning level
+    (low / medium / high, as gpt-oss style models and OpenAI's reasoning_effort take them)."""
+    if value is None or isinstance(value, bool):
+        return value
+    t = str(value).strip().lower()
+    if t in ("true", "on", "yes", "1"):
+        return True
+    if t in ("false", "off", "no", "0", "none"):
+        return False
+    if t in THINK_LEVELS:
+        return t
+    raise ValueError(f"--think takes true, false, {', '.join(THINK_LEVELS)} (or leave it unset), got {value!r}")
+
+
+def think_text(value: object) -> str | None:
+    """The canonical spelling of a --think value (so "on" and "true" are one setting and one run id)."""
+    v = parse_think(value)
+    return None if v is None else str(v).lower()
+
+
 # --- typed dataclass configs ----------------------------------------------------------------------------------------
 
 ROLES = ("result", "runtime", "spec", "cli")

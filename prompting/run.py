@@ -24,7 +24,16 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python prompting/run.py`: import this checkout, not an installed copy
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.cli import data_kwargs, fields_with_role, option, parse_config, report_errors, values_with_role
+from eval.cli import (
+    check_choices,
+    data_kwargs,
+    fields_with_role,
+    option,
+    parse_config,
+    report_errors,
+    think_text,
+    values_with_role,
+)
 from eval.data import TaskData, load_task
 from eval.dataref import data_ref, load_ref
 from eval.labels import INVALID
@@ -85,6 +94,10 @@ class PromptConfig:
     num_ctx: int | None = _opt(None, "Ollama context; unset: sized to the longest prompt", role="runtime")
     batch_size: int = _opt(16, "hf: prompts per forward pass (left-padded)", role="runtime")
     threads: int | None = _opt(None, "hf: torch CPU threads; 1 is fastest on a shared CPU (BENCHMARKS.md)", role=_RT)
+
+    def __post_init__(self) -> None:
+        check_choices(self)  # a YAML file or a sweep gets the checks argparse does
+        self.think = think_text(self.think)  # one spelling per setting: "on" and "true" give one run id
 
 
 def prompt_kind(cfg: PromptConfig, shots: int) -> str:

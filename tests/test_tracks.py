@@ -140,3 +140,28 @@ def test_a_data_file_is_part_of_the_spec_and_checked_on_load(tmp_path: Path) -> 
     assert changed.run_id != spec.run_id
     with pytest.raises(DataError, match="changed since this run was specified"):
         DataRef.of(spec).load()
+
+
+def test_think_is_parsed_once_and_spelled_one_way() -> None:
+    from eval.cli import parse_think
+    from prompting.backends.ollama import think_value
+    from prompting.backends.openai_compat import reasoning_effort
+
+    assert [parse_think(v) for v in (None, "on", "FALSE", "high")] == [None, True, False, "high"]
+    assert think_value("yes") is True and reasoning_effort("off") == "none" and reasoning_effort("low") == "low"
+    t = track("prompting")
+    ids = {t.make_spec(t.config_from_options("ollama/qwen3:8b", "cot", {"think": v}), DataRef("drugs"), 0, 0, 8).run_id
+           for v in ("on", "true", "1")}
+    assert len(ids) == 1
+    with pytest.raises(ValueError, match="--think takes true, false, low, medium, high"):
+        t.config_from_options("ollama/qwen3:8b", "cot", {"think": "maybe"})
+
+
+def test_weights_are_located_in_one_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from eval.weights import locate
+    from prompting.backends.hf import predicted_weights
+
+    assert locate(str(tmp_path)).label == f"local:{tmp_path.resolve()}"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert locate("gemma3-270m").kind == "offline" and predicted_weights("gemma3-270m") == locate("gemma3-270m").label
+    assert locate("org/some-model").label == "hub:org/some-model"
