@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # `python encoders/train.py`: make the repo impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from encoders.config import EncoderConfig, default_config_file
-from eval.cli import add_data_args, add_run_args, config_parser, data_kwargs, report_errors, values_with_role
+from eval.cli import add_data_args, add_run_args, data_kwargs, parse_track_args, report_errors, values_with_role
 from eval.data import Example, TaskData, load_task
 from eval.dataref import data_ref, load_ref
 from eval.distributed import accelerator, barrier, close
@@ -180,18 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(ap)
     add_run_args(ap)
-    config_parser(EncoderConfig, ap, title="encoder options")
-    args = ap.parse_args(argv)
+    defaults = EncoderConfig.__dataclass_fields__
+
+    def find_config(known: argparse.Namespace) -> Path | None:
+        """encoders/configs/<model>_<method>.yaml holds the tuned defaults for that pair."""
+        return default_config_file(known.model or defaults["model"].default,
+                                   known.method or defaults["method"].default)
+
+    cfg, args = parse_track_args(EncoderConfig, ap, argv, "encoder options", find_config)
 
     def body() -> int:
-        from eval.cli import build_config
-
-        if not args.config:  # encoders/configs/<model>_<method>.yaml holds the tuned defaults for that pair
-            defaults = EncoderConfig.__dataclass_fields__
-            path = default_config_file(getattr(args, "model", defaults["model"].default),
-                                       getattr(args, "method", defaults["method"].default))
-            args.config = str(path) if path else None
-        cfg = build_config(EncoderConfig, args)
         task = load_task(**data_kwargs(args))
         data = DataRef(task.name, data_ref(**data_kwargs(args)))
         specs = [make_spec(cfg, data, n, seed, args.n_eval) for n in args.n_train for seed in args.seeds]

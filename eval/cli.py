@@ -175,18 +175,28 @@ def _is_list(tp: Any) -> bool:
     return typing.get_origin(_unwrap(tp)[0]) in (list, tuple)
 
 
-def config_parser(cls: type, ap: argparse.ArgumentParser | None = None, title: str = "options"
-                  ) -> argparse.ArgumentParser:
+def config_parser(cls: type, ap: argparse.ArgumentParser | None = None, title: str = "options",
+                  file_values: dict | None = None, source: str | None = None) -> argparse.ArgumentParser:
+    """Flags for every field of `cls`. `file_values` (from `source`, a config file) are shown as the defaults that
+    apply, so --help never shows a built-in default that the automatic config file replaces."""
     ap = ap or argparse.ArgumentParser()
-    ap.add_argument("--config", help="YAML file of defaults for these options (the command line wins)")
+    if source:
+        try:
+            source = str(Path(source).resolve().relative_to(Path.cwd()))
+        except ValueError:
+            pass
+    ap.add_argument("--config", help="YAML file of defaults for these options (the command line wins)"
+                    + (f"; here: {source}" if source else ""))
     hints = typing.get_type_hints(cls)
-    g = ap.add_argument_group(title)
+    g = ap.add_argument_group(title + (f" (defaults from {source} where it sets them)" if source else ""))
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
         flag = "--" + f.name.replace("_", "-")
         helptext = f.metadata.get("help", "")
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+        if file_values and f.name in file_values:
+            default = f"{file_values[f.name]}, from {Path(str(source)).name}"
         kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{helptext} (default: {default})"}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
@@ -229,6 +239,24 @@ def build_config(cls: type[T], namespace: argparse.Namespace) -> T:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values.update({k: v for k, v in vars(namespace).items() if k in names})
     return cls(**coerce(cls, values))
+
+
+def parse_track_args(cls: type[T], ap: argparse.ArgumentParser, argv: list[str] | None, title: str,
+                     find_config: Callable[[argparse.Namespace], Path | None]) -> tuple[T, argparse.Namespace]:
+    """The track CLI shape: defaults < the config file (--config FILE, else the one `find_config` picks from the
+    spec fields already given, e.g. encoders/configs/<model>_<method>.yaml) < the command line. The file is read
+    before the full parser is built, so --help shows the defaults that will actually apply."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    for name in fields_with_role(cls, "spec"):
+        pre.add_argument("--" + name.replace("_", "-"), dest=name)
+    known, _ = pre.parse_known_args(argv)
+    path = known.config or find_config(known)
+    file_values = load_yaml_config(path, cls) if path else {}
+    config_parser(cls, ap, title=title, file_values=file_values, source=str(path) if path else None)
+    ns = ap.parse_args(argv)
+    ns.config = str(path) if path else None
+    return build_config(cls, ns), ns
 
 
 def parse_config(cls: type[T], argv: list[str] | None = None, ap: argparse.ArgumentParser | None = None

@@ -299,13 +299,6 @@ def varying_options(groups: Iterable[Sequence[dict]]) -> list[list[str]]:
     return out
 
 
-def iter_specs(track: str, task: str, model: str, method: str, n_trains: Iterable, seeds: Iterable[int],
-               n_eval: int | None = None, options: dict | None = None) -> list[RunSpec]:
-    """The grid one track command runs: one spec per (n_train, seed)."""
-    return [RunSpec(track=track, task=task, model=model, method=method, n_train=n, seed=s, n_eval=n_eval,
-                    options=dict(options or {})) for n in n_trains for s in seeds]
-
-
 __all__ = ["INVALID", "RunSpec", "finish_run", "is_done", "should_run", "record_path", "output_dir",
-           "load_records", "load_examples", "iter_specs", "env_info", "atomic_write", "evaluate", "varying_options",
+           "load_records", "load_examples", "env_info", "atomic_write", "evaluate", "varying_options",
            "run_all"]

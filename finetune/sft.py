@@ -23,15 +23,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python finetune/sft.py`: import from the repo root, not from finetune/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from eval.cli import (
-    add_data_args,
-    add_run_args,
-    build_config,
-    config_parser,
-    data_kwargs,
-    report_errors,
-    values_with_role,
-)
+from eval.cli import add_data_args, add_run_args, data_kwargs, parse_track_args, report_errors, values_with_role
 from eval.data import TaskData, load_task
 from eval.dataref import data_ref, load_ref
 from eval.distributed import barrier, close, is_main, world_size
@@ -208,13 +200,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, SFTAr
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(ap)
     add_run_args(ap)
-    config_parser(SFTArgs, ap, title="SFT options")
-    ns = ap.parse_args(argv)
-    if not getattr(ns, "model", None):
+    # finetune/configs/<model>.yaml holds the tuned defaults for a known model
+    cfg, ns = parse_track_args(SFTArgs, ap, argv, "SFT options",
+                               lambda known: default_config_file(known.model) if known.model else None)
+    if not cfg.model:
         ap.error("the following arguments are required: --model (an alias such as gemma3-270m, an HF id or a folder)")
-    if not ns.config:  # finetune/configs/<model>.yaml holds the tuned defaults for a known model
-        ns.config = default_config_file(ns.model)
-    return ns, build_config(SFTArgs, ns)
+    return ns, cfg
 
 
 def cli(argv: list[str] | None = None) -> int:
