@@ -34,9 +34,10 @@ Every run is built by its track's contract (eval/tracks.py): `config_from_option
 the same run started from the track command have one run id. Building the config is the option check: an unknown
 option or a bad value is a problem of the plan.
 
-Validation (always, before anything runs; `--dry-run` stops after it): tracks exist, every block's options build a
-config, task YAMLs exist (no data is loaded), models are aliases in eval/models.yaml or plausible ids (`org/name`,
-`name:tag`, `provider/...`), n_train / seeds / n_eval parse. All problems are reported at once.
+Validation (always, before anything runs; `--dry-run` stops after it; eval/preflight.py): tracks exist, every block's
+options build a config, tasks exist and their data loads, n_train / n_eval fit each task's data, models are aliases
+in eval/models.yaml or plausible ids (`org/name`, `name:tag`, `provider/...`), the results dir is writable, and (when
+the sweep runs here) each track can run on this machine. All problems are reported at once.
 """
 
 from __future__ import annotations
@@ -198,25 +199,46 @@ def load_sweep(path: str | Path) -> Sweep:
 
 # --- validation -----------------------------------------------------------------------------------------------------
 
-def validate(sweep: Sweep) -> tuple[list[str], list[str]]:
-    """(problems, notes). Problems stop the sweep (the runs that did not build are among them); notes say what
-    could not be checked here."""
+def validate(sweep: Sweep, results_dir: str | Path | None = None, here: bool = True
+             ) -> tuple[list[str], list[str]]:
+    """(problems, notes), every problem at once. Problems stop the sweep: runs that did not build, unknown tasks or
+    models, an unwritable results dir, n_train / n_eval that do not fit a task's data (eval/preflight.py). What
+    the tracks say cannot run on this machine (e.g. 4-bit without CUDA) is a problem when `here` (the sweep is
+    about to run here) and a note otherwise (a dry run may plan for another machine). Notes also say what could
+    not be checked (a task whose data does not load here)."""
+    from eval.data import load_task
+    from eval.preflight import data_problems, writable_problem
+    from eval.tracks import track
+
     problems: list[str] = list(sweep.problems)
-    checked: set[str] = set()
+    notes: list[str] = []
+
+    def add(where: list[str], msg: str | None) -> None:
+        if msg and msg not in where:
+            where.append(msg)
+
+    if results_dir is not None:
+        add(problems, writable_problem(results_dir))
+    tasks: dict[str, object] = {}
     for spec in sweep.runs:
         where = f"{spec.track}/{spec.task}/{spec.model}/{spec.method}"
-        if f"task:{spec.task}" not in checked:
-            checked.add(f"task:{spec.task}")
+        if spec.task not in tasks:
+            tasks[spec.task] = None
             try:
                 task_path(spec.task)
+                tasks[spec.task] = load_task(spec.task)
             except DataError as exc:
-                problems.append(f"{where}: {exc}")
-        if f"model:{spec.track}:{spec.model}" not in checked:
-            checked.add(f"model:{spec.track}:{spec.model}")
-            msg = model_problem(spec.track, spec.model)
-            if msg:
-                problems.append(f"{where}: {msg}")
-    return problems, []
+                add(problems if "unknown task" in str(exc) else notes,
+                    f"{where}: {exc}" if "unknown task" in str(exc)
+                    else f"data checks for task {spec.task} skipped: its data does not load here "
+                    f"({str(exc).splitlines()[0]})")
+        add(problems, f"{where}: {m}" if (m := model_problem(spec.track, spec.model)) else None)
+        if tasks[spec.task] is not None:
+            for p in data_problems(spec, tasks[spec.task]):
+                add(problems, f"{where}: {p}")
+        for p in track(spec.track).preflight(spec):
+            add(problems if here else notes, f"{where}: {p}" + ("" if here else " (on this machine)"))
+    return problems, notes
 
 
 # --- plan -----------------------------------------------------------------------------------------------------------
@@ -296,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.overwrite:
         todo = list(sweep.runs)
     print(plan)
-    problems, notes = validate(sweep)
+    problems, notes = validate(sweep, args.results_dir, here=not args.dry_run)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if problems:

@@ -141,3 +141,21 @@ def test_check_reports_each_problem_once(tmp_path: Path) -> None:
     specs = [RunSpec(track="encoders", task="t", model="minilm-l5", method="full", n_train=n) for n in (8, 16)]
     problems = check(specs, tmp_path)
     assert len(problems) == 1 and "minilm-l6" in problems[0]
+
+
+@needs_drugs
+def test_a_sweep_checks_data_and_the_results_dir_before_running(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    from eval.sweep import main
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\ntask: drugs\nblocks:\n"
+                    "  - {track: baseline, model: tfidf-lr, method: tfidf-lr, n_train: [16, 100000], n_eval: 5000}\n"
+                    "  - {track: prompting, model: ollama/llama3.1, method: fewshot, n_train: 100000}\n")
+    blocker = tmp_path / "f"
+    blocker.write_text("")
+    assert main([str(spec), "--results-dir", str(blocker / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "4 problem(s)" in err and "cannot write records under" in err
+    assert "--n-train 100000 exceeds the" in err and "--shots 100000 exceeds the" in err
+    assert "--n-eval 5000 is outside" in err and "Traceback" not in err
