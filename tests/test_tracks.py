@@ -165,3 +165,11 @@ def test_weights_are_located_in_one_place(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert locate("gemma3-270m").kind == "offline" and predicted_weights("gemma3-270m") == locate("gemma3-270m").label
     assert locate("org/some-model").label == "hub:org/some-model"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "eval" / "tasks").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_task_yaml_validates(path: Path) -> None:
+    from eval.data import load_config
+
+    cfg = load_config(str(path))
+    assert cfg.name == path.stem and len(cfg.labels) >= 2 and cfg.version
