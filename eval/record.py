@@ -55,10 +55,15 @@ class Record:
     data: dict[str, Any] | None = None  # ad-hoc --data: file, sha256, columns (eval.dataref); None: a named task
     cost: dict[str, Any] | None = None  # train_s, eval_s, examples_per_s, peak_rss_mb, cuda_peak_mb, device, dtype
     details: dict[str, Any] = field(default_factory=dict)  # track-specific: training history, prompting stats, ...
+    # top-level fields this schema does not define (written by newer code of the same schema version): kept as
+    # they are, so a reader that knows them still finds them
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"schema": self.schema}
-        out.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "schema"})
+        out.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("schema",
+                                                                                                  "extra")})
+        out.update({k: v for k, v in self.extra.items() if k not in out})
         return out
 
     @classmethod
@@ -72,17 +77,14 @@ class Record:
                               else f"is not a run record schema ({', '.join(map(str, READABLE))})"))
         if schema == 1:
             data = upgrade_v1(data)
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         required = [f.name for f in dataclasses.fields(cls)
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
         missing = [k for k in required if k not in data]
         if missing:
             raise RecordError(f"missing field(s) {', '.join(missing)}")
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise RecordError(f"unknown top-level field(s) {', '.join(unknown)} (track-specific fields go under "
-                              "`details`)")
-        rec = cls(**{k: v for k, v in data.items() if k in names})
+        rec = cls(**{k: v for k, v in data.items() if k in names},
+                  extra={k: v for k, v in data.items() if k not in names})
         rec.schema = SCHEMA
         rec.check()
         return rec

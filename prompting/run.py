@@ -264,8 +264,8 @@ def make_spec(cfg: PromptConfig, data: DataRef, n_train: int | str, seed: int, n
 
 def config_from_options(model: str, method: str, options: dict, **cli: object) -> PromptConfig:
     """A sweep block (or a spec's options) as a config: `prompt` may be a kind or a recorded version string."""
-    o = {k: v for k, v in options.items() if k not in DERIVED}
     settable = set(fields_with_role(PromptConfig, "result")) | set(fields_with_role(PromptConfig, "runtime"))
+    o = {k: v for k, v in options.items() if k not in DERIVED or k in settable}  # a config field wins
     unknown = sorted(set(o) - settable - {"backend", "prompt"})
     if unknown:
         raise ValueError(f"unknown prompting options {unknown}; known: {sorted(settable | {'backend', 'prompt'})}")
