@@ -18,7 +18,15 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python eval/baseline.py` puts eval/ on sys.path, not the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.cli import add_data_args, add_run_args, data_kwargs, option, report_errors, values_with_role  # noqa: E402
+from eval.cli import (  # noqa: E402
+    add_data_args,
+    add_run_args,
+    data_kwargs,
+    option,
+    parse_track_args,
+    report_errors,
+    values_with_role,
+)
 from eval.data import TaskData, load_task  # noqa: E402
 from eval.dataref import data_ref, load_ref  # noqa: E402
 from eval.records import RunSpec, finish_run, run_all  # noqa: E402
@@ -101,14 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     add_data_args(ap)
     add_run_args(ap)
     ap.add_argument("--class-weight", choices=["balanced", "none"], nargs="+", default=["balanced", "none"],
-                    help="balanced class weights, unweighted, or both (default: both)")
-    ap.add_argument("--C", type=float, default=10.0, help="inverse regularisation strength")
-    args = ap.parse_args(argv)
+                    help="balanced class weights, unweighted, or both: one run each (default: both)")
+    cfg, args = parse_track_args(Config, ap, argv, "baseline options", lambda known: None,
+                                 skip=("model", "method", "class_weight"))
 
     def body() -> int:
         task = load_task(**data_kwargs(args))
         data = DataRef(task.name, data_ref(**data_kwargs(args)))
-        specs = [make_spec(Config(class_weight=cw, C=args.C), data, n, seed, args.n_eval)
+        specs = [make_spec(dataclasses.replace(cfg, class_weight=cw, method=None), data, n, seed, args.n_eval)
                  for cw in args.class_weight for n in args.n_train for seed in args.seeds]
         run_all(specs, args.results_dir, args.overwrite, lambda spec: run_one(spec, args.results_dir, task),
                 desc="baseline runs", dry_run=args.dry_run, task=task, debug=args.debug)

@@ -176,7 +176,8 @@ def _is_list(tp: Any) -> bool:
 
 
 def config_parser(cls: type, ap: argparse.ArgumentParser | None = None, title: str = "options",
-                  file_values: dict | None = None, source: str | None = None) -> argparse.ArgumentParser:
+                  file_values: dict | None = None, source: str | None = None, skip: tuple[str, ...] = ()
+                  ) -> argparse.ArgumentParser:
     """Flags for every field of `cls`. `file_values` (from `source`, a config file) are shown as the defaults that
     apply, so --help never shows a built-in default that the automatic config file replaces."""
     ap = ap or argparse.ArgumentParser()
@@ -190,6 +191,8 @@ def config_parser(cls: type, ap: argparse.ArgumentParser | None = None, title: s
     hints = typing.get_type_hints(cls)
     g = ap.add_argument_group(title + (f" (defaults from {source} where it sets them)" if source else ""))
     for f in dataclasses.fields(cls):
+        if f.name in skip:  # the command defines this flag itself
+            continue
         tp = hints[f.name]
         flag = "--" + f.name.replace("_", "-")
         helptext = f.metadata.get("help", "")
@@ -242,21 +245,23 @@ def build_config(cls: type[T], namespace: argparse.Namespace) -> T:
 
 
 def parse_track_args(cls: type[T], ap: argparse.ArgumentParser, argv: list[str] | None, title: str,
-                     find_config: Callable[[argparse.Namespace], Path | None]) -> tuple[T, argparse.Namespace]:
+                     find_config: Callable[[argparse.Namespace], Path | None], skip: tuple[str, ...] = ()
+                     ) -> tuple[T, argparse.Namespace]:
     """The track CLI shape: defaults < the config file (--config FILE, else the one `find_config` picks from the
     spec fields already given, e.g. encoders/configs/<model>_<method>.yaml) < the command line. The file is read
     before the full parser is built, so --help shows the defaults that will actually apply."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     for name in fields_with_role(cls, "spec"):
-        pre.add_argument("--" + name.replace("_", "-"), dest=name)
+        if name not in skip:
+            pre.add_argument("--" + name.replace("_", "-"), dest=name)
     known, _ = pre.parse_known_args(argv)
     path = known.config or find_config(known)
     file_values = load_yaml_config(path, cls) if path else {}
-    config_parser(cls, ap, title=title, file_values=file_values, source=str(path) if path else None)
+    config_parser(cls, ap, title=title, file_values=file_values, source=str(path) if path else None, skip=skip)
     ns = ap.parse_args(argv)
     ns.config = str(path) if path else None
-    return build_config(cls, ns), ns
+    return build_config(cls, argparse.Namespace(**{k: v for k, v in vars(ns).items() if k not in skip})), ns
 
 
 def parse_config(cls: type[T], argv: list[str] | None = None, ap: argparse.ArgumentParser | None = None
