@@ -239,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results-dir", default="results")
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args(argv)
+    from eval.preflight import writable_problem
+
+    if problem := writable_problem(args.results_dir):  # one line naming the fix, not a traceback after the work
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     out, problems = build(args.results_dir, plots=not args.no_plots)
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)

@@ -159,3 +159,12 @@ def test_a_sweep_checks_data_and_the_results_dir_before_running(tmp_path: Path,
     assert "4 problem(s)" in err and "cannot write records under" in err
     assert "--n-train 100000 exceeds the" in err and "--shots 100000 exceeds the" in err
     assert "--n-eval 5000 is outside" in err and "Traceback" not in err
+
+
+def test_leaderboard_into_an_unwritable_dir_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from eval import leaderboard
+
+    blocker = tmp_path / "f"
+    blocker.write_text("")
+    assert leaderboard.main(["--results-dir", str(blocker / "r"), "--no-plots"]) == 2
+    assert "cannot write records under" in one_line_error(capsys.readouterr().err)
