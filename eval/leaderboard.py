@@ -21,8 +21,9 @@ import numpy as np
 
 from eval.metrics import bootstrap_ci
 from eval.records import atomic_write, load_examples, load_records, varying_options
+from eval.tracks import TRACKS
 
-TRACK_ORDER = {"baseline": 0, "encoders": 1, "finetune": 2, "prompting": 3}
+TRACK_ORDER = {name: i for i, name in enumerate(TRACKS)}  # the registry's order (eval/tracks.py)
 
 
 def _options_label(opts: dict) -> str:
@@ -184,7 +185,8 @@ def plot_task(task: str, rows: list[dict], majority: dict | None, path: Path) ->
         lo = np.array([p["accuracy_ci"][0] for p in pts])
         hi = np.array([p["accuracy_ci"][1] for p in pts])
         opts = _options_label(pts[0]["shown_options"])
-        label = f"{key[0]}: {pts[0]['model']} {pts[0]['method']}" + (f" ({opts})" if opts else "")
+        name = TRACKS[key[0]].label(pts[0]) if key[0] in TRACKS else f"{pts[0]['model']} {pts[0]['method']}"
+        label = f"{key[0]}: {name}" + (f" ({opts})" if opts else "")
         label = label if len(label) <= 80 else label[:77] + "..."  # the full options are in the table
         line = ax.plot(x, y, styles.get(key[0], "-"), marker="o", ms=4, label=label)[0]
         if len(x) > 1:
