@@ -22,17 +22,11 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 # (AdaLoRA's DeBERTa-v3 SST-2 script: 8e-4; SEEDS A: P-tuning 5e-4, prompt tuning 1e-3). FIELD-NOTES trap 10.
 DEFAULT_LR = {"full": 5e-5, "freeze-k": 1e-4, "lora": 8e-4, "ptuning": 5e-4, "prompt-tuning": 1e-3, "prefix": 1e-3}
 
-# fields that do not change a run's result: kept out of RunSpec.options so they do not change the run id
-NOT_RESULT = ("model", "method", "save_model", "eval_batch_size", "trust_remote_code")
-
-
-
-
 @dataclass
 class EncoderConfig:
     model: str = _f("minilm-l6", "alias in eval/models.yaml (bert-base-uncased, deberta-v3-base, minilm-l6, …), "
-                    "any HF id, or a local model folder")
-    method: str = _f("full", "what is trained", choices=METHODS)
+                    "any HF id, or a local model folder", role="spec")
+    method: str = _f("full", "what is trained", choices=METHODS, role="spec")
     loss: str = _f("ce", "training loss", choices=LOSSES)
     # --- optimisation: scaled to the sample size, so n=16 still gets enough steps --------------------------------
     lr: float | None = _f(None, "peak learning rate (of the head when --llrd < 1); None: per method "
@@ -43,7 +37,7 @@ class EncoderConfig:
     max_steps: int | None = _f(None, "hard cap on optimiser steps (None: no cap)")
     batch_size: int = _f(16, "training batch size")
     grad_accum: int = _f(1, "gradient accumulation steps")
-    eval_batch_size: int = _f(64, "batch size for validation and test predictions")
+    eval_batch_size: int = _f(64, "batch size for validation and test predictions", role="runtime")
     weight_decay: float = _f(0.01, "AdamW weight decay (not on biases and LayerNorm)")
     warmup_ratio: float = _f(0.1, "linear warmup over this share of the steps, then linear decay")
     grad_clip: float = _f(1.0, "clip the gradient norm to this (0: off)")
@@ -78,8 +72,9 @@ class EncoderConfig:
     mlm_probability: float = _f(0.15, "share of tokens masked")
     mlm_max_texts: int = _f(20000, "use at most this many unlabelled texts")
     # --- housekeeping --------------------------------------------------------------------------------------------
-    save_model: bool = _f(True, "save the model / adapter and label mapping in the run's artifacts folder")
-    trust_remote_code: bool = _f(False, "run code shipped with a hub model (off unless you trust it)")
+    save_model: bool = _f(True, "save the model / adapter and label mapping in the run's artifacts folder",
+                          role="runtime")
+    trust_remote_code: bool = _f(False, "run code shipped with a hub model (off unless you trust it)", role="runtime")
 
     def __post_init__(self) -> None:
         for name, allowed in (("method", METHODS), ("loss", LOSSES), ("select_metric", SELECT_METRICS),
@@ -108,7 +103,7 @@ class EncoderConfig:
     def from_spec(cls, model: str, method: str, options: dict) -> EncoderConfig:
         """Built-in defaults < encoders/configs/<model>_<method>.yaml (when it exists) < `options`."""
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - known - {"data"})
+        unknown = sorted(set(options) - known)
         if unknown:
             raise ValueError(f"unknown encoder options {unknown}; known: {sorted(known - set(NOT_RESULT))} "
                              "(python encoders/train.py --help explains each)")
@@ -119,6 +114,8 @@ class EncoderConfig:
         return cls(model=model, method=method, **coerce(cls, values))
 
 
+# fields that do not change a run's result (role "spec" or "runtime"): kept out of RunSpec.options and the run id
+NOT_RESULT = tuple(f.name for f in dataclasses.fields(EncoderConfig) if f.metadata.get("role") != "result")
 CONFIGS_DIR = Path(__file__).with_name("configs")
 
 

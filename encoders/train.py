@@ -25,16 +25,37 @@ if __package__ in (None, ""):  # `python encoders/train.py`: make the repo impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from encoders.config import EncoderConfig, default_config_file
-from eval.cli import add_data_args, add_run_args, config_parser, data_kwargs
+from eval.cli import add_data_args, add_run_args, data_kwargs, parse_track_args, report_errors, values_with_role
 from eval.data import Example, TaskData, load_task
+from eval.dataref import data_ref, load_ref
 from eval.distributed import accelerator, barrier, close
-from eval.records import RunSpec, finish_run, iter_specs, output_dir, record_path, run_all
+from eval.records import RunSpec, finish_run, output_dir, record_path, run_all
 from eval.sources import DataError
+from eval.tracks import DataRef
 
 
 def load_spec_task(spec: RunSpec) -> TaskData:
-    """The task of a spec: ad-hoc --data runs carry their data arguments in options['data']."""
-    return load_task(**spec.options["data"]) if spec.options.get("data") else load_task(spec.task)
+    """The task of a spec: a named task, or the ad-hoc files of its data reference (content hash checked)."""
+    return load_ref(spec.task, spec.data)
+
+
+# --- the track contract (eval/tracks.py) ----------------------------------------------------------------------------
+
+Config = EncoderConfig
+
+
+def config_from_options(model: str, method: str, options: dict) -> EncoderConfig:
+    """A sweep block: built-in defaults < encoders/configs/<model>_<method>.yaml < the options."""
+    return EncoderConfig.from_spec(model, method, options)
+
+
+def make_spec(cfg: EncoderConfig, data: DataRef, n_train: int | str, seed: int, n_eval: int | None) -> RunSpec:
+    return RunSpec(track="encoders", task=data.task, model=cfg.model, method=cfg.method, n_train=n_train, seed=seed,
+                   n_eval=n_eval, options=cfg.options(), data=data.ref, runtime=values_with_role(cfg, "runtime"))
+
+
+def config_from_spec(spec: RunSpec) -> EncoderConfig:
+    return EncoderConfig.from_spec(spec.model, spec.method, {**spec.options, **spec.runtime})
 
 
 def fit(cfg: EncoderConfig, path: str, labels: list[str], train_exs: list[Example], val_exs: list[Example], *,
@@ -101,17 +122,6 @@ def cross_validate(cfg: EncoderConfig, path: str, task: TaskData, train_exs: lis
     return summary
 
 
-def canonical_options(model: str, method: str, options: dict) -> dict:
-    """The options the CLI writes for this run (config-file defaults filled in), so sweep and CLI run ids agree."""
-    extra = {"data": options["data"]} if "data" in options else {}
-    return {**EncoderConfig.from_spec(model, method, options).options(), **extra}
-
-
-def validate_options(options: dict) -> None:
-    """For eval/sweep.py --dry-run: an unknown or invalid encoder option fails before anything runs."""
-    EncoderConfig.from_spec("any", "full", options)
-
-
 def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progress: bool = True) -> Path:
     """One run from its spec alone (the sweep contract in eval/tracks.py). Returns the record path."""
     import torch
@@ -120,7 +130,7 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progr
     from encoders.mlm import mlm_pretrain
     from encoders.modeling import count_parameters, locate_model, save_run_model
 
-    cfg = EncoderConfig.from_spec(spec.model, spec.method, spec.options).resolved()
+    cfg = config_from_spec(spec).resolved()
     task = task or load_spec_task(spec)
     train_exs, test = task.train(spec.n_train, spec.seed), task.test(spec.n_eval)
     acc = accelerator()  # None unless launched as several processes (accelerate launch / torchrun)
@@ -172,32 +182,25 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(ap)
     add_run_args(ap)
-    config_parser(EncoderConfig, ap, title="encoder options")
-    args = ap.parse_args(argv)
-    try:
-        from eval.cli import build_config
+    defaults = EncoderConfig.__dataclass_fields__
 
-        if not args.config:  # encoders/configs/<model>_<method>.yaml holds the tuned defaults for that pair
-            defaults = EncoderConfig.__dataclass_fields__
-            path = default_config_file(getattr(args, "model", defaults["model"].default),
-                                       getattr(args, "method", defaults["method"].default))
-            args.config = str(path) if path else None
-        cfg = build_config(EncoderConfig, args)
+    def find_config(known: argparse.Namespace) -> Path | None:
+        """encoders/configs/<model>_<method>.yaml holds the tuned defaults for that pair."""
+        return default_config_file(known.model or defaults["model"].default,
+                                   known.method or defaults["method"].default)
+
+    cfg, args = parse_track_args(EncoderConfig, ap, argv, "encoder options", find_config)
+
+    def body() -> int:
         task = load_task(**data_kwargs(args))
-        options = cfg.options()
-        if args.data:
-            options["data"] = data_kwargs(args)
-        specs = iter_specs("encoders", task.name, cfg.model, cfg.method, args.n_train, args.seeds, args.n_eval,
-                           options)
-        for spec in specs:  # fail on a bad --n-train before hours of training, not after
-            task.train(spec.n_train, spec.seed)
+        data = DataRef(task.name, data_ref(**data_kwargs(args)))
+        specs = [make_spec(cfg, data, n, seed, args.n_eval) for n in args.n_train for seed in args.seeds]
         run_all(specs, args.results_dir, args.overwrite, lambda spec: run_one(spec, args.results_dir, task),
-                desc=f"{cfg.model} {cfg.method} {cfg.loss} runs")
+                desc=f"{cfg.model} {cfg.method} {cfg.loss} runs", dry_run=args.dry_run, task=task, debug=args.debug)
         close()
-    except (DataError, ValueError, OSError) as exc:  # bad data, option, method or model name: one line, the fix
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return report_errors(body, args.debug)
 
 
 if __name__ == "__main__":

@@ -9,22 +9,67 @@ Writes records like any track (track `baseline`), so a fancy model has something
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from eval.cli import add_data_args, add_run_args, data_kwargs
-from eval.data import TaskData, load_task
-from eval.records import RunSpec, finish_run, iter_specs, run_all
-from eval.sources import DataError
+if __package__ in (None, ""):  # `python eval/baseline.py` puts eval/ on sys.path, not the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-DEFAULTS = {"class_weight": "balanced", "C": 10.0}
+from eval.cli import (  # noqa: E402
+    add_data_args,
+    add_run_args,
+    data_kwargs,
+    option,
+    parse_track_args,
+    report_errors,
+    values_with_role,
+)
+from eval.data import TaskData, load_task  # noqa: E402
+from eval.dataref import data_ref, load_ref  # noqa: E402
+from eval.records import RunSpec, finish_run, run_all  # noqa: E402
+from eval.tracks import DataRef  # noqa: E402
+
+METHODS = {"balanced": "tfidf-lr-balanced", "none": "tfidf-lr"}
 
 
-def canonical_options(model: str, method: str, options: dict) -> dict:
-    """The options the CLI writes for this method: its defaults, with the class weight the method name implies."""
-    implied = {"class_weight": "balanced" if method.endswith("-balanced") else "none"}
-    return {**DEFAULTS, **implied, **options}
+@dataclass
+class Config:
+    """The baseline's config. `method` names the run (by default from the class weight); it is not a setting."""
+
+    model: str = option("tfidf-lr", "the baseline's name on the leaderboard", role="spec")
+    method: str | None = option(None, "run name (default: tfidf-lr-balanced or tfidf-lr)", role="spec")
+    class_weight: str = option("balanced", "balanced class weights or none", choices=["balanced", "none"])
+    C: float = option(10.0, "inverse regularisation strength")
+
+    def __post_init__(self) -> None:
+        if self.class_weight not in METHODS:
+            raise ValueError(f"class_weight is 'balanced' or 'none', got {self.class_weight!r}")
+        if not isinstance(self.C, (int, float)) or isinstance(self.C, bool) or self.C <= 0:
+            raise ValueError(f"C is a positive number (inverse regularisation strength), got {self.C!r}")
+        self.C = float(self.C)
+        self.method = self.method or METHODS[self.class_weight]
+
+
+def config_from_options(model: str, method: str, options: dict) -> Config:
+    """A sweep block: the class weight the method name implies unless the options set it."""
+    known = {f.name for f in dataclasses.fields(Config)} - {"model", "method"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown baseline options {unknown}; the options are {sorted(known)}")
+    implied = "balanced" if method.endswith("-balanced") else "none"
+    return Config(model=model, method=method, **{"class_weight": implied, **options})
+
+
+def make_spec(cfg: Config, data: DataRef, n_train: int | str, seed: int, n_eval: int | None) -> RunSpec:
+    return RunSpec(track="baseline", task=data.task, model=cfg.model, method=str(cfg.method), n_train=n_train,
+                   seed=seed, n_eval=n_eval, options=values_with_role(cfg, "result"), data=data.ref)
+
+
+def config_from_spec(spec: RunSpec) -> Config:
+    return Config(model=spec.model, method=spec.method, **spec.options)
 
 
 def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Path:
@@ -33,7 +78,7 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Pa
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    task = task or load_task(spec.task)
+    task = task or load_ref(spec.task, spec.data)
     train = task.train(spec.n_train, spec.seed)
     test = task.test(spec.n_eval)
     class_weight = spec.options["class_weight"]
@@ -54,24 +99,9 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Pa
         preds = list(clf.predict([e.text for e in test]))
         eval_s = time.perf_counter() - t1
     return finish_run(spec, task, test, preds, results_dir=results_dir, model_id="tfidf(1-2gram)+logreg",
-               backend="sklearn", timing={"train_s": round(train_s, 4), "eval_s": round(eval_s, 4)},
-               config={"ngram_range": [1, 2], "sublinear_tf": True, **spec.options},
-               n_train_examples=len(train), cost={"device": "cpu", "dtype": "float64"})
-
-
-BASELINE_OPTIONS = ("class_weight", "C")
-
-
-def validate_options(options: dict) -> None:
-    """Called by `eval/sweep.py --dry-run`, so a typo fails before a sweep starts rather than mid-way."""
-    unknown = sorted(set(options) - set(BASELINE_OPTIONS))
-    missing = [k for k in BASELINE_OPTIONS if k not in options]
-    if unknown or missing:
-        raise ValueError(f"baseline options are {list(BASELINE_OPTIONS)}; unknown {unknown}, missing {missing}")
-    if options["class_weight"] not in ("balanced", "none"):
-        raise ValueError(f"class_weight is 'balanced' or 'none', got {options['class_weight']!r}")
-    if not isinstance(options["C"], (int, float)) or isinstance(options["C"], bool) or options["C"] <= 0:
-        raise ValueError(f"C is a positive number (inverse regularisation strength), got {options['C']!r}")
+                      backend="sklearn", timing={"train_s": round(train_s, 4), "eval_s": round(eval_s, 4)},
+                      config={"ngram_range": [1, 2], "sublinear_tf": True, **spec.options},
+                      n_train_examples=len(train), cost={"device": "cpu", "dtype": "float64"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,22 +109,20 @@ def main(argv: list[str] | None = None) -> int:
     add_data_args(ap)
     add_run_args(ap)
     ap.add_argument("--class-weight", choices=["balanced", "none"], nargs="+", default=["balanced", "none"],
-                    help="balanced class weights, unweighted, or both (default: both)")
-    ap.add_argument("--C", type=float, default=10.0, help="inverse regularisation strength")
-    args = ap.parse_args(argv)
-    try:
+                    help="balanced class weights, unweighted, or both: one run each (default: both)")
+    cfg, args = parse_track_args(Config, ap, argv, "baseline options", lambda known: None,
+                                 skip=("model", "method", "class_weight"))
+
+    def body() -> int:
         task = load_task(**data_kwargs(args))
-        specs = []
-        for cw in args.class_weight:
-            method = "tfidf-lr" + ("-balanced" if cw == "balanced" else "")
-            specs += iter_specs("baseline", task.name, "tfidf-lr", method, args.n_train, args.seeds, args.n_eval,
-                                {"class_weight": cw, "C": args.C})
+        data = DataRef(task.name, data_ref(**data_kwargs(args)))
+        specs = [make_spec(dataclasses.replace(cfg, class_weight=cw, method=None), data, n, seed, args.n_eval)
+                 for cw in args.class_weight for n in args.n_train for seed in args.seeds]
         run_all(specs, args.results_dir, args.overwrite, lambda spec: run_one(spec, args.results_dir, task),
-                desc="baseline runs")
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+                desc="baseline runs", dry_run=args.dry_run, task=task, debug=args.debug)
+        return 0
+
+    return report_errors(body, args.debug)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -46,16 +47,106 @@ def add_run_args(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
     g.add_argument("--results-dir", default="results", help="where run records go (default: results/)")
     g.add_argument("--overwrite", action="store_true", help="rerun runs whose records exist")
+    g.add_argument("--dry-run", action="store_true", help="print the planned runs (run id, done/todo) and stop")
+    g.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, LookupError, FileNotFoundError, PermissionError)
+
+
+def report_errors(body: Callable[[], int], debug: bool = False) -> int:
+    """Run a command's body: an error becomes one line on stderr and exit code 2 (the traceback only with --debug
+    or EVAL_DEBUG=1); Ctrl-C exits 130. Records already written stay: each is written atomically when its run ends.
+    Errors the suite raises on purpose (bad input: ValueError and its kin, the tracks' BackendError) are printed
+    as they are; anything else also names its type."""
+    import os
+    import sys
+
+    debug = debug or os.environ.get("EVAL_DEBUG") == "1"
+    try:
+        return body()
+    except KeyboardInterrupt:
+        print("interrupted: finished runs keep their records; the same command skips them", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 -- one line for the user; --debug shows the rest
+        if debug:
+            raise
+        expected = isinstance(exc, EXPECTED_ERRORS) or type(exc).__name__ in ("BackendError", "RunsFailed")
+        msg = str(exc).strip() or type(exc).__name__
+        print(f"error: {msg if expected else f'{type(exc).__name__}: {msg}'}", file=sys.stderr)
+        if not expected:
+            print("(rerun with --debug for the traceback)", file=sys.stderr)
+        return 2
+
+
+THINK_LEVELS = ("low", "medium", "high")
+
+
+def parse_think(value: object) -> bool | str | None:
+    """`--think`, parsed once for every backend: None (the model's default), True / False, or a reasoning level
+    (low / medium / high, as gpt-oss style models and OpenAI's reasoning_effort take them)."""
+    if value is None or isinstance(value, bool):
+        return value
+    t = str(value).strip().lower()
+    if t in ("true", "on", "yes", "1"):
+        return True
+    if t in ("false", "off", "no", "0", "none"):
+        return False
+    if t in THINK_LEVELS:
+        return t
+    raise ValueError(f"--think takes true, false, {', '.join(THINK_LEVELS)} (or leave it unset), got {value!r}")
+
+
+def think_text(value: object) -> str | None:
+    """The canonical spelling of a --think value (so "on" and "true" are one setting and one run id)."""
+    v = parse_think(value)
+    return None if v is None else str(v).lower()
 
 
 # --- typed dataclass configs ----------------------------------------------------------------------------------------
 
-def option(default: Any, help: str, **meta: Any) -> Any:  # noqa: A002 - mirrors argparse
+ROLES = ("result", "runtime", "spec", "cli")
+
+
+def option(default: Any, help: str, role: str = "result", **meta: Any) -> Any:  # noqa: A002 - mirrors argparse
     """A config field with its help text written once (config_parser reads `metadata["help"]`); list defaults are
-    copied per instance. Extra metadata such as `choices=` reaches argparse too."""
+    copied per instance. Extra metadata such as `choices=` reaches argparse too.
+
+    `role` says where the field goes in a RunSpec (eval/tracks.py):
+    - "result": it changes the result, so it is part of `RunSpec.options` and of the run id (the default);
+    - "runtime": only where or how fast the run happens (batch size for inference, server URL, export): carried in
+      `RunSpec.runtime`, outside the run id;
+    - "spec": a RunSpec field of its own (model, method);
+    - "cli": a command-line convenience that the run grid replaces (data flags, seeds, n_eval lists)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    meta = {"help": help, "role": role, **meta}
     if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help, **meta})
-    return dataclasses.field(default=default, metadata={"help": help, **meta})
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def fields_with_role(cls: Any, role: str) -> list[str]:
+    """Names of the config fields with this role (a field without one counts as "result")."""
+    return [f.name for f in dataclasses.fields(cls) if f.metadata.get("role", "result") == role]
+
+
+def values_with_role(cfg: Any, role: str) -> dict:
+    """{field: value} of a config instance for the fields with this role."""
+    return {k: _plain(getattr(cfg, k)) for k in fields_with_role(type(cfg), role)}
+
+
+def check_choices(cfg: Any) -> None:
+    """A field declared with `choices=` holds one of them (a YAML file or a sweep gets the same check as argparse)."""
+    for f in dataclasses.fields(cfg):
+        choices = f.metadata.get("choices")
+        value = getattr(cfg, f.name)
+        if choices and value is not None and value not in choices:
+            raise ValueError(f"{f.name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
 
 
 def _unwrap(tp: Any) -> tuple[Any, bool]:
@@ -84,18 +175,31 @@ def _is_list(tp: Any) -> bool:
     return typing.get_origin(_unwrap(tp)[0]) in (list, tuple)
 
 
-def config_parser(cls: type, ap: argparse.ArgumentParser | None = None, title: str = "options"
+def config_parser(cls: type, ap: argparse.ArgumentParser | None = None, title: str = "options",
+                  file_values: dict | None = None, source: str | None = None, skip: tuple[str, ...] = ()
                   ) -> argparse.ArgumentParser:
+    """Flags for every field of `cls`. `file_values` (from `source`, a config file) are shown as the defaults that
+    apply, so --help never shows a built-in default that the automatic config file replaces."""
     ap = ap or argparse.ArgumentParser()
-    ap.add_argument("--config", help="YAML file of defaults for these options (the command line wins)")
+    if source:
+        try:
+            source = str(Path(source).resolve().relative_to(Path.cwd()))
+        except ValueError:
+            pass
+    ap.add_argument("--config", help="YAML file of defaults for these options (the command line wins)"
+                    + (f"; here: {source}" if source else ""))
     hints = typing.get_type_hints(cls)
-    g = ap.add_argument_group(title)
+    g = ap.add_argument_group(title + (f" (defaults from {source} where it sets them)" if source else ""))
     for f in dataclasses.fields(cls):
+        if f.name in skip:  # the command defines this flag itself
+            continue
         tp = hints[f.name]
         flag = "--" + f.name.replace("_", "-")
         helptext = f.metadata.get("help", "")
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+        if file_values and f.name in file_values:
+            default = f"{file_values[f.name]}, from {Path(str(source)).name}"
         kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{helptext} (default: {default})"}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
@@ -138,6 +242,26 @@ def build_config(cls: type[T], namespace: argparse.Namespace) -> T:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values.update({k: v for k, v in vars(namespace).items() if k in names})
     return cls(**coerce(cls, values))
+
+
+def parse_track_args(cls: type[T], ap: argparse.ArgumentParser, argv: list[str] | None, title: str,
+                     find_config: Callable[[argparse.Namespace], Path | None], skip: tuple[str, ...] = ()
+                     ) -> tuple[T, argparse.Namespace]:
+    """The track CLI shape: defaults < the config file (--config FILE, else the one `find_config` picks from the
+    spec fields already given, e.g. encoders/configs/<model>_<method>.yaml) < the command line. The file is read
+    before the full parser is built, so --help shows the defaults that will actually apply."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    for name in fields_with_role(cls, "spec"):
+        if name not in skip:
+            pre.add_argument("--" + name.replace("_", "-"), dest=name)
+    known, _ = pre.parse_known_args(argv)
+    path = known.config or find_config(known)
+    file_values = load_yaml_config(path, cls) if path else {}
+    config_parser(cls, ap, title=title, file_values=file_values, source=str(path) if path else None, skip=skip)
+    ns = ap.parse_args(argv)
+    ns.config = str(path) if path else None
+    return build_config(cls, argparse.Namespace(**{k: v for k, v in vars(ns).items() if k not in skip})), ns
 
 
 def parse_config(cls: type[T], argv: list[str] | None = None, ap: argparse.ArgumentParser | None = None

@@ -28,9 +28,11 @@ from typing import Any
 from tqdm import tqdm
 
 from eval.records import REPO_ROOT, RunSpec, atomic_write, is_done, record_path
+from eval.tracks import TRACKS
 
-GPU_TRACKS = ("encoders", "finetune")  # tracks that want an accelerator; the others are CPU or server-bound
-SERVER_TRACKS = ("prompting",)  # runs that share one model server: capped by the spec's max_concurrency
+# what each track needs is declared once, on its Track (eval/tracks.py)
+GPU_TRACKS = tuple(t.name for t in TRACKS.values() if t.gpu)  # want an accelerator
+SERVER_TRACKS = tuple(t.name for t in TRACKS.values() if t.server)  # share one model server: max_concurrency
 RUNTIME_ENV_EXCLUDES = [".venv", "results", ".git", "**/artifacts", "*.gguf", "*.safetensors", "*.bin"]
 
 
@@ -166,12 +168,13 @@ def _local_outcome(spec: RunSpec, code: int, seconds: float, log: Path, results_
 # --- ray: one task per run ------------------------------------------------------------------------------------------
 
 def ray_options(track: str, cluster: dict, overrides: dict | None = None) -> dict:
-    """Resources one run asks for: a GPU for GPU tracks when the cluster has one (else 2 CPUs, for torch threads),
-    one CPU for the rest; the spec's `resources:` entry for the track wins."""
-    if track in GPU_TRACKS:
-        opts: dict = {"num_gpus": 1} if cluster.get("GPU", 0) >= 1 else {"num_cpus": min(2, cluster.get("CPU", 1))}
+    """Resources one run asks for: a GPU for GPU tracks when the cluster has one, else the track's CPUs (capped by
+    the cluster's); the spec's `resources:` entry for the track wins."""
+    t = TRACKS[track]
+    if t.gpu and cluster.get("GPU", 0) >= 1:
+        opts: dict = {"num_gpus": 1}
     else:
-        opts = {"num_cpus": 1}
+        opts = {"num_cpus": min(t.cpus, cluster.get("CPU", 1))}
     return {**opts, **(overrides or {})}
 
 

@@ -17,16 +17,14 @@ Offline weights that ship as GGUF are converted once and cached as safetensors (
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from eval.lm_cache import cached_gguf_checkpoint
 from eval.models import package_file, resolve
+from eval.weights import locate  # where weights come from is decided once, there
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +47,6 @@ def device_and_dtype() -> tuple[str, Any]:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps", torch.float32
     return "cpu", torch.float32
-
-
-@lru_cache(maxsize=1)
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A TCP probe, because a failing `from_pretrained` takes ~25 s of retries before it gives up."""
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _offline_mode() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def ensure_pad_token(tokenizer: Any, model: Any | None = None) -> str:
@@ -136,7 +119,7 @@ def load_causal_lm(
     if Path(name).expanduser().is_dir():
         model_id, source = str(Path(name).expanduser().resolve()), "local"
         model, tok = _load_dir(model_id, **kw)
-    elif info.offline and (_offline_mode() or not _hub_reachable()):
+    elif locate(name).kind == "offline":
         model, tok, model_id, source = _load_offline(name, info.offline, kw)
     else:
         model_id, source = info.id_for("hf"), "hub"

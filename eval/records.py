@@ -29,8 +29,9 @@ from typing import Any
 from eval.data import Example, TaskData, parse_n_train
 from eval.labels import INVALID
 from eval.metrics import compute_metrics
+from eval.record import SCHEMA as RECORD_SCHEMA  # noqa: F401 - the schema lives with the typed Record
+from eval.record import Record, load_records  # noqa: F401 - one loader for every reader (eval/record.py)
 
-RECORD_SCHEMA = 1
 PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "unsloth", "bitsandbytes",
             "scikit-learn", "numpy", "ollama", "openai", "ray")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +43,12 @@ def _slug(s: str) -> str:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything that determines a run's result. Frozen; `run_id` is derived from it."""
+    """Everything that determines a run's result. Frozen; `run_id` is derived from its identity.
+
+    `data` references ad-hoc local data (`--data FILE`): the file(s), their content hashes and columns
+    (eval.data.data_ref); None for a named task, whose YAML carries its own version. `runtime` holds settings that
+    change where or how fast a run happens, not its result (inference batch size, server URL, exports): carried
+    along so a sweep's run honours them, but outside the run id and equality."""
 
     track: str
     task: str
@@ -52,19 +58,39 @@ class RunSpec:
     seed: int = 0
     n_eval: int | None = None
     options: dict[str, Any] = field(default_factory=dict)  # anything else that changes the result
+    data: dict[str, Any] | None = None
+    runtime: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         n = parse_n_train(self.n_train)
         object.__setattr__(self, "n_train", "full" if n is None else n)
-        object.__setattr__(self, "options", json.loads(json.dumps(self.options, sort_keys=True, default=str)))
+        for name in ("options", "runtime"):
+            object.__setattr__(self, name, json.loads(json.dumps(getattr(self, name), sort_keys=True, default=str)))
+        if self.data is not None:
+            object.__setattr__(self, "data", json.loads(json.dumps(self.data, sort_keys=True, default=str)))
+
+    @classmethod
+    def from_record(cls, rec: dict) -> RunSpec:
+        """The spec a record was written for (its `n_eval` is what was scored; the spec asked `n_eval_requested`)."""
+        return cls(track=rec["track"], task=rec["task"], model=rec["model"], method=rec["method"],
+                   n_train=rec["n_train"], seed=rec["seed"], n_eval=rec.get("n_eval_requested"),
+                   options=rec.get("options") or {}, data=rec.get("data"))
+
+    def identity(self) -> dict:
+        """What the run id is derived from (`data` only when set, so named-task ids stay as they were)."""
+        out = {"track": self.track, "task": self.task, "model": self.model, "method": self.method,
+               "n_train": self.n_train, "seed": self.seed, "n_eval": self.n_eval, "options": self.options}
+        if self.data is not None:
+            out["data"] = self.data
+        return out
 
     def to_dict(self) -> dict:
-        return {"track": self.track, "task": self.task, "model": self.model, "method": self.method,
-                "n_train": self.n_train, "seed": self.seed, "n_eval": self.n_eval, "options": self.options}
+        """The identity plus the runtime settings: what an executor sends to the process that runs it."""
+        return {**self.identity(), **({"runtime": self.runtime} if self.runtime else {})}
 
     @property
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
 
     @property
     def run_id(self) -> str:
@@ -101,18 +127,54 @@ def should_run(spec: RunSpec, results_dir: str | Path, overwrite: bool = False, 
     return False
 
 
+def print_plan(specs: Sequence[RunSpec], results_dir: str | Path) -> None:
+    """One line per run: its id and whether its record exists (a track command's --dry-run)."""
+    for spec in specs:
+        print(f"{spec.track}  {spec.run_id}  {'done' if is_done(spec, results_dir) else 'todo'}")
+
+
 def run_all(specs: Sequence[RunSpec], results_dir: str | Path, overwrite: bool, run: Callable[[RunSpec], object],
-            desc: str, note: str = "") -> int:
-    """The loop every track's CLI ends with: skip runs whose record exists (unless `overwrite`), run the rest with a
-    progress bar over runs, then say what was done. Returns how many runs were written."""
+            desc: str, note: str = "", dry_run: bool = False, task: Any = None, debug: bool = False) -> int:
+    """The loop every track's CLI ends with: preflight every run (eval/preflight.py: all problems at once, before
+    any model is loaded), skip runs whose record exists (unless `overwrite`), run the rest with a progress bar over
+    runs, then say what was done. A run that fails does not lose the others: its error is printed, the remaining
+    runs go on (unless the same error repeats, which no other run will escape), and a RunsFailed error at the end
+    lists the failures. Returns how many runs were written."""
     from tqdm.auto import tqdm
 
+    from eval.preflight import check, fail_if
+
+    if dry_run:
+        print_plan(specs, results_dir)
+        return 0
+    fail_if(check(specs, results_dir, task))
     todo = [s for s in specs if should_run(s, results_dir, overwrite)]
+    failed: list[tuple[RunSpec, str]] = []
+    written = 0
     for spec in tqdm(todo, desc=desc, disable=not todo):
-        run(spec)
+        try:
+            run(spec)
+            written += 1
+        except Exception as exc:  # noqa: BLE001 -- reported below; the finished runs keep their records
+            if debug:
+                raise
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(f"run {spec.run_id} failed: {msg}", file=sys.stderr)
+            failed.append((spec, msg))
+            if len(failed) >= 2 and failed[-1][1] == failed[-2][1]:
+                break
     where = f"{results_dir}/runs/{_slug(specs[0].task)}/{specs[0].track}/" if specs else str(results_dir)
-    print(f"{len(todo)} run(s) written, {len(specs) - len(todo)} already done, under {where}{note}", file=sys.stderr)
-    return len(todo)
+    print(f"{written} run(s) written, {len(specs) - len(todo)} already done, under {where}{note}", file=sys.stderr)
+    if failed:
+        skipped = len(todo) - written - len(failed)
+        rest = f", {skipped} not started after the same error twice" if skipped > 0 else ""
+        raise RunsFailed(f"{len(failed)} run(s) failed{rest}: {failed[-1][1]} (the finished runs' records are "
+                         "kept; fix the cause, then the same command runs only what is missing)")
+    return written
+
+
+class RunsFailed(RuntimeError):
+    """Some runs of a command failed; the message says how many and the last error."""
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -175,7 +237,8 @@ def finish_run(spec: RunSpec, task: TaskData, test: Sequence[Example], preds: Se
                versions: dict | None = None, extra: dict | None = None,
                row_fields: Sequence[dict] | None = None, cost: dict | None = None) -> Path:
     """Score predictions, then write the per-example JSONL and the record (in that order, each atomically, so an
-    existing record always has its examples). Returns the record path.
+    existing record always has its examples). Returns the record path. The record is an eval.record.Record
+    (docs/records.md); `extra` holds the track's own fields and goes under `details`.
 
     `row_fields[i]` adds track-specific fields to example i's row (e.g. `truncated`, `error`), so that a re-scoring
     with eval/score.py can apply the same rules; a `status` there (eval.labels.parse_answer) is the parse status, else
@@ -212,27 +275,16 @@ def finish_run(spec: RunSpec, task: TaskData, test: Sequence[Example], preds: Se
     eval_s = float(timing.get("eval_s") or 0.0)
     timing = {"train_s": None, **timing}
     timing.setdefault("eval_examples_per_s", round(len(test) / eval_s, 3) if eval_s > 0 else None)
-    record = {
-        "schema": RECORD_SCHEMA,
-        "run_id": spec.run_id,
-        **spec.to_dict(),
-        "n_eval": len(test),
-        "n_eval_requested": spec.n_eval,
-        "n_train_examples": n_train_examples,
-        "model_id": model_id,
-        "backend": backend,
-        "labels": labels,
-        "split_hash": task.hashes(spec.n_train, spec.seed, spec.n_eval),
-        "metrics": metrics,
-        "before_training": before,
-        "timing": timing,
-        "cost": cost_record(timing, len(test), **(cost or {})),
-        "versions": {"task": task.config.version, "labels": task.scheme.version, **(versions or {})},
-        "config": config or {},
-        "env": env_info(),
-        "examples_file": path.with_suffix(".jsonl").name,
-        **(extra or {}),
-    }
+    ident = spec.identity()
+    record = Record(
+        run_id=spec.run_id, track=spec.track, task=spec.task, model=spec.model, method=spec.method,
+        n_train=spec.n_train, seed=spec.seed, n_eval=len(test), options=ident["options"], metrics=metrics,
+        labels=labels, split_hash=task.hashes(spec.n_train, spec.seed, spec.n_eval), timing=timing,
+        versions={"task": task.config.version, "labels": task.scheme.version, **(versions or {})},
+        model_id=model_id, backend=backend, n_eval_requested=spec.n_eval, n_train_examples=n_train_examples,
+        before_training=before, config=config or {}, env=env_info(), examples_file=path.with_suffix(".jsonl").name,
+        data=spec.data, cost=cost_record(timing, len(test), **(cost or {})), details=dict(extra or {}),
+    ).to_dict()
     atomic_write(path.with_suffix(".jsonl"), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     atomic_write(path, json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n")
     acc, (lo, hi) = metrics["accuracy"], metrics["accuracy_ci"]
@@ -240,24 +292,6 @@ def finish_run(spec: RunSpec, task: TaskData, test: Sequence[Example], preds: Se
           f"[{lo:.3f}, {hi:.3f}] valid {metrics['valid_rate']:.3f} macro-F1 {metrics['macro_f1']:.3f} "
           f"(n={len(test)}){' COLLAPSED' if metrics['collapsed'] else ''} -> {path}", file=sys.stderr)
     return path
-
-
-def load_records(results_dir: str | Path) -> tuple[list[dict], list[str]]:
-    """All records under results_dir/runs, plus one warning per unreadable file (named, with the fix)."""
-    records, problems = [], []
-    for p in sorted((Path(results_dir) / "runs").rglob("*.json")):
-        if "artifacts" in p.parts:
-            continue
-        try:
-            rec = json.loads(p.read_text(encoding="utf-8"))
-            missing = [k for k in ("track", "task", "model", "method", "metrics") if k not in rec]
-            if missing:
-                raise ValueError(f"missing fields {missing}")
-            rec["_path"] = str(p)
-            records.append(rec)
-        except (OSError, ValueError) as exc:
-            problems.append(f"skipped corrupt record {p}: {exc}. Delete it or rerun that run with --overwrite.")
-    return records, problems
 
 
 def load_examples(record: dict) -> list[dict]:
@@ -277,13 +311,6 @@ def varying_options(groups: Iterable[Sequence[dict]]) -> list[list[str]]:
     return out
 
 
-def iter_specs(track: str, task: str, model: str, method: str, n_trains: Iterable, seeds: Iterable[int],
-               n_eval: int | None = None, options: dict | None = None) -> list[RunSpec]:
-    """The grid one track command runs: one spec per (n_train, seed)."""
-    return [RunSpec(track=track, task=task, model=model, method=method, n_train=n, seed=s, n_eval=n_eval,
-                    options=dict(options or {})) for n in n_trains for s in seeds]
-
-
 __all__ = ["INVALID", "RunSpec", "finish_run", "is_done", "should_run", "record_path", "output_dir",
-           "load_records", "load_examples", "iter_specs", "env_info", "atomic_write", "evaluate", "varying_options",
+           "load_records", "load_examples", "env_info", "atomic_write", "evaluate", "varying_options",
            "run_all"]

@@ -29,19 +29,22 @@ the cartesian product in the order task > model > method > option grid > n_train
 order, so the plan (and every run id) is stable. Block `options` are merged over top-level `options` (and their
 `grid:` entries likewise). A run that two blocks both produce is kept once. Unknown keys fail with the known ones.
 
-Validation (always, before anything runs; `--dry-run` stops after it): tracks exist, task YAMLs exist (no data is
-loaded), models are aliases in eval/models.yaml or plausible ids (`org/name`, `name:tag`, `provider/...`), n_train /
-seeds / n_eval parse, and a track module's optional `validate_options(options: dict) -> None` accepts every option
-set (skipped with a note when the track's extra is not installed).
+Every run is built by its track's contract (eval/tracks.py): `config_from_options(model, method, options)` then
+`make_spec(config, data, n_train, seed, n_eval)`, the same `make_spec` the track's CLI calls, so a sweep's run and
+the same run started from the track command have one run id. Building the config is the option check: an unknown
+option or a bad value is a problem of the plan.
+
+Validation (always, before anything runs; `--dry-run` stops after it; eval/preflight.py): tracks exist, every block's
+options build a config, tasks exist and their data loads, n_train / n_eval fit each task's data, models are aliases
+in eval/models.yaml or plausible ids (`org/name`, `name:tag`, `provider/...`), the results dir is writable, and (when
+the sweep runs here) each track can run on this machine. All problems are reported at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import itertools
 import json
-import re
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -53,17 +56,14 @@ import yaml
 if __package__ in (None, ""):  # `python eval/sweep.py` puts eval/ on sys.path, not the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.data import DataError, task_path  # noqa: E402
-from eval.models import aliases, resolve  # noqa: E402
+from eval.data import DataError, parse_n_train, task_path  # noqa: E402
+from eval.preflight import model_problem  # noqa: E402
 from eval.records import RunSpec, is_done, varying_options  # noqa: E402
-from eval.tracks import TRACKS, canonical  # noqa: E402
+from eval.tracks import TRACKS, DataRef, track  # noqa: E402
 
 BLOCK_KEYS = ("track", "task", "model", "method", "n_train", "seeds", "n_eval", "options")
 SPEC_KEYS = ("name", "description", "max_concurrency", "resources", "blocks", *BLOCK_KEYS)
 REQUIRED_BLOCK_KEYS = ("track", "task", "model", "method")
-PROVIDERS = ("hf", "ollama", "openai", "unsloth")  # `provider/model` prefixes the tracks understand
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_OLLAMA_TAG = re.compile(r"^[A-Za-z0-9][\w.-]*:[\w.-]+$")
 
 
 class SweepError(ValueError):
@@ -79,6 +79,7 @@ class Sweep:
     max_concurrency: int | None = None
     resources: dict[str, dict] = field(default_factory=dict)
     duplicates: int = 0
+    problems: list[str] = field(default_factory=list)  # runs that could not be built (bad track or options)
 
 
 # --- loading and expansion ------------------------------------------------------------------------------------------
@@ -119,21 +120,32 @@ def _option_sets(options: dict) -> list[dict]:
     return [{**fixed, **dict(zip(keys, combo))} for combo in itertools.product(*(_as_list(grid[k]) for k in keys))]
 
 
-def expand_block(block: dict, where: str) -> list[RunSpec]:
+def expand_block(block: dict, where: str, problems: list[str]) -> list[RunSpec]:
+    """The block's runs, each built by its track's `make_spec`; a combination whose config does not build is a
+    problem (one line per distinct message), not a run."""
     missing = [k for k in REQUIRED_BLOCK_KEYS if block.get(k) in (None, [], "")]
     if missing:
         raise SweepError(f"{where}: missing {missing} (set them in the block or at the top level)")
+    try:
+        n_trains = [parse_n_train(n) for n in _as_list(block.get("n_train", "full"))]
+        n_evals = [None if n is None else int(n) for n in _as_list(block.get("n_eval"))]
+        seeds = [int(s) for s in _as_list(block.get("seeds", [0]))]
+    except (DataError, TypeError, ValueError) as exc:
+        raise SweepError(f"{where}: {exc}") from exc
     runs = []
-    for track, task, model, method, opts, n_train, n_eval, seed in itertools.product(
+    for name, task, model, method, opts in itertools.product(
             _as_list(block["track"]), _as_list(block["task"]), _as_list(block["model"]), _as_list(block["method"]),
-            _option_sets(block.get("options") or {}), _as_list(block.get("n_train", "full")),
-            _as_list(block.get("n_eval")), _as_list(block.get("seeds", [0]))):
+            _option_sets(block.get("options") or {})):
+        label = f"{where}: {name}/{task}/{model}/{method}"
         try:
-            runs.append(canonical(RunSpec(track=str(track), task=str(task), model=str(model), method=str(method),
-                                          n_train=n_train, seed=int(seed),
-                                          n_eval=None if n_eval is None else int(n_eval), options=opts)))
-        except (DataError, TypeError, ValueError) as exc:
-            raise SweepError(f"{where}: {exc}") from exc
+            t = track(str(name))
+            cfg = t.config_from_options(str(model), str(method), opts)
+            runs += [t.make_spec(cfg, DataRef(str(task)), "full" if n is None else n, seed, n_eval)
+                     for n in n_trains for n_eval in n_evals for seed in seeds]
+        except (DataError, TypeError, ValueError, ImportError, FileNotFoundError) as exc:
+            msg = f"{label}: {exc}"
+            if msg not in problems:
+                problems.append(msg)
     return runs
 
 
@@ -169,86 +181,63 @@ def load_sweep(path: str | Path) -> Sweep:
     runs: list[RunSpec] = []
     seen: set[str] = set()
     duplicates = 0
+    problems: list[str] = []
     for i, block in enumerate(blocks):
         where = f"{path} blocks[{i}]" if data.get("blocks") is not None else str(path)
         _check_keys(block, BLOCK_KEYS, where)
         merged = {**defaults, **block, "options": _merge_options(defaults.get("options"), block.get("options"), where)}
-        for spec in expand_block(merged, where):
-            key = json.dumps(spec.to_dict(), sort_keys=True)
+        for spec in expand_block(merged, where, problems):
+            key = spec.run_id
             if key in seen:
                 duplicates += 1
                 continue
             seen.add(key)
             runs.append(spec)
     return Sweep(name=str(data["name"]), path=path, runs=runs, description=str(data.get("description") or ""),
-                 max_concurrency=mc, resources=resources, duplicates=duplicates)
+                 max_concurrency=mc, resources=resources, duplicates=duplicates, problems=problems)
 
 
 # --- validation -----------------------------------------------------------------------------------------------------
 
-def model_problem(track: str, model: str) -> str | None:
-    """None when `model` is an alias or looks like an id the track can load; else the problem and the fix."""
-    if track == "baseline":
-        return None  # the baseline's model is its own label (tfidf-lr)
-    name = model
-    provider, _, rest = model.partition("/")
-    if provider in PROVIDERS and rest:
-        name = rest
-    if resolve(name).alias or _HUB_ID.match(name) or _OLLAMA_TAG.match(name):
-        return None
-    return (f"model {model!r} is neither an alias in eval/models.yaml ({', '.join(aliases())}) nor a plausible id "
-            "(org/name for the HF hub, name:tag for Ollama, or provider/model with provider in "
-            f"{', '.join(PROVIDERS)}); add an alias or give the full id")
+def validate(sweep: Sweep, results_dir: str | Path | None = None, here: bool = True
+             ) -> tuple[list[str], list[str]]:
+    """(problems, notes), every problem at once. Problems stop the sweep: runs that did not build, unknown tasks or
+    models, an unwritable results dir, n_train / n_eval that do not fit a task's data (eval/preflight.py). What
+    the tracks say cannot run on this machine (e.g. 4-bit without CUDA) is a problem when `here` (the sweep is
+    about to run here) and a note otherwise (a dry run may plan for another machine). Notes also say what could
+    not be checked (a task whose data does not load here)."""
+    from eval.data import load_task
+    from eval.preflight import data_problems, writable_problem
+    from eval.tracks import track
 
-
-def _track_validator(track: str) -> tuple[Any, str | None]:
-    """The track's validate_options (or None) and a note when its module does not import here."""
-    module = TRACKS[track][0].split(":")[0]
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        if exc.name == module:
-            return None, f"option checks for track {track} skipped: {module} is not in this checkout yet"
-        extra = TRACKS[track][1]
-        return None, (f"option checks for track {track} skipped: {module} needs {exc.name}; "
-                      f"pip install -e '.[{extra}]' to check them")
-    return getattr(mod, "validate_options", None), None
-
-
-def validate(sweep: Sweep) -> tuple[list[str], list[str]]:
-    """(problems, notes). Problems stop the sweep; notes say what could not be checked here."""
-    problems: list[str] = []
+    problems: list[str] = list(sweep.problems)
     notes: list[str] = []
-    checked: set[str] = set()
-    validators: dict[str, Any] = {}
+
+    def add(where: list[str], msg: str | None) -> None:
+        if msg and msg not in where:
+            where.append(msg)
+
+    if results_dir is not None:
+        add(problems, writable_problem(results_dir))
+    tasks: dict[str, object] = {}
     for spec in sweep.runs:
         where = f"{spec.track}/{spec.task}/{spec.model}/{spec.method}"
-        if spec.track not in TRACKS:
-            problems.append(f"{where}: unknown track {spec.track!r}; tracks are {', '.join(TRACKS)}")
-            continue
-        for check in ("task", "model"):
-            msg = None
-            if check == "task" and f"task:{spec.task}" not in checked:
-                try:
-                    task_path(spec.task)
-                except DataError as exc:
-                    msg = str(exc)
-            elif check == "model" and f"model:{spec.track}:{spec.model}" not in checked:
-                msg = model_problem(spec.track, spec.model)
-            checked.add(f"task:{spec.task}" if check == "task" else f"model:{spec.track}:{spec.model}")
-            if msg:
-                problems.append(f"{where}: {msg}")
-        if spec.track not in validators:
-            validators[spec.track], note = _track_validator(spec.track)
-            if note:
-                notes.append(note)
-        key = f"options:{spec.track}:{json.dumps(spec.options, sort_keys=True)}"
-        if validators[spec.track] is not None and key not in checked:
-            checked.add(key)
+        if spec.task not in tasks:
+            tasks[spec.task] = None
             try:
-                validators[spec.track](dict(spec.options))
-            except (ValueError, TypeError, KeyError) as exc:
-                problems.append(f"{where}: options {spec.options}: {exc}")
+                task_path(spec.task)
+                tasks[spec.task] = load_task(spec.task)
+            except DataError as exc:
+                add(problems if "unknown task" in str(exc) else notes,
+                    f"{where}: {exc}" if "unknown task" in str(exc)
+                    else f"data checks for task {spec.task} skipped: its data does not load here "
+                    f"({str(exc).splitlines()[0]})")
+        add(problems, f"{where}: {m}" if (m := model_problem(spec.track, spec.model)) else None)
+        if tasks[spec.task] is not None:
+            for p in data_problems(spec, tasks[spec.task]):
+                add(problems, f"{where}: {p}")
+        for p in track(spec.track).preflight(spec):
+            add(problems if here else notes, f"{where}: {p}" + ("" if here else " (on this machine)"))
     return problems, notes
 
 
@@ -329,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.overwrite:
         todo = list(sweep.runs)
     print(plan)
-    problems, notes = validate(sweep)
+    problems, notes = validate(sweep, args.results_dir, here=not args.dry_run)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     if problems:

@@ -1,6 +1,6 @@
 """The SFT run configuration: one typed dataclass. `finetune/configs/<model>.yaml` (or --config) sets defaults, the
 command line wins, unknown keys fail (eval.cli). Fields that change results go into RunSpec.options; the rest
-(`RUNTIME_ONLY`) only change where or how fast it runs."""
+(role "runtime", `RUNTIME_ONLY`) only change where or how fast it runs."""
 
 from __future__ import annotations
 
@@ -10,26 +10,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eval.cli import check_choices, values_with_role
 from eval.cli import option as _f  # one field helper for every track's config
 
 CONFIGS_DIR = Path(__file__).with_name("configs")
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-RUNTIME_ONLY = {"backend", "quantization", "eval_batch_size", "gradient_checkpointing", "merge", "export_gguf"}
-
-
+_RT = "runtime"  # role of the fields that only change where or how fast a run happens (eval.cli.option)
 
 
 @dataclass
 class SFTArgs:
-    # --- where it runs (not part of the run id) ---
+    model: str | None = _f(None, "an alias in eval/models.yaml (e.g. qwen3-4b), any HF id or a local folder",
+                           role="spec")
+    # --- where it runs (not part of the run id; the method, lora or qlora, says whether it is 4-bit) ---
     backend: str = _f("auto", "auto = unsloth when CUDA is present and unsloth imports, else hf (transformers+peft)",
-                      choices=["auto", "unsloth", "hf"])
+                      choices=["auto", "unsloth", "hf"], role=_RT)
     quantization: str = _f("auto", "auto = 4-bit (QLoRA) on CUDA, none (LoRA) elsewhere",
-                           choices=["auto", "4bit", "none"])
-    eval_batch_size: int = _f(16, "batch size of both evaluations (left-padded, length-sorted)")
-    gradient_checkpointing: bool | None = _f(None, "default: on with CUDA, off on CPU (it only saves memory)")
-    merge: bool = _f(False, "also save the merged (base + LoRA) weights")
-    export_gguf: str | None = _f(None, "unsloth only: write a GGUF with this quantization (e.g. q4_k_m) + a Modelfile")
+                           choices=["auto", "4bit", "none"], role=_RT)
+    eval_batch_size: int = _f(16, "batch size of both evaluations (left-padded, length-sorted)", role=_RT)
+    gradient_checkpointing: bool | None = _f(None, "default: on with CUDA, off on CPU (it only saves memory)",
+                                             role=_RT)
+    merge: bool = _f(False, "also save the merged (base + LoRA) weights", role=_RT)
+    export_gguf: str | None = _f(None, "unsloth only: write a GGUF with this quantization (e.g. q4_k_m) + a Modelfile",
+                                 role=_RT)
     # --- what it computes (part of the run id) ---
     max_seq_length: int = _f(256, "prompt + answer + EOS in tokens; inputs are cut to fit")
     lora_r: int = _f(16, "LoRA rank")
@@ -51,9 +54,13 @@ class SFTArgs:
     prompt: str = _f("sft", "prompt file in prompts/ (or a .txt path)")
     chat: bool | None = _f(None, "use the chat template (default: when the tokenizer has one)")
 
+    def __post_init__(self) -> None:
+        check_choices(self)
+        self.target_modules = list(self.target_modules)
+
     def options(self) -> dict[str, Any]:
         """What goes into RunSpec.options: every field that changes results."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUNTIME_ONLY}
+        return values_with_role(self, "result")
 
     @classmethod
     def from_options(cls, options: dict[str, Any], **runtime: Any) -> SFTArgs:
@@ -74,6 +81,9 @@ class SFTArgs:
         per_epoch = math.ceil(n_examples / (self.batch_size * self.grad_accum))
         steps = max(math.ceil(self.num_train_epochs * per_epoch), self.min_steps)
         return min(steps, self.max_steps) if self.max_steps else steps
+
+
+RUNTIME_ONLY = {f.name for f in dataclasses.fields(SFTArgs) if f.metadata.get("role") == "runtime"}
 
 
 def default_config_file(model: str) -> Path | None:

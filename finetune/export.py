@@ -129,5 +129,6 @@ def _update_artifacts(record: Path, found: dict) -> None:
     from eval.records import atomic_write
 
     data = json.loads(record.read_text(encoding="utf-8"))
-    data["artifacts"] = {**(data.get("artifacts") or {}), **found}
+    details = data.setdefault("details", {})  # a track's own fields live under `details` (docs/records.md)
+    details["artifacts"] = {**(details.get("artifacts") or {}), **found}
     atomic_write(record, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")

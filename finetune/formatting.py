@@ -31,8 +31,9 @@ class PromptTemplate:
     template: str  # the body after the header; holds {labels} and {text}
 
     def fill(self, labels: Sequence[str], text: str) -> str:
-        # replace, not str.format: reviews contain braces
-        return self.template.replace("{labels}", ", ".join(labels)).replace("{text}", text)
+        from eval.prompts import fill  # the one template filler (one pass: braces inside a review stay)
+
+        return fill(self.template, {"labels": ", ".join(labels), "text": text})
 
 
 def load_template(name: str = "sft") -> PromptTemplate:
@@ -40,12 +41,12 @@ def load_template(name: str = "sft") -> PromptTemplate:
 
     prompts/sft.txt is the SFT prompt; prompts/sft_instruction.txt is the prompting track's shared instruction
     (no input slot), so it is not a complete SFT template."""
-    from prompting.prompts import PROMPTS_DIR, read_template  # the one reader of versioned prompt files
+    from eval import prompts  # the one reader of versioned prompt files
 
-    path = Path(name) if name.endswith(".txt") else PROMPTS_DIR / f"{name}.txt"
+    path = Path(name) if name.endswith(".txt") else prompts.PROMPTS_DIR / f"{name}.txt"
     if not path.exists():
         raise FileNotFoundError(f"prompt template {path} not found (the SFT prompt is prompts/sft.txt)")
-    tf = read_template(path)
+    tf = prompts.read_template(path)
     template = tf.body.strip("\n")
     missing = [slot for slot in ("{labels}", "{text}") if slot not in template]
     if missing:

@@ -23,44 +23,53 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python finetune/sft.py`: import from the repo root, not from finetune/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from eval.cli import add_data_args, add_run_args, build_config, config_parser, data_kwargs
+from eval.cli import add_data_args, add_run_args, data_kwargs, parse_track_args, report_errors, values_with_role
 from eval.data import TaskData, load_task
+from eval.dataref import data_ref, load_ref
 from eval.distributed import barrier, close, is_main, world_size
 from eval.labels import INVALID
 from eval.models import resolve
-from eval.records import RunSpec, finish_run, iter_specs, output_dir, record_path, run_all
-from eval.sources import DataError
-from finetune.backends import BackendError, quantize_4bit, select_backend
-from finetune.config import RUNTIME_ONLY, SFTArgs, default_config_file, trainer_args
+from eval.records import RunSpec, finish_run, output_dir, record_path, run_all
+from eval.tracks import DataRef
+from finetune.backends import BackendError, cuda_available, select_backend
+from finetune.config import SFTArgs, default_config_file, trainer_args
 from finetune.formatting import Formatter, load_template
 from finetune.predict import ModeResult, evaluate
 
+# --- the track contract (eval/tracks.py) ----------------------------------------------------------------------------
 
-def run_one(spec: RunSpec, results_dir: str, *, task: TaskData | None = None, runtime: dict | None = None) -> Path:
-    """The track contract (eval/tracks.py). spec.options override finetune/configs/<model>.yaml, which overrides
-    the built-in defaults; `runtime` (backend, eval batch size, merge/export) may also come in the options.
-    Returns the record path; the record's config holds every effective value."""
-    cfg = SFTArgs.from_options({**_config_file_values(spec.model), **spec.options}, **(runtime or {}))
-    return main(spec, cfg, results_dir, task=task)
+Config = SFTArgs
 
 
-def canonical_options(model: str, method: str, options: dict) -> dict:
-    """The options the CLI writes for this run (finetune/configs/<model>.yaml filled in, the prompt's version
-    pinned), so a sweep and the CLI give the same run the same id. Runtime-only settings given here are kept."""
-    runtime = {k: v for k, v in options.items() if k in RUNTIME_ONLY}
-    cfg = SFTArgs.from_options({k: v for k, v in {**_config_file_values(model), **options}.items()
-                                if k not in RUNTIME_ONLY and k != "prompt_version"})
-    return {**cfg.options(), "prompt_version": options.get("prompt_version", load_template(cfg.prompt).version),
-            **runtime}
+def config_from_options(model: str, method: str, options: dict) -> SFTArgs:
+    """A sweep block: built-in defaults < finetune/configs/<model>.yaml < the options; the method (lora, qlora)
+    sets the quantization unless the options do."""
+    if method not in ("lora", "qlora"):
+        raise ValueError(f"SFT methods are lora and qlora (4-bit, CUDA), got {method!r}")
+    values = {**_config_file_values(model), "quantization": "4bit" if method == "qlora" else "none", **options}
+    return SFTArgs.from_options({**values, "model": model})
 
 
-def validate_options(options: dict) -> None:
-    """Called by `eval/sweep.py --dry-run`: an unknown option or a bad choice fails before a sweep starts."""
-    cfg = SFTArgs.from_options(options)
-    for f in dataclasses.fields(SFTArgs):
-        choices = f.metadata.get("choices")
-        if choices and getattr(cfg, f.name) not in choices:
-            raise ValueError(f"SFT option {f.name} must be one of {choices}, got {getattr(cfg, f.name)!r}")
+def make_spec(cfg: SFTArgs, data: DataRef, n_train: int | str, seed: int, n_eval: int | None) -> RunSpec:
+    """The prompt file's version is part of the options: editing prompts/sft.txt changes the run id."""
+    if not cfg.model:
+        raise ValueError("name the model to fine-tune: --model ALIAS (e.g. gemma3-270m)")
+    # what the run asks for, feasible here or not (a sweep plans runs for a GPU machine; preflight checks CUDA)
+    method = "qlora" if cfg.quantization == "4bit" or (cfg.quantization == "auto" and cuda_available()) else "lora"
+    options = {**cfg.options(), "prompt_version": load_template(cfg.prompt).version}
+    return RunSpec(track="finetune", task=data.task, model=cfg.model, method=method, n_train=n_train, seed=seed,
+                   n_eval=n_eval, options=options, data=data.ref, runtime=values_with_role(cfg, "runtime"))
+
+
+def config_from_spec(spec: RunSpec) -> SFTArgs:
+    options = {k: v for k, v in spec.options.items() if k != "prompt_version"}
+    runtime = {**spec.runtime, "quantization": "4bit" if spec.method == "qlora" else "none"}  # the method decides
+    return SFTArgs.from_options({**options, "model": spec.model}, **runtime)
+
+
+def run_one(spec: RunSpec, results_dir: str, *, task: TaskData | None = None) -> Path:
+    """Run one spec; returns the record path (the record's config holds every effective value)."""
+    return main(spec, config_from_spec(spec), results_dir, task=task)
 
 
 def _config_file_values(model: str) -> dict:
@@ -80,14 +89,14 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
     from finetune.trainer import make_trainer
 
     # --- data ---
-    task = task or load_task(spec.task)
+    task = task or load_ref(spec.task, spec.data)
     train = task.train(spec.n_train, spec.seed)
     test = task.test(spec.n_eval)
     template = load_template(cfg.prompt)
     wanted = spec.options.get("prompt_version")
     if wanted is not None and str(wanted) != template.version:
-        raise ValueError(f"spec asks for prompt {cfg.prompt} version {wanted}, the file is version "
-                         f"{template.version}; rebuild the spec from the current prompt file")
+        raise ValueError(f"this run was planned with prompt {cfg.prompt} version {wanted}, the file is now version "
+                         f"{template.version}; plan it again (rerun the command) to get its current run id")
 
     # --- model (the only backend-specific stage) ---
     four_bit = spec.method == "qlora"
@@ -193,35 +202,47 @@ def _mode_summary(test: list, task: TaskData, seed: int, after: ModeResult, befo
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, SFTArgs]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="an alias in eval/models.yaml (e.g. qwen3-4b), any HF id or a "
-                                                   "local folder")
     add_data_args(ap)
     add_run_args(ap)
-    config_parser(SFTArgs, ap, title="SFT options")
-    ns = ap.parse_args(argv)
-    if not ns.config:  # finetune/configs/<model>.yaml holds the tuned defaults for a known model
-        ns.config = default_config_file(ns.model)
-    return ns, build_config(SFTArgs, ns)
+    # finetune/configs/<model>.yaml holds the tuned defaults for a known model
+    cfg, ns = parse_track_args(SFTArgs, ap, argv, "SFT options",
+                               lambda known: default_config_file(known.model) if known.model else None)
+    if not cfg.model:
+        ap.error("the following arguments are required: --model (an alias such as gemma3-270m, an HF id or a folder)")
+    return ns, cfg
 
 
 def cli(argv: list[str] | None = None) -> int:
     ns, cfg = parse_args(argv)
-    try:
+
+    def body() -> int:
         task = load_task(**data_kwargs(ns))
-        template = load_template(cfg.prompt)
-        select_backend(cfg.backend)  # fail before any run starts
-        method = "qlora" if quantize_4bit(cfg.quantization) else "lora"
-        options = {**cfg.options(), "prompt_version": template.version}
-        specs = iter_specs("finetune", task.name, ns.model, method, ns.n_train, ns.seeds, ns.n_eval, options)
-        runtime = {k: getattr(cfg, k) for k in RUNTIME_ONLY}
-        run_all(specs, ns.results_dir, ns.overwrite,
-                lambda spec: run_one(spec, ns.results_dir, task=task, runtime=runtime), desc=f"{ns.model} SFT runs",
-                note=f" (config: {ns.config or 'built-in defaults'})")
+        data = DataRef(task.name, data_ref(**data_kwargs(ns)))
+        specs = [make_spec(cfg, data, n, seed, ns.n_eval) for n in ns.n_train for seed in ns.seeds]
+        run_all(specs, ns.results_dir, ns.overwrite, lambda spec: run_one(spec, ns.results_dir, task=task),
+                desc=f"{cfg.model} SFT runs", note=f" (config: {ns.config or 'built-in defaults'})",
+                dry_run=ns.dry_run, task=task, debug=ns.debug)
         close()
-    except (DataError, BackendError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return report_errors(body, ns.debug)
+
+
+def preflight(spec: RunSpec) -> list[str]:
+    """What can be known before loading the model: the backend, 4-bit and the GGUF export can run here."""
+    cfg = config_from_spec(spec)
+    problems = []
+    try:
+        backend = select_backend(cfg.backend)
+    except BackendError as exc:
+        return [str(exc)]
+    if spec.method == "qlora" and not cuda_available():
+        problems.append("method qlora (4-bit) needs CUDA and none is visible: rerun with --quantization none (LoRA)")
+    if cfg.export_gguf and backend != "unsloth":
+        problems.append(f"--export-gguf needs the unsloth backend on CUDA (here the {backend} backend would run): "
+                        "drop --export-gguf, or add --merge and convert the merged folder with llama.cpp's "
+                        "convert_hf_to_gguf.py")
+    return problems
 
 
 if __name__ == "__main__":

@@ -18,33 +18,48 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from eval.cli import data_kwargs, parse_config
+if __package__ in (None, ""):  # `python prompting/run.py`: import this checkout, not an installed copy
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eval.cli import (
+    check_choices,
+    data_kwargs,
+    fields_with_role,
+    option,
+    parse_config,
+    report_errors,
+    think_text,
+    values_with_role,
+)
 from eval.data import TaskData, load_task
+from eval.dataref import data_ref, load_ref
 from eval.labels import parse_answer
-from eval.records import RunSpec, finish_run, should_run
+from eval.preflight import check, fail_if
+from eval.prompts import Prompt, load_prompt, prompt_version
+from eval.records import RunSpec, finish_run, print_plan, should_run
 from eval.sources import DataError
+from eval.tracks import DataRef
 from prompting.backends import Backend, BackendError, BackendOptions, get_backend, split_model
 from prompting.cache import Answer, AnswerCache
-from prompting.prompts import Prompt, load_prompt, prompt_version
 
-
-def _opt(default, help: str, **kw):  # noqa: A002 - a field's help, written once
-    return field(default=default, metadata={"help": help, **kw}) if not isinstance(default, list) else \
-        field(default_factory=lambda: list(default), metadata={"help": help, **kw})
+_opt = option  # a field's help and role, written once (eval.cli.option)
+_RT = "runtime"
 
 
 @dataclass
 class PromptConfig:
     # what to ask
-    model: str = _opt("hf/gemma3-270m", "provider/name (ollama/, openai/, hf/) or a bare name for --backend")
+    model: str = _opt("hf/gemma3-270m", "provider/name (ollama/, openai/, hf/) or a bare name for --backend",
+                      role="spec")
     backend: str | None = _opt(None, "ollama | openai | hf; unset: the model's prefix, else ollama",
-                               choices=["ollama", "openai", "hf"])
+                               choices=["ollama", "openai", "hf"], role="spec")
     prompt: str | None = _opt(None, "unset: fewshot if --shots > 0, else zeroshot for --mode score, else cot",
-                              choices=["zeroshot", "cot", "fewshot"])
-    shots: list[int] = _opt([0], "few-shot examples from the seed's training subset (recorded as n_train)")
+                              choices=["zeroshot", "cot", "fewshot"], role="spec")
+    shots: list[int] = _opt([0], "few-shot examples from the seed's training subset (recorded as n_train)",
+                            role="cli")
     mode: str = _opt("generate", "generate, or score the verbalizers' last-position logits (hf only)",
                      choices=["generate", "score"])
     think: str | None = _opt(None, "reasoning: true/false/low/medium/high; unset: the model's own")
@@ -53,28 +68,36 @@ class PromptConfig:
     endpoint: str = _opt("generate", "Ollama API: generate (as the seed did) or chat", choices=["generate", "chat"])
     raw: bool = _opt(False, "Ollama generate: send the prompt verbatim, without the model's chat template")
     # the data (same flags as every track)
-    task: str | None = _opt("drugs", "a task in eval/tasks/ or a task YAML path")
-    data: str | None = _opt(None, "ad-hoc local data file (with --text-column, --label-column)")
-    test_data: str | None = _opt(None, "test file for --data")
-    text_column: str | None = _opt(None, "text column of --data")
-    label_column: str | None = _opt(None, "label column of --data")
-    labels: str | None = _opt(None, "comma-separated label names of --data")
-    n_eval: list[int] | None = _opt(None, "nested test prefixes to score, e.g. 16 64 256 512; unset: all of it")
-    seeds: list[int] = _opt([0], "one run per seed (the seed picks the few-shot examples)")
-    results_dir: str = _opt("results", "where records (runs/) and the answer cache (cache/) go")
-    overwrite: bool = _opt(False, "rerun runs whose records exist (cached answers are still reused)")
-    retry_errors: bool = _opt(False, "re-ask the examples whose request failed last time")
+    task: str | None = _opt("drugs", "a task in eval/tasks/ or a task YAML path", role="cli")
+    data: str | None = _opt(None, "ad-hoc local data file (with --text-column, --label-column)", role="cli")
+    test_data: str | None = _opt(None, "test file for --data", role="cli")
+    text_column: str | None = _opt(None, "text column of --data", role="cli")
+    label_column: str | None = _opt(None, "label column of --data", role="cli")
+    labels: str | None = _opt(None, "comma-separated label names of --data", role="cli")
+    n_eval: list[int] | None = _opt(None, "nested test prefixes to score, e.g. 16 64 256 512; unset: all of it",
+                                    role="cli")
+    seeds: list[int] = _opt([0], "one run per seed (the seed picks the few-shot examples)", role="cli")
+    results_dir: str = _opt("results", "where records (runs/) and the answer cache (cache/) go", role="cli")
+    overwrite: bool = _opt(False, "rerun runs whose records exist (cached answers are still reused)", role="cli")
+    dry_run: bool = _opt(False, "print the planned runs (run id, done/todo) and stop", role="cli")
+    debug: bool = _opt(False, "show the full traceback of an error", role="cli")
+    retry_errors: bool = _opt(False, "re-ask the examples whose request failed last time", role="runtime")
     # how to reach the model (never changes an answer, so not part of the run id)
-    host: str | None = _opt(None, "Ollama server; unset: $OLLAMA_HOST, else http://127.0.0.1:11434")
-    base_url: str | None = _opt(None, "OpenAI-compatible /v1 root; unset: $OPENAI_BASE_URL (API key: $OPENAI_API_KEY)")
-    stream: bool = _opt(False, "Ollama: stream the answer (the timeout then bounds the gap between chunks)")
-    concurrency: int = _opt(4, "requests in flight (the server needs OLLAMA_NUM_PARALLEL >= this)")
-    timeout: float = _opt(120.0, "seconds per request")
-    retries: int = _opt(3, "extra attempts after a timeout or server error, with exponential backoff")
-    keep_alive: str | None = _opt(None, "Ollama: keep the model loaded this long, e.g. 10m")
-    num_ctx: int | None = _opt(None, "Ollama context; unset: sized to the longest prompt")
-    batch_size: int = _opt(16, "hf: prompts per forward pass (left-padded)")
-    threads: int | None = _opt(None, "hf: torch CPU threads; 1 is fastest on a shared CPU (BENCHMARKS.md)")
+    host: str | None = _opt(None, "Ollama server; unset: $OLLAMA_HOST, else http://127.0.0.1:11434", role=_RT)
+    base_url: str | None = _opt(None, "OpenAI-compatible /v1 root; unset: $OPENAI_BASE_URL (API key: "
+                                "$OPENAI_API_KEY)", role=_RT)
+    stream: bool = _opt(False, "Ollama: stream the answer (the timeout then bounds the gap between chunks)", role=_RT)
+    concurrency: int = _opt(4, "requests in flight (the server needs OLLAMA_NUM_PARALLEL >= this)", role="runtime")
+    timeout: float = _opt(120.0, "seconds per request", role="runtime")
+    retries: int = _opt(3, "extra attempts after a timeout or server error, with exponential backoff", role=_RT)
+    keep_alive: str | None = _opt(None, "Ollama: keep the model loaded this long, e.g. 10m", role="runtime")
+    num_ctx: int | None = _opt(None, "Ollama context; unset: sized to the longest prompt", role="runtime")
+    batch_size: int = _opt(16, "hf: prompts per forward pass (left-padded)", role="runtime")
+    threads: int | None = _opt(None, "hf: torch CPU threads; 1 is fastest on a shared CPU (BENCHMARKS.md)", role=_RT)
+
+    def __post_init__(self) -> None:
+        check_choices(self)  # a YAML file or a sweep gets the checks argparse does
+        self.think = think_text(self.think)  # one spelling per setting: "on" and "true" give one run id
 
 
 def prompt_kind(cfg: PromptConfig, shots: int) -> str:
@@ -91,18 +114,24 @@ def method_name(kind: str, mode: str) -> str:
     return "score" if kind == "zeroshot" else f"{kind}-score"
 
 
-def make_backend(cfg: PromptConfig, scheme) -> Backend:
+def max_new_tokens(cfg: PromptConfig, kind: str) -> int:
+    return cfg.max_new_tokens or (1024 if kind == "cot" else 16)
+
+
+def make_backend(cfg: PromptConfig, scheme, kind: str | None = None) -> Backend:
+    """The backend for `cfg` (not connected, no model loaded). Its answer length is that of `kind`'s prompt; a run
+    over several kinds sets it per group (run_group)."""
     name, model = split_model(cfg.model, cfg.backend)
-    cot = "cot" in {prompt_kind(cfg, k) for k in cfg.shots}
-    kind_default = 1024 if cot else 16
+    kinds = {kind} if kind else {prompt_kind(cfg, k) for k in cfg.shots}
     opts = BackendOptions(host=cfg.host, base_url=cfg.base_url, concurrency=cfg.concurrency, timeout=cfg.timeout,
-                          retries=cfg.retries, max_new_tokens=cfg.max_new_tokens or kind_default, think=cfg.think,
+                          retries=cfg.retries, max_new_tokens=max_new_tokens(cfg, next(iter(sorted(kinds)))),
+                          think=cfg.think,
                           keep_alive=cfg.keep_alive, format=cfg.format, endpoint=cfg.endpoint, raw=cfg.raw,
                           stream=cfg.stream, num_ctx=cfg.num_ctx, mode=cfg.mode, batch_size=cfg.batch_size,
                           threads=cfg.threads)
     if cfg.mode == "score" and name != "hf":
         raise BackendError("--mode score reads logits in-process: use an hf/ model (servers return text only)")
-    if cfg.mode == "score" and cot:
+    if cfg.mode == "score" and "cot" in kinds:
         raise BackendError("--mode score scores the label right after the prompt: use --prompt zeroshot or fewshot")
     return get_backend(name)(model, opts, scheme)
 
@@ -136,6 +165,7 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
     from prompting.collect import collect
 
     kind = prompt_kind(cfg, shots)
+    backend.options.max_new_tokens = max_new_tokens(cfg, kind)  # identity() reads it: the spec's value
     examples = [(e.text, e.label) for e in task.train(shots, seed)] if shots else []
     prompt = load_prompt(kind, task.scheme, shots=examples)
     largest = max(specs, key=lambda s: s.n_eval or len(task.test_all))
@@ -171,97 +201,121 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
     return paths
 
 
-def plan(cfg: PromptConfig, task: TaskData, backend: Backend) -> dict[tuple[int, int], list[RunSpec]]:
+def all_specs(cfg: PromptConfig, task: TaskData) -> list[RunSpec]:
+    """Every run of the command: seeds x shots x --n-eval sizes."""
+    data = DataRef(task.name, data_ref(**data_kwargs(asdict(cfg))))
+    return [make_spec(cfg, data, shots, seed, n) for seed in cfg.seeds for shots in cfg.shots
+            for n in cfg.n_eval or [None]]
+
+
+def plan(cfg: PromptConfig, task: TaskData) -> dict[tuple[int, int], list[RunSpec]]:
     """(seed, shots) -> the specs still to run, one per --n-eval size."""
-    name, bare = split_model(cfg.model, cfg.backend)
     groups: dict[tuple[int, int], list[RunSpec]] = {}
-    for seed in cfg.seeds:
-        for shots in cfg.shots:
-            kind = prompt_kind(cfg, shots)
-            # what changes answers (the cache identity minus what the spec names anyway; unset values dropped)
-            options = {**{k: v for k, v in backend.identity().items() if k not in ("backend", "model")
-                          and v is not None}, "prompt": prompt_version(kind)}
-            for n in cfg.n_eval or [None]:
-                spec = RunSpec(track="prompting", task=task.name, model=f"{name}/{bare}",
-                               method=method_name(kind, cfg.mode), n_train=shots, seed=seed, n_eval=n,
-                               options=options)
-                if should_run(spec, cfg.results_dir, cfg.overwrite):
-                    groups.setdefault((seed, shots), []).append(spec)
+    for spec in all_specs(cfg, task):
+        if should_run(spec, cfg.results_dir, cfg.overwrite):
+            groups.setdefault((spec.seed, int(spec.n_train)), []).append(spec)
     return groups
 
 
-def main(cfg: PromptConfig, groups: dict[tuple[int, int], list[RunSpec]] | None = None) -> int:
-    """The CLI run; `groups` (from run_one) replaces the planned specs, so a sweep's spec keeps its run id."""
-    try:
-        task = load_task(**data_kwargs(asdict(cfg)))  # 1. data: fixed test order, nested train subsets
-        backend = make_backend(cfg, task.scheme)  # 2. model: lazily imported backend
-        groups = groups or plan(cfg, task, backend)  # 3. which records are missing
-        if not groups:
+def main(cfg: PromptConfig, groups: dict[tuple[int, int], list[RunSpec]] | None = None,
+         task: TaskData | None = None) -> int:
+    """The CLI run; `groups` (from run_one) replaces the planned specs, so a sweep's spec keeps its run id.
+    Every problem that can be seen before the first request is reported at once (eval/preflight.py)."""
+    written: list[Path] = []
+
+    def body() -> int:
+        data = task or load_task(**data_kwargs(asdict(cfg)))  # 1. data: fixed test order, nested train subsets
+        backend = make_backend(cfg, data.scheme)  # 2. model: lazily imported backend (nothing loaded yet)
+        specs = [s for g in groups.values() for s in g] if groups else all_specs(cfg, data)
+        if cfg.dry_run:
+            print_plan(specs, cfg.results_dir)
+            return 0
+        fail_if(check(specs, cfg.results_dir, data))
+        todo = groups or plan(cfg, data)  # 3. which records are missing
+        if not todo:
             print("nothing to do: every record exists (--overwrite reruns them)", file=sys.stderr)
             return 0
-        written: list[Path] = []
-        with AnswerCache(Path(cfg.results_dir) / "cache" / "prompting.sqlite") as cache:
-            # 4. per (seed, shots): cached answers, then the rest asked (the server is checked before the first
-            # request: down, model not pulled, bad URL), extracted, one record per --n-eval size
-            for (seed, shots), specs in groups.items():
-                written += run_group(cfg, task, backend, cache, seed, shots, specs)
-        backend.close()
-    except (DataError, BackendError, ImportError) as exc:
-        print(f"error: {exc}\n(answers received so far are cached; rerun the same command to resume)", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: answers received so far are cached; rerun the same command to resume", file=sys.stderr)
-        return 130
-    print(f"{len(written)} record(s) written under {cfg.results_dir}/runs/{task.name}/prompting/", file=sys.stderr)
-    return 0
+        try:
+            with AnswerCache(Path(cfg.results_dir) / "cache" / "prompting.sqlite") as cache:
+                # 4. per (seed, shots): cached answers, then the rest asked (the server is checked before the first
+                # request: down, model not pulled, bad URL), extracted, one record per --n-eval size
+                for (seed, shots), group in todo.items():
+                    written.extend(run_group(cfg, data, backend, cache, seed, shots, group))
+        except BackendError as exc:  # the server went away or refused: what it answered is kept
+            raise BackendError(f"{exc} (answers received before this are cached: once it is fixed, the same command "
+                               "resumes where it stopped)") from exc
+        finally:
+            backend.close()
+        print(f"{len(written)} record(s) written under {cfg.results_dir}/runs/{data.name}/prompting/",
+              file=sys.stderr)
+        return 0
+
+    return report_errors(body, cfg.debug)
 
 
 # --- the track contract (eval/tracks.py, eval/sweep.py): a RunSpec alone reproduces a run -------------------------
 
+Config = PromptConfig
 # method and prompt names as sweeps write them -> template kind
 KINDS = {"zeroshot": "zeroshot", "zero-shot": "zeroshot", "score": "zeroshot", "cot": "cot", "cot-zeroshot": "cot",
          "cot_zeroshot": "cot", "fewshot": "fewshot", "few-shot": "fewshot"}
-SPEC_ONLY = {"backend", "prompt", "mode", "weights", "chat", "dtype", "temperature"}  # recorded, not config fields
+# what the backend reports about itself (which weights, dtype, chat template, temperature): recorded in a spec's
+# options because they change answers, but decided by the backend on this machine, never set by a config
+DERIVED = {"weights", "chat", "dtype", "temperature"}
 
 
-def validate_options(options: dict) -> None:
-    """Fail on option keys or values run_one cannot honour (eval/sweep.py calls this in its dry run)."""
-    fields = {f for f in PromptConfig.__dataclass_fields__} - {"model", "task", "n_eval", "seeds", "shots"}
-    unknown = sorted(set(options) - fields - SPEC_ONLY)
+def make_spec(cfg: PromptConfig, data: DataRef, n_train: int | str, seed: int, n_eval: int | None) -> RunSpec:
+    """The options are what changes an answer: the backend's identity (model weights, mode, dtype, decoding) and
+    the prompt files' versions, so editing prompts/zeroshot.txt changes the run id."""
+    shots = int(n_train)
+    kind = prompt_kind(cfg, shots)
+    backend = make_backend(cfg, None, kind)
+    name, bare = split_model(cfg.model, cfg.backend)
+    options = {**{k: v for k, v in backend.identity().items() if k not in ("backend", "model") and v is not None},
+               "prompt": prompt_version(kind)}
+    runtime = {k: v for k, v in values_with_role(cfg, "runtime").items()
+               if v != PromptConfig.__dataclass_fields__[k].default}
+    return RunSpec(track="prompting", task=data.task, model=f"{name}/{bare}", method=method_name(kind, cfg.mode),
+                   n_train=shots, seed=seed, n_eval=n_eval, options=options, data=data.ref, runtime=runtime)
+
+
+def config_from_options(model: str, method: str, options: dict, **cli: object) -> PromptConfig:
+    """A sweep block (or a spec's options) as a config: `prompt` may be a kind or a recorded version string."""
+    settable = set(fields_with_role(PromptConfig, "result")) | set(fields_with_role(PromptConfig, "runtime"))
+    o = {k: v for k, v in options.items() if k not in DERIVED or k in settable}  # a config field wins
+    unknown = sorted(set(o) - settable - {"backend", "prompt"})
     if unknown:
-        raise ValueError(f"unknown prompting options {unknown}; known: {sorted(fields | SPEC_ONLY)}")
-    prompt = str(options.get("prompt", "cot")).split("@")[0]
-    if prompt not in KINDS:
-        raise ValueError(f"prompt {options['prompt']!r}: use one of {sorted(set(KINDS.values()))}")
-    if options.get("mode", "generate") not in ("generate", "score"):
-        raise ValueError(f"mode {options['mode']!r}: use generate or score")
-
-
-def config_from_spec(spec: RunSpec, results_dir: str, **how: object) -> PromptConfig:
-    """The config that reproduces one RunSpec; `how` adds what a spec does not name: where the server is (host,
-    base_url, concurrency), or the data flags of an ad-hoc --data task."""
-    o = dict(spec.options)
-    validate_options(o)
-    method = spec.method.removesuffix("-score")
-    kind = KINDS.get(str(o.get("prompt", "")).split("@")[0]) or KINDS.get(method)
+        raise ValueError(f"unknown prompting options {unknown}; known: {sorted(settable | {'backend', 'prompt'})}")
+    kind = KINDS.get(str(o.get("prompt", "")).split("@")[0]) or KINDS.get(method.removesuffix("-score"))
     if kind is None:
-        raise ValueError(f"cannot tell the prompt of method {spec.method!r}: set options.prompt")
-    mode = o.get("mode") or ("score" if spec.method.endswith("score") else "generate")
-    model = spec.model if "backend" not in o or spec.model.startswith(f"{o['backend']}/") else \
-        f"{o['backend']}/{spec.model}"
-    values = {k: v for k, v in o.items() if k not in SPEC_ONLY}
-    values.update(model=model, prompt=kind, mode=mode, shots=[int(spec.n_train)], task=spec.task,
-                  seeds=[spec.seed], n_eval=[spec.n_eval] if spec.n_eval else None, results_dir=results_dir,
-                  overwrite=True)
-    return PromptConfig(**{**values, **how})  # type: ignore[arg-type]
+        raise ValueError(f"cannot tell the prompt of method {method!r}: use one of {sorted(KINDS)} or set "
+                         "options.prompt")
+    mode = o.get("mode") or ("score" if method.endswith("score") else "generate")
+    backend = o.pop("backend", None)
+    if backend and not model.startswith(f"{backend}/"):
+        model = f"{backend}/{model}"
+    o.update(prompt=kind, mode=mode)
+    return PromptConfig(model=model, **{**o, **cli})  # type: ignore[arg-type]
+
+
+def config_from_spec(spec: RunSpec, **cli: object) -> PromptConfig:
+    ref = spec.data or {}
+    data = {"task": spec.task, "data": ref.get("file"), "test_data": ref.get("test_file"),
+            "text_column": ref.get("text_column"), "label_column": ref.get("label_column"),
+            "labels": ",".join(ref["labels"]) if ref.get("labels") else None}
+    return config_from_options(spec.model, spec.method, {**spec.options, **spec.runtime},
+                               **{**data, "shots": [int(spec.n_train)], "seeds": [spec.seed],
+                                  "n_eval": [spec.n_eval] if spec.n_eval else None, **cli})
 
 
 def run_one(spec: RunSpec, results_dir: str, **how: object) -> Path:
-    """Run exactly `spec` (its run id, as a sweep planned it); answers come from the shared cache when known."""
+    """Run exactly `spec` (its run id, as a sweep planned it); answers come from the shared cache when known.
+    `how` adds what a spec does not carry (e.g. where the server is)."""
     from eval.records import record_path
 
-    cfg = config_from_spec(spec, results_dir, **how)
-    if main(cfg, groups={(spec.seed, int(spec.n_train)): [spec]}) != 0:
+    cfg = config_from_spec(spec, results_dir=results_dir, overwrite=True, **how)
+    task = None if "data" in how or "task" in how else load_ref(spec.task, spec.data)
+    if main(cfg, groups={(spec.seed, int(spec.n_train)): [spec]}, task=task) != 0:
         raise RuntimeError(f"prompting run {spec.run_id} failed (see the error above)")
     return record_path(spec, results_dir)
 

@@ -38,3 +38,28 @@ def test_unknown_yaml_key_fails_with_known_keys(tmp_path):
     y.write_text("learning_rate: 0.1\n")
     with pytest.raises(SystemExit, match="unknown options \\['learning_rate'\\]"):
         parse_config(Cfg, ["--config", str(y)])
+
+
+@pytest.mark.parametrize("argv, shown", [
+    (["--model", "minilm-l6", "--method", "full"], ["(default: 6.0, from minilm-l6_full.yaml)",
+                                                    "(default: 128, from minilm-l6_full.yaml)"]),
+    (["--model", "minilm-l6", "--method", "lora"], ["from minilm-l6_lora.yaml"]),
+])
+def test_encoder_help_shows_the_defaults_that_apply(argv, shown, capsys):
+    """The automatic encoders/configs/<model>_<method>.yaml is read before --help is printed."""
+    from encoders.train import main
+
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for text in shown:
+        assert text in out
+
+
+def test_sft_help_shows_the_model_config_defaults(capsys):
+    from finetune.sft import cli
+
+    with pytest.raises(SystemExit):
+        cli(["--model", "gemma3-270m", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "from gemma3-270m.yaml" in out and "--dry-run" in out and "--debug" in out

@@ -41,8 +41,9 @@ def test_encoder_run_on_two_processes_writes_one_record(tiny, tmp_path):
     records = list(tmp_path.glob("runs/*/encoders/*.json"))
     assert len(records) == 1
     rec = json.loads(records[0].read_text())
-    assert rec["processes"] == 2 and rec["training"]["steps"] == 3
-    assert rec["training"]["examples_seen"] == 24  # three global batches of 8, split across the two processes
+    assert rec["details"]["processes"] == 2 and rec["details"]["training"]["steps"] == 3
+    # three global batches of 8, split across the two processes
+    assert rec["details"]["training"]["examples_seen"] == 24
     assert rec["metrics"]["n"] == rec["n_eval"] > 0
 
 

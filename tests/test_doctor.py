@@ -112,7 +112,7 @@ def test_gpu_check_report_lines_from_a_record() -> None:
               "metrics": {"accuracy": 0.7, "valid_rate": 1.0}, "before_training": {"accuracy": 0.4, "valid_rate": 0.5},
               "config": {"bf16": False, "optim": "adamw_8bit", "max_steps": 20, "model": {"dtype": "torch.float16"}},
               "timing": {"train_s": 31.2, "eval_s": 8.1},
-              "artifacts": {"adapter": "a", "merged": "m", "gguf_error": "RuntimeError: quantize failed"}}
+              "details": {"artifacts": {"adapter": "a", "merged": "m", "gguf_error": "RuntimeError: quantize failed"}}}
     text = "\n".join(summarize(record))
     assert "bf16 False" in text and "accuracy 0.4" in text and "accuracy 0.7" in text
     assert "merged: ok (m)" in text and "gguf_error: FAILED RuntimeError" in text

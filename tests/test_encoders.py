@@ -35,7 +35,7 @@ def run_cli(tiny: dict, model: str, method: str, loss: str, results: Path, *extr
 def check_record(rec: dict) -> None:
     assert rec["track"] == "encoders" and rec["n_eval"] == 12
     assert 0.0 <= rec["metrics"]["macro_f1"] <= 1.0 and "collapsed" in rec["metrics"]
-    assert rec["training"]["steps"] == 2 and rec["training"]["history"]
+    assert rec["details"]["training"]["steps"] == 2 and rec["details"]["training"]["history"]
     examples = Path(rec["_path"] if "_path" in rec else "").name  # noqa: F841 - path checked via examples_file
     assert rec["examples_file"].endswith(".jsonl")
 
@@ -130,7 +130,7 @@ def test_rdrop_and_supcon_pieces():
 
 def test_mlm_stage_runs_then_fine_tunes_with_llrd(tiny, tmp_path):
     (rec,) = run_cli(tiny, "bert", "full", "ce", tmp_path, "--mlm-pretrain", "--mlm-steps", "2", "--llrd", "0.8")
-    assert rec["mlm"]["steps"] == 2 and rec["mlm"]["texts"] > 0
+    assert rec["details"]["mlm"]["steps"] == 2 and rec["details"]["mlm"]["texts"] > 0
     assert rec["options"]["llrd"] == 0.8
 
 
@@ -140,7 +140,7 @@ def test_early_stopping_waits_for_min_steps(tiny, tmp_path):
             "--epochs", "10", "--min-steps", "5", "--max-steps", "10", "--evals", "10", "--patience", "1",
             "--max-length", "24", "--no-save-model"]
     assert enc_train.main(argv) == 0
-    training = json.loads(next(tmp_path.glob("runs/*/encoders/*.json")).read_text())["training"]
+    training = json.loads(next(tmp_path.glob("runs/*/encoders/*.json")).read_text())["details"]["training"]
     assert training["steps"] >= 5
     history = training["history"]
     assert len(history) == training["steps"]  # one evaluation per step here
@@ -161,8 +161,8 @@ def test_plan_steps_scales_to_the_sample_size():
 
 def test_kfold_records_mean_and_std(tiny, tmp_path):
     (rec,) = run_cli(tiny, "bert", "full", "ce", tmp_path, "--kfold", "2", "--n-train", "30")
-    assert rec["kfold"]["k"] == 2 and len(rec["kfold"]["folds"]) == 2
-    assert "macro_f1_mean" in rec["kfold"] and "macro_f1_std" in rec["kfold"]
+    assert rec["details"]["kfold"]["k"] == 2 and len(rec["details"]["kfold"]["folds"]) == 2
+    assert "macro_f1_mean" in rec["details"]["kfold"] and "macro_f1_std" in rec["details"]["kfold"]
 
 
 def test_run_one_reproduces_from_the_spec_alone(tiny, tmp_path):
@@ -170,9 +170,8 @@ def test_run_one_reproduces_from_the_spec_alone(tiny, tmp_path):
     from eval.tracks import run_spec
 
     (rec,) = run_cli(tiny, "bert", "lora", "ce", tmp_path / "a")
-    spec = RunSpec(**{k: rec[k] for k in ("track", "task", "model", "method", "n_train", "seed")},
-                   n_eval=rec["n_eval_requested"], options=rec["options"])
-    assert spec.run_id == rec["run_id"]
+    spec = RunSpec.from_record(rec)
+    assert spec.run_id == rec["run_id"] and spec.data["sha256"]  # --data: the file's hash is part of the spec
     again = json.loads(run_spec(spec, str(tmp_path / "b")).read_text())
     assert again["metrics"]["macro_f1"] == pytest.approx(rec["metrics"]["macro_f1"])
 

@@ -66,7 +66,7 @@ def test_gguf_export_uses_the_files_unsloth_returns(monkeypatch, tiny_causal_lm:
     loaded, calls = _load_unsloth(monkeypatch, tiny_causal_lm, vlm_ids={GEMMA_4B})
     out = tmp_path / "artifacts"
     record = tmp_path / "run.json"
-    record.write_text(json.dumps({"run_id": "r", "artifacts": save_adapter(loaded, out)}))
+    record.write_text(json.dumps({"run_id": "r", "details": {"artifacts": save_adapter(loaded, out)}}))
     prompt = "<s>user : Classify {{ .Prompt }} </s> assistant :"
     done = export_after_record(loaded, out, record, merge=True, gguf="q4_k_m", modelfile_prompt=prompt,
                                stop=["</s>"])
@@ -79,7 +79,7 @@ def test_gguf_export_uses_the_files_unsloth_returns(monkeypatch, tiny_causal_lm:
     # 10. no literal BOS in the template: Ollama adds it itself
     assert 'TEMPLATE """user : Classify {{ .Prompt }}' in modelfile
     rec = json.loads(record.read_text())
-    assert rec["artifacts"]["gguf"] == done["gguf"] and rec["artifacts"]["adapter"].endswith("adapter")
+    assert rec["details"]["artifacts"]["gguf"] == done["gguf"] and rec["details"]["artifacts"]["adapter"].endswith("adapter")
     assert ("save_pretrained_merged", {"save_method": "merged_16bit"}) in calls
     assert Path(out / "adapter" / "processor_config.json").exists()  # the processor is saved with the adapter
 
@@ -93,8 +93,8 @@ def test_failed_export_is_recorded_and_never_raises(monkeypatch, tiny_causal_lm:
     record.write_text(json.dumps({"run_id": "r", "metrics": {"accuracy": 0.5}}))
     done = export_after_record(loaded, tmp_path / "a", record, gguf="q4_k_m")
     rec = json.loads(record.read_text())
-    assert "exit status 137" in rec["artifacts"]["gguf_error"] and rec["metrics"] == {"accuracy": 0.5}
-    assert done == rec["artifacts"]
+    assert "exit status 137" in rec["details"]["artifacts"]["gguf_error"] and rec["metrics"] == {"accuracy": 0.5}
+    assert done == rec["details"]["artifacts"]
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     assert "adapter_error" in save_adapter(loaded, blocked)  # cannot mkdir under a file: recorded, not raised
@@ -110,8 +110,8 @@ def test_export_failure_after_training_keeps_the_run(tiny_causal_lm: Path, tmp_p
     assert cli(argv) == 0
     [path] = list((tmp_path / "runs" / "drugs" / "finetune").glob("*.json"))
     rec = json.loads(path.read_text())
-    assert "needs the unsloth backend" in rec["artifacts"]["gguf_error"] and rec["metrics"]["accuracy"] is not None
-    assert Path(rec["artifacts"]["adapter"], "adapter_config.json").exists()
+    assert "needs the unsloth backend" in rec["details"]["artifacts"]["gguf_error"] and rec["metrics"]["accuracy"] is not None
+    assert Path(rec["details"]["artifacts"]["adapter"], "adapter_config.json").exists()
 
 
 # 3. 4-bit under accelerate launch: each rank on its own GPU

@@ -8,9 +8,9 @@ import pytest
 from prompting_fixtures import SCHEME
 
 from eval.labels import INVALID
+from eval.prompts import load_prompt
 from prompting.backends import BackendError, BackendOptions, get_backend
 from prompting.fake_server import FakeServer, Reply
-from prompting.prompts import load_prompt
 from prompting.run import predict
 
 FAST = {"timeout": 2.0, "retries": 2, "backoff": 0.01}

@@ -8,8 +8,8 @@ import pytest
 from prompting_fixtures import SCHEME
 
 from eval.labels import LabelScheme
+from eval.prompts import PROMPTS_DIR, TEMPLATES, load_prompt, read_template, sft_instruction
 from prompting.backends import split_model
-from prompting.prompts import PROMPTS_DIR, TEMPLATES, load_prompt, read_template, sft_instruction
 
 THREE = LabelScheme.from_labels(["bad", "meh", "good"], {"bad": ["negative"], "meh": ["neutral"],
                                                          "good": ["positive"]})

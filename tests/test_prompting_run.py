@@ -65,7 +65,7 @@ def test_few_shot_k_is_n_train_and_the_seed_picks_the_shots(tmp_path: Path) -> N
         ("fewshot", 2, 2, 0), ("fewshot", 2, 2, 1)}
     assert len({r["run_id"] for r in recs}) == 2
     assert all(p.count("### Input:") == 3 for p in prompts)
-    assert recs[0]["prompting"]["few_shot_ids"] != recs[1]["prompting"]["few_shot_ids"]
+    assert recs[0]["details"]["prompting"]["few_shot_ids"] != recs[1]["details"]["prompting"]["few_shot_ids"]
 
 
 def test_failed_requests_are_invalid_and_retry_errors_reasks_only_them(tmp_path: Path) -> None:
@@ -81,8 +81,8 @@ def test_failed_requests_are_invalid_and_retry_errors_reasks_only_them(tmp_path:
         assert main(config(tmp_path, srv.url)) == 0
         (rec,) = records(tmp_path / "results").values()
         bad = [e for e in rec["examples"] if e["pred"] == INVALID]
-        assert rec["prompting"]["errors"] == len(bad) == 1 and bad[0]["raw"] is None
-        assert rec["prompting"]["error_examples"][0]["error"].startswith("HTTP 500")
+        assert rec["details"]["prompting"]["errors"] == len(bad) == 1 and bad[0]["raw"] is None
+        assert rec["details"]["prompting"]["error_examples"][0]["error"].startswith("HTTP 500")
         asked = len(srv.prompts())
         assert main(config(tmp_path, srv.url, overwrite=True)) == 0  # the cached error is reused
         assert len(srv.prompts()) == asked
@@ -90,7 +90,7 @@ def test_failed_requests_are_invalid_and_retry_errors_reasks_only_them(tmp_path:
         assert main(config(tmp_path, srv.url, overwrite=True, retry_errors=True)) == 0
         assert len(srv.prompts()) == asked + 1
     (rec,) = records(tmp_path / "results").values()
-    assert rec["prompting"]["errors"] == 0 and rec["metrics"]["accuracy"] == 1.0
+    assert rec["details"]["prompting"]["errors"] == 0 and rec["metrics"]["accuracy"] == 1.0
 
 
 def test_server_down_is_one_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -131,25 +131,27 @@ def test_kill_and_resume_gives_the_same_record(tmp_path: Path) -> None:
 
 
 def test_a_sweep_spec_runs_under_its_own_run_id_and_shares_the_cache(tmp_path: Path) -> None:
-    """eval/tracks.py's contract as eval/sweep.py uses it: the spec's names, the spec's run id, no repeated calls."""
-    from eval.records import RunSpec
-    from eval.tracks import run_spec
-    from prompting.run import run_one, validate_options
+    """eval/tracks.py's contract as eval/sweep.py uses it: the spec's names, the spec's run id, no repeated calls,
+    and the CLI would have planned the very same spec."""
+    from eval.dataref import data_ref
+    from eval.tracks import DataRef, run_spec, track
 
+    t = track("prompting")
     opts = {"backend": "ollama", "prompt": "cot_zeroshot", "mode": "generate"}
-    validate_options(opts)
     with pytest.raises(ValueError, match="concurency"):
-        validate_options({**opts, "concurency": 8})
+        t.config_from_options("llama3.1", "cot-zeroshot", {**opts, "concurency": 8})
     with FakeServer(["llama3.1:8b"], cot_reply) as srv:
-        cfg = config(tmp_path, srv.url)
-        how = dict(host=srv.url, data=cfg.data, text_column="text", label_column="label", task=None)
+        cli = config(tmp_path, srv.url)
+        data = DataRef("reviews", data_ref(data=cli.data, text_column="text", label_column="label"))
+        cfg = t.config_from_options("llama3.1", "cot-zeroshot", {**opts, "host": srv.url, "retries": 0})
         paths = []
         for n in (8, 4):  # as a sweep over n_eval would, in any order
-            spec = RunSpec(track="prompting", task="reviews", model="llama3.1", method="cot-zeroshot", n_train=0,
-                           n_eval=n, options=opts)
-            paths.append(run_one(spec, str(tmp_path / "sweep"), **how))
+            spec = t.make_spec(cfg, data, 0, 0, n)
+            assert spec == t.make_spec(cli, data, 0, 0, n)  # the CLI's spec for the same run
+            assert t.respec(spec) == spec  # spec -> config -> spec
+            paths.append(run_spec(spec, str(tmp_path / "sweep")))
             assert paths[-1].name == f"{spec.run_id}.json"
         assert len(srv.prompts()) == 8  # the 4 came from the cache
-        assert callable(run_spec)
     rec = json.loads(paths[0].read_text())
     assert rec["metrics"]["accuracy"] == 1.0 and rec["versions"]["prompt"] == "cot_zeroshot@1+sft_instruction@1"
+    assert rec["data"]["sha256"] and rec["data"]["text_column"] == "text"  # reproducible from the record

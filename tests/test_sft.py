@@ -182,7 +182,8 @@ def test_script_end_to_end(tiny_causal_lm: Path, tmp_path: Path) -> None:
     rec = json.loads(path.read_text())
     assert rec["backend"] == "hf" and rec["method"] == "lora" and rec["n_eval"] == 6 and rec["n_train"] == 12
     assert set(rec["metrics"]) >= {"accuracy", "valid_rate"} and set(rec["before_training"]) >= {"accuracy"}
-    assert rec["score_mode"]["metrics"]["valid_rate"] == 1.0 and len(rec["score_mode"]["preds"]) == 6
+    score_mode = rec["details"]["score_mode"]
+    assert score_mode["metrics"]["valid_rate"] == 1.0 and len(score_mode["preds"]) == 6
     assert rec["options"]["prompt_version"] == load_template().version and rec["config"]["max_steps"] == 3
     assert rec["versions"]["prompt"].startswith("sft@") and rec["timing"]["train_s"] > 0
     rows = [json.loads(x) for x in path.with_suffix(".jsonl").read_text().splitlines()]
@@ -191,8 +192,8 @@ def test_script_end_to_end(tiny_causal_lm: Path, tmp_path: Path) -> None:
     assert {r["status"] for r in rows} | {r["before_status"] for r in rows} <= set(STATUSES)
     assert sum(rec["before_training"]["invalid"].values()) == sum(r["before_pred"] == INVALID for r in rows)
     assert rec["cost"]["device"] == "cpu" and rec["cost"]["dtype"] == "float32" and rec["cost"]["peak_rss_mb"] > 0
-    assert Path(rec["artifacts"]["adapter"], "adapter_config.json").exists()
-    assert Path(rec["artifacts"]["merged"]).exists()
+    assert Path(rec["details"]["artifacts"]["adapter"], "adapter_config.json").exists()
+    assert Path(rec["details"]["artifacts"]["merged"]).exists()
     assert cli(argv) == 0  # the record exists: skipped, not rerun
 
 
@@ -250,11 +251,12 @@ def test_sparse_logits_loss_equals_trl_loss(tiny_causal_lm: Path, tmp_path: Path
     assert torch.allclose(full, sparse, atol=1e-5)
 
 
-def test_validate_options_for_sweeps() -> None:
-    from finetune.sft import validate_options
+def test_building_the_config_is_the_option_check_for_sweeps() -> None:
+    from finetune.sft import config_from_options
 
-    validate_options({"backend": "hf", "learning_rate": 1e-4, "eval_mode": "score"})
+    cfg = config_from_options("gemma3-270m", "lora", {"backend": "hf", "learning_rate": 1e-4, "eval_mode": "score"})
+    assert cfg.quantization == "none" and cfg.backend == "hf"
     with pytest.raises(ValueError, match="learning_rate"):
-        validate_options({"lr": 2e-5})
+        config_from_options("gemma3-270m", "lora", {"lr": 2e-5})
     with pytest.raises(ValueError, match="eval_mode"):
-        validate_options({"eval_mode": "sample"})
+        config_from_options("gemma3-270m", "lora", {"eval_mode": "sample"})

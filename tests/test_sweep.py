@@ -31,13 +31,13 @@ GRID = """
 name: grid
 task: drugs
 seeds: [0, 1]
-options: {C: 10.0}
 blocks:
   - track: baseline
     model: tfidf-lr
     method: [tfidf-lr-balanced, tfidf-lr]
     n_train: [16, full]
     options:
+      C: 10.0
       grid: {class_weight: [balanced, none]}
   - track: prompting
     model: hf/gemma3-270m
@@ -61,7 +61,11 @@ def test_grid_expansion_order_and_stable_run_ids(tmp_path: Path) -> None:
     prompting = sweep.runs[-4:]
     assert [(r.options["mode"], r.n_eval) for r in prompting] == [
         ("generate", 16), ("generate", 64), ("score", 16), ("score", 64)]
-    assert prompting[0].options == {"C": 10.0, "backend": "hf", "mode": "generate"}  # top-level options inherited
+    # the track's make_spec fills in what changes answers: the prompt files' versions, weights, dtype, decoding
+    assert prompting[0].model == "hf/gemma3-270m" and prompting[0].method == "zeroshot"
+    assert prompting[0].options["mode"] == "generate" and prompting[0].options["max_new_tokens"] == 16
+    assert prompting[0].options["prompt"] == "zeroshot@1+sft_instruction@1"
+    assert {"weights", "dtype"} <= set(prompting[0].options) and "C" not in prompting[0].options
     # same file -> same ids; key order in the YAML does not matter
     assert [r.run_id for r in load_sweep(write_spec(tmp_path, GRID, "again.yaml")).runs] == [
         r.run_id for r in sweep.runs]
@@ -118,7 +122,7 @@ blocks:
     assert "unknown track 'baselin'" in err
     assert "unknown task 'nosuchtask'" in err
     assert "class_weight is 'balanced' or 'none'" in err
-    assert "model 'not a model' is neither an alias" in err
+    assert "unknown model 'ollama/not a model'" in err  # make_spec names the backend
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[p.name for p in SPECS])
@@ -172,13 +176,14 @@ def test_skip_finished_second_run_does_nothing(tmp_path: Path, capsys: pytest.Ca
 @needs_drugs
 def test_one_failing_run_does_not_stop_the_others(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     text = ("name: failing\ntrack: baseline\ntask: drugs\nmodel: tfidf-lr\nmethod: tfidf-lr\nn_eval: 30\n"
-            "options: {class_weight: none, C: 10.0}\nn_train: [100000, 16]\n")  # the first exceeds the pool
+            "options: {class_weight: none, C: 10.0}\nn_train: [32, 16]\n")
     results = tmp_path / "results"
-    assert main([str(write_spec(tmp_path, text)), "--results-dir", str(results), "--max-parallel", "2"]) == 1
+    bad, good = load_sweep(write_spec(tmp_path, text)).runs
+    record_path(bad, results).mkdir(parents=True)  # a folder where its record goes: that run fails when it writes
+    assert main([str(tmp_path / "spec.yaml"), "--results-dir", str(results), "--max-parallel", "2"]) == 1
     out = capsys.readouterr().out
     assert "1 ok, 1 failed" in out
-    assert "FAILED baseline tfidf-lr tfidf-lr n_train=100000" in out and "exceeds the" in out
-    bad, good = load_sweep(tmp_path / "spec.yaml").runs
+    assert "FAILED baseline tfidf-lr tfidf-lr n_train=32" in out and "Is a directory" in out
     assert is_done(good, results) and not is_done(bad, results)
     log = results / "logs" / "failing" / f"{bad.run_id}.log"
     assert f"log: {log}" in out and "Traceback" in log.read_text()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from eval.models import resolve
@@ -25,14 +24,9 @@ log = logging.getLogger("prompting")
 def predicted_weights(name: str) -> str:
     """Which weights eval.lm.load_causal_lm will load, known without loading them (part of the cache key:
     the offline GGUF package is a 4-bit quantisation, not the hub's weights)."""
-    from eval.lm import _hub_reachable, _offline_mode
+    from eval.weights import locate
 
-    info = resolve(name)
-    if Path(name).expanduser().is_dir():
-        return f"local:{Path(name).expanduser().resolve()}"
-    if info.offline and (_offline_mode() or not _hub_reachable()):
-        return f"offline:{info.offline['package']}"
-    return f"hub:{info.id_for('hf')}"
+    return locate(name).label
 
 
 def loaded_weights(info: dict) -> str:
@@ -107,7 +101,9 @@ class HFBackend(Backend):
         assert self.lm is not None
         model, tok, info = self.lm
         o = self.options
-        think = {"true": True, "false": False}.get(str(o.think).lower(), False)
+        from eval.cli import parse_think  # --think is parsed once, for every backend
+
+        think = parse_think(o.think) is True
         texts = [build_prompt(tok, p, chat=self.chat, enable_thinking=think) for p in prompts]
         limit = getattr(model.config, "max_position_embeddings", None)
         words = [self.scheme.verbalizer(lab) for lab in self.scheme.labels]

@@ -99,14 +99,9 @@ def check_host(host: str) -> str:
 
 
 def think_value(think: str | None) -> bool | str | None:
-    if think is None:
-        return None
-    t = str(think).lower()
-    if t in ("true", "on", "yes", "1"):
-        return True
-    if t in ("false", "off", "no", "0"):
-        return False
-    return t  # low / medium / high (gpt-oss style levels)
+    from eval.cli import parse_think  # --think is parsed once, for every backend
+
+    return parse_think(think)  # True / False / None, or low / medium / high (gpt-oss style levels)
 
 
 class OllamaBackend(Backend):

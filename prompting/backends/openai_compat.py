@@ -24,14 +24,12 @@ START_HINT = ("start an OpenAI-compatible server there (vLLM: `vllm serve MODEL`
 
 
 def reasoning_effort(think: str | None) -> str | None:
-    if think is None:
+    from eval.cli import parse_think  # --think is parsed once, for every backend
+
+    value = parse_think(think)
+    if value is None:
         return None
-    t = str(think).lower()
-    if t in ("false", "off", "no", "0", "none"):
-        return "none"
-    if t in ("true", "on", "yes", "1"):
-        return "medium"
-    return t
+    return {False: "none", True: "medium"}.get(value, value)  # type: ignore[call-overload]
 
 
 class OpenAIBackend(Backend):
