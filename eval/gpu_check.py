@@ -77,7 +77,8 @@ def sft_command(model: str, task: str, backend: str, results_dir: Path) -> list[
 def summarize(record: dict) -> list[str]:
     """The lines of the report for one finished run (its record)."""
     m, b = record.get("metrics") or {}, record.get("before_training") or {}
-    cfg, timing, art = record.get("config") or {}, record.get("timing") or {}, (record.get("details") or {}).get("artifacts") or {}
+    cfg, timing = record.get("config") or {}, record.get("timing") or {}
+    art = (record.get("details") or {}).get("artifacts") or {}
     dtype = (cfg.get("model") or {}).get("dtype")
     lines = [f"  model {record.get('model_id')}, dtype {dtype}, bf16 {cfg.get('bf16')}, optim {cfg.get('optim')}, "
              f"{cfg.get('max_steps')} steps in {timing.get('train_s')} s",

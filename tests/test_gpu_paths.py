@@ -79,7 +79,8 @@ def test_gguf_export_uses_the_files_unsloth_returns(monkeypatch, tiny_causal_lm:
     # 10. no literal BOS in the template: Ollama adds it itself
     assert 'TEMPLATE """user : Classify {{ .Prompt }}' in modelfile
     rec = json.loads(record.read_text())
-    assert rec["details"]["artifacts"]["gguf"] == done["gguf"] and rec["details"]["artifacts"]["adapter"].endswith("adapter")
+    art = rec["details"]["artifacts"]
+    assert art["gguf"] == done["gguf"] and art["adapter"].endswith("adapter")
     assert ("save_pretrained_merged", {"save_method": "merged_16bit"}) in calls
     assert Path(out / "adapter" / "processor_config.json").exists()  # the processor is saved with the adapter
 
@@ -110,7 +111,8 @@ def test_export_failure_after_training_keeps_the_run(tiny_causal_lm: Path, tmp_p
     assert cli(argv) == 0
     [path] = list((tmp_path / "runs" / "drugs" / "finetune").glob("*.json"))
     rec = json.loads(path.read_text())
-    assert "needs the unsloth backend" in rec["details"]["artifacts"]["gguf_error"] and rec["metrics"]["accuracy"] is not None
+    art = rec["details"]["artifacts"]
+    assert "needs the unsloth backend" in art["gguf_error"] and rec["metrics"]["accuracy"] is not None
     assert Path(rec["details"]["artifacts"]["adapter"], "adapter_config.json").exists()
 
 
