@@ -194,11 +194,11 @@ def openai_checks(base_url: str) -> tuple[list[Check], set[str] | None]:
 
 
 def hub_check() -> tuple[Check, bool]:
-    from eval.lm import _hub_reachable, _offline_mode
+    from eval.weights import hub_reachable, offline_mode
 
-    if _offline_mode():
+    if offline_mode():
         return Check(NO, "Hugging Face hub", "HF_HUB_OFFLINE=1: only local folders and offline packages load"), False
-    if _hub_reachable():
+    if hub_reachable():
         return Check(OK, "Hugging Face hub", "reachable (gated models also need `hf auth login`)"), True
     return Check(NO, "Hugging Face hub", "unreachable: only local folders and offline packages load",
                  "set HF_ENDPOINT to a mirror, or use models with an offline package (e.g. gemma3-270m)"), False
