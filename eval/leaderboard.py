@@ -176,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metric", default="accuracy", choices=["accuracy", "macro_f1"], help="ranking metric")
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args(argv)
+    from eval.preflight import writable_problem
+
+    if problem := writable_problem(args.results_dir):  # one line naming the fix, before reading every record
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         out, problems = build(args.results_dir, plots=not args.no_plots, metric=args.metric)
     except OSError as exc:

@@ -101,19 +101,18 @@ def test_failed_export_is_recorded_and_never_raises(monkeypatch, tiny_causal_lm:
     assert "adapter_error" in save_adapter(loaded, blocked)  # cannot mkdir under a file: recorded, not raised
 
 
-def test_export_failure_after_training_keeps_the_run(tiny_causal_lm: Path, tmp_path: Path) -> None:
-    """The whole script: --export-gguf on the hf backend cannot export; the run's record is still written."""
+def test_export_that_cannot_run_here_is_refused_before_training(tiny_causal_lm: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """--export-gguf on the hf backend could only fail after training: preflight refuses it first, in one line,
+    and nothing is trained or written (an export that fails after training is recorded: the test above)."""
     from finetune.sft import cli
 
     argv = ["--model", str(tiny_causal_lm), "--task", "drugs", "--n-train", "8", "--seeds", "0", "--n-eval", "4",
             "--results-dir", str(tmp_path), "--max-seq-length", "64", "--max-steps", "1", "--batch-size", "4",
             "--backend", "hf", "--eval-mode", "score", "--export-gguf", "q4_k_m"]
-    assert cli(argv) == 0
-    [path] = list((tmp_path / "runs" / "drugs" / "finetune").glob("*.json"))
-    rec = json.loads(path.read_text())
-    art = rec["details"]["artifacts"]
-    assert "needs the unsloth backend" in art["gguf_error"] and rec["metrics"]["accuracy"] is not None
-    assert Path(rec["details"]["artifacts"]["adapter"], "adapter_config.json").exists()
+    assert cli(argv) == 2
+    assert "--export-gguf needs the unsloth backend" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("*.json"))
 
 
 # 3. 4-bit under accelerate launch: each rank on its own GPU
