@@ -74,7 +74,11 @@ class PromptConfig:
     keep_alive: str | None = _opt(None, "Ollama: keep the model loaded this long, e.g. 10m")
     num_ctx: int | None = _opt(None, "Ollama context; unset: sized to the longest prompt")
     batch_size: int = _opt(16, "hf: prompts per forward pass (left-padded)")
-    threads: int | None = _opt(None, "hf: torch CPU threads; 1 is fastest on a shared CPU (BENCHMARKS.md)")
+    threads: int | None = _opt(None, "hf: torch CPU threads; unset: the cores available (BENCHMARKS.md)")
+    dtype: str = _opt("auto", "hf: auto = bf16 on CPUs with AVX512-BF16/AMX and CUDA >= sm_80, else fp32/fp16",
+                      choices=["auto", "float32", "bfloat16", "float16"])
+    batch_check: bool = _opt(True, "hf: compare batch-1 and batch-N labels (and bf16 vs fp32) on the first 16 "
+                                   "prompts; on a difference use the batch size / dtype that agrees")
 
 
 def prompt_kind(cfg: PromptConfig, shots: int) -> str:
@@ -99,7 +103,7 @@ def make_backend(cfg: PromptConfig, scheme) -> Backend:
                           retries=cfg.retries, max_new_tokens=cfg.max_new_tokens or kind_default, think=cfg.think,
                           keep_alive=cfg.keep_alive, format=cfg.format, endpoint=cfg.endpoint, raw=cfg.raw,
                           stream=cfg.stream, num_ctx=cfg.num_ctx, mode=cfg.mode, batch_size=cfg.batch_size,
-                          threads=cfg.threads)
+                          threads=cfg.threads, dtype=cfg.dtype, batch_check=cfg.batch_check)
     if cfg.mode == "score" and name != "hf":
         raise BackendError("--mode score reads logits in-process: use an hf/ model (servers return text only)")
     if cfg.mode == "score" and cot:
@@ -145,7 +149,8 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
         stats = {"errors": sum(not a.ok for a in answers), "truncated": sum(a.truncated for a in answers),
                  "error_examples": [{"id": e.id, "error": a.error} for e, a in zip(test[:n], answers) if not a.ok],
                  "from_cache": got.from_cache, "asked": got.asked, "think_open": prompt.think_open and
-                 backend.raw_prompt, "few_shot_ids": [e.id for e in task.train(shots, seed)] if shots else []}
+                 backend.raw_prompt, "few_shot_ids": [e.id for e in task.train(shots, seed)] if shots else [],
+                 "runtime": getattr(backend, "run_info", None)}  # hf: dtype, threads, prefix reuse, canary
         paths.append(finish_run(
             spec, task, test[:n], preds[:n], results_dir=cfg.results_dir, model_id=backend.model_id,
             backend=backend.name, timing=timing, raws=raws[:n], n_train_examples=shots,
@@ -233,6 +238,11 @@ def config_from_spec(spec: RunSpec, results_dir: str, **how: object) -> PromptCo
     model = spec.model if "backend" not in o or spec.model.startswith(f"{o['backend']}/") else \
         f"{o['backend']}/{spec.model}"
     values = {k: v for k, v in o.items() if k not in SPEC_ONLY}
+    if o.get("dtype") and o.get("backend", model.split("/")[0]) == "hf":  # the spec names the dtype that ran
+        from eval.hardware import pick_dtype
+
+        auto = str(pick_dtype()[1]).removeprefix("torch.")
+        values["dtype"] = "auto" if o["dtype"] == auto else o["dtype"]  # auto keeps the bf16-vs-fp32 guard
     values.update(model=model, prompt=kind, mode=mode, shots=[int(spec.n_train)], task=spec.task,
                   seeds=[spec.seed], n_eval=[spec.n_eval] if spec.n_eval else None, results_dir=results_dir,
                   overwrite=True)
