@@ -130,11 +130,13 @@ def _cgroup_quota() -> float | None:
 
 
 def configure_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads to `threads` (e.g. --threads) or to the cores actually available; returns it."""
+    """Set torch's intra-op threads to `threads` (e.g. --threads), else cap them at the cores actually available
+    (torch's default follows the host's cores, not a cgroup quota); a lower count set earlier is kept. Returns it."""
     import torch
 
-    n = threads if threads and threads > 0 else available_cpus()
-    if torch.get_num_threads() != n:
+    current = torch.get_num_threads()
+    n = threads if threads and threads > 0 else min(current, available_cpus())
+    if current != n:
         torch.set_num_threads(n)
     return n
 
@@ -146,3 +148,20 @@ def describe() -> dict[str, Any]:
     return {"cpus_available": available_cpus(), "cpu_count": os.cpu_count(), "native_bf16": cpu_native_bf16(),
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.is_available()}
+
+
+def sft_precision(override: str | None = None) -> dict[str, Any]:
+    """How LoRA training and the SFT evaluations run: weights dtype, bf16 autocast, the Trainer's bf16 flag.
+
+    CPU with native bf16: fp32 weights under bf16 autocast (the Trainer's `bf16=True` on CPU is torch.autocast),
+    so the adapters' optimizer state stays fp32 and the canary can compare against exact fp32. CUDA: the weights
+    in pick_dtype's dtype. Elsewhere fp32."""
+    import torch
+
+    device, dtype, why = pick_dtype(override, "cuda" if torch.cuda.is_available() else "cpu")
+    bf16 = dtype == torch.bfloat16
+    if device == "cpu":
+        return {"device": device, "weights": torch.float32, "autocast": bf16, "bf16": bf16,
+                "dtype": "bfloat16-autocast" if bf16 else "float32", "reason": why}
+    return {"device": device, "weights": dtype, "autocast": False, "bf16": bf16,
+            "dtype": str(dtype).removeprefix("torch."), "reason": why}

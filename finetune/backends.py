@@ -80,10 +80,11 @@ class Loaded:
 
 
 def load(info: ModelInfo, backend: str, *, load_in_4bit: bool, max_seq_length: int, lora: dict,
-         seed: int) -> Loaded:
-    """Load the model for `backend` and wrap it with LoRA. `lora`: r, alpha, dropout, target_modules."""
+         seed: int, dtype: Any = None) -> Loaded:
+    """Load the model for `backend` and wrap it with LoRA. `lora`: r, alpha, dropout, target_modules.
+    `dtype`: the hf backend's weights dtype (eval.hardware.sft_precision; None: its default)."""
     loaded = _load_unsloth(info, load_in_4bit, max_seq_length, lora, seed) if backend == "unsloth" else \
-        _load_hf(info, load_in_4bit, lora)
+        _load_hf(info, load_in_4bit, lora, dtype)
     from eval.lm import ensure_pad_token  # pad != eos (FIELD-NOTES trap 7); load_causal_lm already did it
 
     loaded.info["pad_choice"] = ensure_pad_token(loaded.tokenizer, loaded.model)
@@ -102,16 +103,17 @@ def _load_unsloth(info: ModelInfo, load_in_4bit: bool, max_seq_length: int, lora
     return Loaded(model, tok, "unsloth", model_id, load_in_4bit, {"dtype": str(getattr(model, "dtype", None))})
 
 
-def _load_hf(info: ModelInfo, load_in_4bit: bool, lora: dict) -> Loaded:
+def _load_hf(info: ModelInfo, load_in_4bit: bool, lora: dict, dtype: Any = None) -> Loaded:
     from peft import LoraConfig, get_peft_model
 
     if load_in_4bit:
-        import torch
         from peft import prepare_model_for_kbit_training
         from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
+        from eval.hardware import sft_precision
+
         model_id = info.id_for("hf")
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        dtype = dtype or sft_precision()["weights"]  # bf16 only where native (a T4 emulates it: fp16)
         bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                  bnb_4bit_compute_dtype=dtype)
         model = AutoModelForCausalLM.from_pretrained(model_id, quantization_config=bnb, device_map={"": 0},
@@ -122,7 +124,7 @@ def _load_hf(info: ModelInfo, load_in_4bit: bool, lora: dict) -> Loaded:
     else:
         from eval.lm import load_causal_lm
 
-        model, tok, lm_info = load_causal_lm(info.name)
+        model, tok, lm_info = load_causal_lm(info.name, dtype=dtype)
         model_id, meta = str(lm_info["model_id"]), dict(lm_info)
     config = LoraConfig(task_type="CAUSAL_LM", r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                         target_modules=list(lora["target_modules"]), bias="none")

@@ -14,7 +14,8 @@ from eval.cli import option as _f  # one field helper for every track's config
 
 CONFIGS_DIR = Path(__file__).with_name("configs")
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-RUNTIME_ONLY = {"backend", "quantization", "eval_batch_size", "gradient_checkpointing", "merge", "export_gguf"}
+RUNTIME_ONLY = {"backend", "quantization", "eval_batch_size", "gradient_checkpointing", "merge", "export_gguf",
+                "dtype", "batch_check"}
 
 
 
@@ -27,6 +28,10 @@ class SFTArgs:
     quantization: str = _f("auto", "auto = 4-bit (QLoRA) on CUDA, none (LoRA) elsewhere",
                            choices=["auto", "4bit", "none"])
     eval_batch_size: int = _f(16, "batch size of both evaluations (left-padded, length-sorted)")
+    dtype: str = _f("auto", "auto = bf16 autocast on CPUs with AVX512-BF16/AMX, bf16 on CUDA >= sm_80, else fp32/fp16",
+                    choices=["auto", "float32", "bfloat16", "float16"])
+    batch_check: bool = _f(True, "before each evaluation compare batch-1 and batch-N labels (and bf16 vs fp32) on "
+                                 "16 prompts; on a difference use the batch size / dtype that agrees")
     gradient_checkpointing: bool | None = _f(None, "default: on with CUDA, off on CPU (it only saves memory)")
     merge: bool = _f(False, "also save the merged (base + LoRA) weights")
     export_gguf: str | None = _f(None, "unsloth only: write a GGUF with this quantization (e.g. q4_k_m) + a Modelfile")
