@@ -156,6 +156,7 @@ def assembled_file(alias: str, offline: dict) -> Path:
     os.close(fd)
     try:
         _join(alias, offline, parts, Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared like any model download
         os.replace(tmp, dest)
     finally:
         Path(tmp).unlink(missing_ok=True)
