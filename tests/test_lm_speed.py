@@ -204,6 +204,8 @@ def test_hf_backend_records_dtype_prefix_and_canary(tiny_causal_lm: Path, monkey
     assert info["dtype"] == info["canary"]["dtype_used"] in ("bfloat16", "float32")
     assert info["prefix_tokens"] >= MIN_PREFIX and len(out) == len(prompts)
     assert {a.meta["dtype"] for a in out.values()} == {info["dtype"]}
+    backend.answer_all(prompts[:5], {}.__setitem__)  # a later group: the dtype is settled, batches still checked
+    assert "dtype_check" not in backend.run_info["canary"] and backend.run_info["dtype"] == info["dtype"]
     off = get_backend("hf")(str(tiny_causal_lm), BackendOptions(mode="score", batch_check=False, threads=1), SCHEME)
     off.answer_all(prompts[:3], {}.__setitem__)
     assert not off.run_info["canary"]["ran"] and off.run_info["dtype"] == "bfloat16"  # --no-batch-check

@@ -96,7 +96,7 @@ class HFBackend(Backend):
 
         self.ready()
         assert self.lm is not None
-        model, tok, info = self.lm
+        model, tok, _ = self.lm
         o = self.options
         think = {"true": True, "false": False}.get(str(o.think).lower(), False)
         texts = [build_prompt(tok, p, chat=self.chat, enable_thinking=think) for p in prompts]
@@ -163,5 +163,6 @@ class HFBackend(Backend):
                              k=o.canary_k, precision=switch, enabled=o.batch_check, say=log.warning)
         if switch is not None:
             switch.release()
+        self.guard_dtype = False  # the dtype is settled for this backend's later calls (fp32 copy released)
         self.run_info["canary"] = outcome
         return int(outcome["batch_size_used"])
