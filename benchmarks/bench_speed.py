@@ -90,7 +90,7 @@ def part_dtype(args) -> list[str]:
 
     if not cpu_native_bf16():
         return ["This CPU has neither AVX512-BF16 nor AMX: bf16 would be emulated (slower than fp32); skipped."]
-    configure_threads()
+    configure_threads(args.threads)
     _, texts, words, gold = prompts_for(args.model, "zeroshot", args.n)
     import copy
 
@@ -114,7 +114,7 @@ def part_prefix(args) -> list[str]:
     from eval.hardware import configure_threads
     from eval.lm import load_causal_lm, score_labels
 
-    configure_threads()
+    configure_threads(args.threads)
     _, texts, words, gold = prompts_for(args.model, "fewshot", args.n, shots=16)
     model, tok, info = load_causal_lm(args.model)
     kw = {"batch_size": args.batch_size, "prefix": ""}
@@ -166,7 +166,7 @@ def part_sft(args) -> list[str]:
     from finetune.formatting import Formatter, load_template
     from finetune.trainer import completion_loss
 
-    configure_threads()
+    configure_threads(args.threads)
     from eval.data import load_task
 
     task = load_task("rotten")
@@ -212,7 +212,7 @@ def part_llama(args) -> list[str]:
     import socket
 
     from eval.data import load_task
-    from eval.hardware import available_cpus, configure_threads
+    from eval.hardware import configure_threads
     from eval.models import resolve
     from eval.packaged import assembled_file
     from prompting.backends import BackendOptions, get_backend
@@ -220,12 +220,12 @@ def part_llama(args) -> list[str]:
 
     if not args.server_python:
         return ["llama: needs --server-python (a venv with llama-cpp-python[server])"]
-    configure_threads()
+    threads = configure_threads(args.threads)
     gguf = assembled_file(args.model, resolve(args.model).offline)
     port = 18000 + os.getpid() % 1000
     log = open("/tmp/bench_llama_server.log", "w")  # noqa: SIM115 - the server's lifetime
     server = subprocess.Popen([args.server_python, "-m", "llama_cpp.server", "--model", str(gguf), "--host",
-                               "127.0.0.1", "--port", str(port), "--n_threads", str(available_cpus()),
+                               "127.0.0.1", "--port", str(port), "--n_threads", str(threads),
                                "--n_ctx", "2048", "--model_alias", args.model], stdout=log, stderr=log)
     try:
         for _ in range(600):
@@ -239,7 +239,7 @@ def part_llama(args) -> list[str]:
         texts = [prompt.render(e.text) for e in task.test(args.n)]
         gold = [e.label for e in task.test(args.n)]
         out: dict[str, tuple[float, list[str]]] = {}
-        for name, opts in (("hf", BackendOptions(max_new_tokens=4, batch_size=args.batch_size)),
+        for name, opts in (("hf", BackendOptions(max_new_tokens=4, batch_size=args.batch_size, threads=threads)),
                            ("openai", BackendOptions(max_new_tokens=4, concurrency=1,
                                                      base_url=f"http://127.0.0.1:{port}/v1", timeout=600))):
             backend = get_backend(name)(args.model, opts, task.scheme)
@@ -276,9 +276,16 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--steps", type=int, default=3, help="sft: timed steps per side")
     ap.add_argument("--server-python", default=None, help="llama: python of a venv with llama-cpp-python[server]")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: eval.hardware's choice)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     head = machine()
+    import torch
+
+    from eval.hardware import configure_threads
+
+    head += f"; torch threads {configure_threads(args.threads)} (of {torch.get_num_threads()} set)" \
+        if args.part != "threads" else ""
     rows = PARTS[args.part](args)
     cmd = "python benchmarks/bench_speed.py " + " ".join(sys.argv[1:])
     section = "\n".join([f"<!-- bench_speed_{args.part}:start -->", f"#### `{args.part}`: {args.model}",

@@ -10,7 +10,8 @@ Why (docs/speed.md has the measurements and sources):
 - On a CPU, bf16 matmuls are fast only with AVX512-BF16 or AMX (oneDNN kernels); elsewhere they are emulated and
   slower than fp32. We read the CPU's flags rather than guess from the vendor.
 - `os.cpu_count()` counts the host's cores, not the ones a container or `taskset` grants: affinity and the cgroup
-  quota (cpu.max) decide how many threads can run at once; more torch threads than that spin and wait.
+  quota (cpu.max) decide how many threads can run at once, and cores busy with other processes are not free
+  either; more torch threads than that spin and wait.
 """
 
 from __future__ import annotations
@@ -129,13 +130,27 @@ def _cgroup_quota() -> float | None:
         return None
 
 
+def idle_cpus() -> int:
+    """Usable cores not already kept busy by other processes (1-minute load average), at least 1.
+
+    On a shared machine OpenMP threads beyond the idle cores spin and wait: with load 14 on 2 cores, 1 torch
+    thread scored 4x faster than 2 (BENCHMARKS.md, "Speed"); on an idle machine every core is used."""
+    n = available_cpus()
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return n
+    return max(1, min(n, int(n - busy + 0.5)))
+
+
 def configure_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads to `threads` (e.g. --threads), else cap them at the cores actually available
-    (torch's default follows the host's cores, not a cgroup quota); a lower count set earlier is kept. Returns it."""
+    """Set torch's intra-op threads to `threads` (e.g. --threads), else to the idle usable cores (affinity, cgroup
+    quota, minus the load of other processes; torch's default counts the host's cores). A lower count set
+    earlier is kept. Returns the count."""
     import torch
 
     current = torch.get_num_threads()
-    n = threads if threads and threads > 0 else min(current, available_cpus())
+    n = threads if threads and threads > 0 else min(current, idle_cpus())
     if current != n:
         torch.set_num_threads(n)
     return n

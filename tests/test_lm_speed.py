@@ -178,6 +178,10 @@ def test_threads_follow_affinity_and_cgroup_quota(monkeypatch: pytest.MonkeyPatc
     assert hardware.available_cpus() == 4
     monkeypatch.setattr(hardware, "_cgroup_quota", lambda: 1.5)  # cpu.max "150000 100000"
     assert hardware.available_cpus() == 2
+    monkeypatch.setattr(hardware.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert hardware.idle_cpus() == 2
+    monkeypatch.setattr(hardware.os, "getloadavg", lambda: (14.0, 9.0, 5.0))  # other jobs keep both cores busy
+    assert hardware.idle_cpus() == 1
     saved = torch.get_num_threads()
     try:
         assert hardware.configure_threads(1) == 1 and torch.get_num_threads() == 1
