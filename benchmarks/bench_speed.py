@@ -280,12 +280,11 @@ def main() -> int:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     head = machine()
-    import torch
 
     from eval.hardware import configure_threads
 
-    head += f"; torch threads {configure_threads(args.threads)} (of {torch.get_num_threads()} set)" \
-        if args.part != "threads" else ""
+    if args.part != "threads":
+        head += f"; torch threads {configure_threads(args.threads)}"
     rows = PARTS[args.part](args)
     cmd = "python benchmarks/bench_speed.py " + " ".join(sys.argv[1:])
     section = "\n".join([f"<!-- bench_speed_{args.part}:start -->", f"#### `{args.part}`: {args.model}",
