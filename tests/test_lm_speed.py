@@ -213,3 +213,23 @@ def test_hf_backend_records_dtype_prefix_and_canary(tiny_causal_lm: Path, monkey
     off = get_backend("hf")(str(tiny_causal_lm), BackendOptions(mode="score", batch_check=False, threads=1), SCHEME)
     off.answer_all(prompts[:3], {}.__setitem__)
     assert not off.run_info["canary"]["ran"] and off.run_info["dtype"] == "bfloat16"  # --no-batch-check
+
+
+@pytest.mark.slow
+def test_real_instruct_model_prefix_reuse_is_exact() -> None:
+    """qwen2.5-coder-0.5b (offline package; its generation config has a repetition penalty): reuse changes nothing."""
+    try:
+        model, tok, _ = load_causal_lm("qwen2.5-coder-0.5b")
+    except (ModuleNotFoundError, OSError) as exc:
+        pytest.skip(f"offline qwen2.5-coder-0.5b not installed: {exc}")
+    reviews = ["a gorgeous, witty film", "dull and far too long", "the cast tries hard", "i laughed, i cried",
+               "an utter mess", "not bad at all"]
+    prompts = [build_prompt(tok, f"Is this review positive or negative? Answer in one word.\n\n{r}") for r in reviews]
+    stats: dict = {}
+    plain = generate(model, tok, prompts, max_new_tokens=4, batch_size=4, reuse_prefix=False)
+    assert generate(model, tok, prompts, max_new_tokens=4, batch_size=4, stats=stats) == plain
+    assert stats["prefix_tokens"] >= MIN_PREFIX
+    words = ["positive", "negative"]
+    a = score_labels(model, tok, prompts, words, reuse_prefix=False)
+    b = score_labels(model, tok, prompts, words)
+    assert [r.index(max(r)) for r in a] == [r.index(max(r)) for r in b]
