@@ -30,6 +30,7 @@ def encode(tokenizer: Any, text: str) -> list[int]:
 
     Chat templates write BOS into the text; adding it again (a double BOS) measurably shifts outputs.
     """
+    tokenizer = getattr(tokenizer, "tokenizer", None) or tokenizer  # a multimodal processor: its text tokenizer
     bos = tokenizer.bos_token
     add = not (bos and text.startswith(bos))
     return list(tokenizer(text, add_special_tokens=add)["input_ids"])
