@@ -41,16 +41,13 @@ def cuda_available() -> bool:
 
 def cuda_bf16() -> bool:
     """Native bf16 on the current CUDA device. `torch.cuda.is_bf16_supported()` alone also counts emulation, which
-    is True on a T4 (compute capability 7.5) and runs bf16 slowly there (docs/pitfalls.md#bf16-support).
-    CALL SITE (issue 12 item 9): the suite's one dtype helper lives in eval/lm.py; use it here once it exists."""
+    is True on a T4 (compute capability 7.5) and runs bf16 slowly there (docs/pitfalls.md#bf16-support). The one
+    decision lives in eval.hardware."""
     import torch
 
-    if not torch.cuda.is_available():
-        return False
-    try:
-        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-    except TypeError:  # torch < 2.3 has no including_emulation
-        return torch.cuda.get_device_capability() >= (8, 0)
+    from eval.hardware import cuda_native_bf16
+
+    return torch.cuda.is_available() and cuda_native_bf16(torch)
 
 
 def cuda_compute_dtype() -> Any:
@@ -173,11 +170,12 @@ class Loaded:
 
 
 def load(info: ModelInfo, backend: str, *, load_in_4bit: bool, max_seq_length: int, lora: dict,
-         seed: int) -> Loaded:
-    """Load the model for `backend` and wrap it with LoRA. `lora`: r, alpha, dropout, target_modules."""
+         seed: int, dtype: Any = None) -> Loaded:
+    """Load the model for `backend` and wrap it with LoRA. `lora`: r, alpha, dropout, target_modules.
+    `dtype`: the hf backend's weights dtype (eval.hardware.sft_precision; None: its default)."""
     loaded = _load_unsloth(info, load_in_4bit, max_seq_length, lora, seed) if backend == "unsloth" else \
-        _load_hf(info, load_in_4bit, lora)
-    from eval.lm import ensure_pad_token  # pad != eos; load_causal_lm already did it
+        _load_hf(info, load_in_4bit, lora, dtype)
+    from eval.lm import ensure_pad_token  # pad != eos (docs/pitfalls.md#pad-eos); load_causal_lm did it
 
     loaded.info["pad_choice"] = ensure_pad_token(loaded.tokenizer, loaded.model)
     return loaded
@@ -199,7 +197,7 @@ def _load_unsloth(info: ModelInfo, load_in_4bit: bool, max_seq_length: int, lora
     return Loaded(model, text, "unsloth", model_id, load_in_4bit, meta, processor=tok if text is not tok else None)
 
 
-def _load_hf(info: ModelInfo, load_in_4bit: bool, lora: dict) -> Loaded:
+def _load_hf(info: ModelInfo, load_in_4bit: bool, lora: dict, dtype: Any = None) -> Loaded:
     from peft import LoraConfig, get_peft_model
 
     if load_in_4bit:
@@ -213,7 +211,7 @@ def _load_hf(info: ModelInfo, load_in_4bit: bool, lora: dict) -> Loaded:
         from eval.distributed import cuda_device_map
 
         model_id = info.id_for("hf")
-        dtype = cuda_compute_dtype()
+        dtype = dtype or cuda_compute_dtype()
         bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                  bnb_4bit_compute_dtype=dtype)
         model = AutoModelForCausalLM.from_pretrained(model_id, quantization_config=bnb, device_map=cuda_device_map(),
@@ -224,7 +222,7 @@ def _load_hf(info: ModelInfo, load_in_4bit: bool, lora: dict) -> Loaded:
     else:
         from eval.lm import load_causal_lm
 
-        model, tok, lm_info = load_causal_lm(info.name)
+        model, tok, lm_info = load_causal_lm(info.name, dtype=dtype)
         model_id, meta = str(lm_info["model_id"]), dict(lm_info)
     config = LoraConfig(task_type="CAUSAL_LM", r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                         target_modules=list(lora["target_modules"]), bias="none")

@@ -28,6 +28,10 @@ class SFTArgs:
     quantization: str = _f("auto", "auto = 4-bit (QLoRA) on CUDA, none (LoRA) elsewhere",
                            choices=["auto", "4bit", "none"], role=_RT)
     eval_batch_size: int = _f(16, "batch size of both evaluations (left-padded, length-sorted)", role=_RT)
+    dtype: str = _f("auto", "auto = bf16 autocast on CPUs with AVX512-BF16/AMX, bf16 on CUDA >= sm_80, else fp32/fp16",
+                    choices=["auto", "float32", "bfloat16", "float16"], role=_RT)
+    batch_check: bool = _f(True, "before each evaluation compare batch-1 and batch-N labels (and bf16 vs fp32) on "
+                                 "16 prompts; on a difference use the batch size / dtype that agrees", role=_RT)
     gradient_checkpointing: bool | None = _f(None, "default: on with CUDA, off on CPU (it only saves memory)",
                                              role=_RT)
     merge: bool = _f(False, "also save the merged (base + LoRA) weights", role=_RT)

@@ -84,7 +84,7 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
     import torch
     from transformers import set_seed
 
-    from finetune.backends import cuda_bf16, for_inference, for_training, load
+    from finetune.backends import for_inference, for_training, load
     from finetune.export import export_after_record, save_adapter
     from finetune.trainer import make_trainer
 
@@ -103,14 +103,18 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
     if four_bit and not torch.cuda.is_available():
         raise BackendError("method qlora (4-bit) needs CUDA; rerun with --quantization none (method lora)")
     info = resolve(spec.model)
+    from eval.hardware import configure_threads, sft_precision
+
+    precision = {**sft_precision(cfg.dtype), "threads": configure_threads()}  # one decision (docs/speed.md)
     set_seed(spec.seed)  # LoRA init, data order, dropout
     loaded = load(info, backend, load_in_4bit=four_bit, max_seq_length=cfg.max_seq_length, lora=cfg.lora(),
-                  seed=spec.seed)
+                  seed=spec.seed, dtype=precision["weights"])
     model, tok = loaded.model, loaded.tokenizer
     chat = cfg.chat if cfg.chat is not None else (False if info.base else None)  # base models: plain prompts
     fmt = Formatter(tok, task.scheme, template, cfg.max_seq_length, chat=chat)
     prompts = [fmt.prompt(ex.text) for ex in test]
-    eval_kw = {"eval_mode": cfg.eval_mode, "batch_size": cfg.eval_batch_size, "max_new_tokens": cfg.max_new_tokens}
+    eval_kw = {"eval_mode": cfg.eval_mode, "batch_size": cfg.eval_batch_size, "max_new_tokens": cfg.max_new_tokens,
+               "batch_check": cfg.batch_check, "autocast": precision["autocast"]}
 
     # --- evaluate before training (fresh LoRA adapters are a no-op: B is initialised to zero) ---
     # Under `accelerate launch` every process trains (TRL/Trainer runs DDP by itself) and only the main process
@@ -128,7 +132,7 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
     for_training(loaded)
     tok.padding_side = "right"
     cuda = torch.cuda.is_available()
-    bf16 = cuda and cuda_bf16()  # native bf16 only: a T4 emulates it
+    bf16 = precision["bf16"]  # CPU: torch.autocast bf16 over fp32 weights; CUDA: native bf16 only
     out = output_dir(spec, results_dir)
     # batch_size is per process; steps are planned on each process's share, so epochs mean the same at any world size
     args = trainer_args(cfg, output_dir=str(out / "trainer"), n_examples=-(-len(train) // world_size()),
@@ -160,7 +164,9 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
               "max_steps": args.max_steps, "optim": args.optim, "bf16": bf16, "use_cpu": args.use_cpu,
               "gradient_checkpointing": args.gradient_checkpointing, "formatting": fmt.describe(),
               "model": loaded.info, "train_loss": round(result.training_loss, 4), "loss_log": losses,
-              "processes": world_size()}
+              "processes": world_size(),
+              "precision": {k: str(v).removeprefix("torch.") for k, v in precision.items()},
+              "eval_runtime": {"before": before[main_mode].run, "after": after[main_mode].run}}
     timing = {"train_s": round(train_s, 2), "eval_s": round(after[main_mode].seconds, 2),
               "before_eval_s": round(before[main_mode].seconds, 2),
               **{f"{m}_eval_s": round(r.seconds, 2) for m, r in after.items()},

@@ -29,7 +29,6 @@ from eval.cli import (
     data_kwargs,
     fields_with_role,
     option,
-    parse_config,
     report_errors,
     think_text,
     values_with_role,
@@ -44,6 +43,7 @@ from eval.sources import DataError
 from eval.tracks import DataRef
 from prompting.backends import Backend, BackendError, BackendOptions, get_backend, split_model
 from prompting.cache import Answer, AnswerCache
+from prompting.defaults import cost_note, default_max_new_tokens, model_config_values, parse_prompt_config
 
 _opt = option  # a field's help and role, written once (eval.cli.option)
 _RT = "runtime"
@@ -64,7 +64,7 @@ class PromptConfig:
                      choices=["generate", "score"])
     think: str | None = _opt(None, "reasoning: true/false/low/medium/high; unset: the model's own")
     format: str | None = _opt(None, "json: constrain answers to a JSON schema of the labels", choices=["json"])
-    max_new_tokens: int | None = _opt(None, "answer length limit; unset: 1024 for cot, 16 otherwise")
+    max_new_tokens: int | None = _opt(None, "answer length limit; unset: 16, or for cot 1024 (256 hf on a CPU)")
     endpoint: str = _opt("generate", "Ollama API: generate (as the seed did) or chat", choices=["generate", "chat"])
     raw: bool = _opt(False, "Ollama generate: send the prompt verbatim, without the model's chat template")
     # the data (same flags as every track)
@@ -93,7 +93,11 @@ class PromptConfig:
     keep_alive: str | None = _opt(None, "Ollama: keep the model loaded this long, e.g. 10m", role="runtime")
     num_ctx: int | None = _opt(None, "Ollama context; unset: sized to the longest prompt", role="runtime")
     batch_size: int = _opt(16, "hf: prompts per forward pass (left-padded)", role="runtime")
-    threads: int | None = _opt(None, "hf: torch CPU threads; 1 is fastest on a shared CPU (BENCHMARKS.md)", role=_RT)
+    threads: int | None = _opt(None, "hf: torch CPU threads; unset: the idle cores (BENCHMARKS.md)", role=_RT)
+    dtype: str = _opt("auto", "hf: auto = bf16 on CPUs with AVX512-BF16/AMX and CUDA >= sm_80, else fp32/fp16",
+                      choices=["auto", "float32", "bfloat16", "float16"], role=_RT)
+    batch_check: bool = _opt(True, "hf: compare batch-1 and batch-N labels (and bf16 vs fp32) on the first 16 "
+                                   "prompts; on a difference use the batch size / dtype that agrees", role=_RT)
 
     def __post_init__(self) -> None:
         check_choices(self)  # a YAML file or a sweep gets the checks argparse does
@@ -115,7 +119,8 @@ def method_name(kind: str, mode: str) -> str:
 
 
 def max_new_tokens(cfg: PromptConfig, kind: str) -> int:
-    return cfg.max_new_tokens or (1024 if kind == "cot" else 16)
+    """--max-new-tokens, else room to reason for CoT sized to where the model runs (prompting/defaults.py)."""
+    return cfg.max_new_tokens or default_max_new_tokens(kind == "cot", split_model(cfg.model, cfg.backend)[0])
 
 
 def make_backend(cfg: PromptConfig, scheme, kind: str | None = None) -> Backend:
@@ -128,7 +133,7 @@ def make_backend(cfg: PromptConfig, scheme, kind: str | None = None) -> Backend:
                           think=cfg.think,
                           keep_alive=cfg.keep_alive, format=cfg.format, endpoint=cfg.endpoint, raw=cfg.raw,
                           stream=cfg.stream, num_ctx=cfg.num_ctx, mode=cfg.mode, batch_size=cfg.batch_size,
-                          threads=cfg.threads)
+                          threads=cfg.threads, dtype=cfg.dtype, batch_check=cfg.batch_check)
     if cfg.mode == "score" and name != "hf":
         raise BackendError("--mode score reads logits in-process: use an hf/ model (servers return text only)")
     if cfg.mode == "score" and "cot" in kinds:
@@ -172,6 +177,8 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
     test = task.test(largest.n_eval)
     identity = {**backend.identity(), "prompt_version": prompt.version}
     t0 = time.perf_counter()
+    print(cost_note(len(test), backend.options.max_new_tokens, backend.options.batch_size, backend.name, cfg.mode),
+          file=sys.stderr)
     got = collect(backend, [prompt.render(e.text) for e in test], cache, identity, cfg.retry_errors,
                   desc=f"{cfg.model} {kind} k={shots} seed={seed}", stop=prompt.stop)
     parsed = [parse(a, prompt, backend, task.scheme) for a in got.answers]
@@ -190,7 +197,8 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
                  "prompt_truncated": sum(bool(a.meta.get("prompt_truncated")) for a in answers),
                  "error_examples": [{"id": e.id, "error": a.error} for e, a in zip(test[:n], answers) if not a.ok],
                  "from_cache": got.from_cache, "asked": got.asked, "think_open": prompt.think_open and
-                 backend.raw_prompt, "few_shot_ids": [e.id for e in task.train(shots, seed)] if shots else []}
+                 backend.raw_prompt, "few_shot_ids": [e.id for e in task.train(shots, seed)] if shots else [],
+                 "runtime": getattr(backend, "run_info", None)}  # hf: dtype, threads, prefix reuse, canary
         paths.append(finish_run(
             spec, task, test[:n], preds[:n], results_dir=cfg.results_dir, model_id=backend.model_id,
             backend=backend.name, timing=timing, raws=raws[:n], n_train_examples=shots,
@@ -294,8 +302,14 @@ def config_from_options(model: str, method: str, options: dict, **cli: object) -
     backend = o.pop("backend", None)
     if backend and not model.startswith(f"{backend}/"):
         model = f"{backend}/{model}"
+    if o.get("dtype") and model.split("/")[0] == "hf":  # a spec names the dtype that ran
+        from eval.hardware import pick_dtype
+
+        auto = str(pick_dtype()[1]).removeprefix("torch.")
+        o["dtype"] = "auto" if o["dtype"] == auto else o["dtype"]  # auto keeps the bf16-vs-fp32 guard
     o.update(prompt=kind, mode=mode)
-    return PromptConfig(model=model, **{**o, **cli})  # type: ignore[arg-type]
+    # the model's own defaults (prompting/configs/<model>.yaml) fill what the options leave unset, as on the CLI
+    return PromptConfig(**{**model_config_values(model, PromptConfig), "model": model, **o, **cli})  # type: ignore
 
 
 def config_from_spec(spec: RunSpec, **cli: object) -> PromptConfig:
@@ -320,5 +334,10 @@ def run_one(spec: RunSpec, results_dir: str, **how: object) -> Path:
     return record_path(spec, results_dir)
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """prompting/configs/<model>.yaml < --config FILE < command line; --help ends with what the defaults cost."""
+    return main(parse_prompt_config(PromptConfig, argv, description=__doc__))
+
+
 if __name__ == "__main__":
-    raise SystemExit(main(parse_config(PromptConfig)[0]))
+    raise SystemExit(cli())

@@ -194,6 +194,12 @@ def test_script_end_to_end(tiny_causal_lm: Path, tmp_path: Path) -> None:
     assert rec["cost"]["device"] == "cpu" and rec["cost"]["dtype"] == "float32" and rec["cost"]["peak_rss_mb"] > 0
     assert Path(rec["details"]["artifacts"]["adapter"], "adapter_config.json").exists()
     assert Path(rec["details"]["artifacts"]["merged"]).exists()
+    # what ran is recorded: precision (machine-dependent), threads, the canary before each evaluation, prefix reuse
+    prec, runtime = rec["config"]["precision"], rec["config"]["eval_runtime"]
+    assert prec["dtype"] in {"float32", "bfloat16-autocast"} and int(prec["threads"]) >= 1
+    for stage in ("before", "after"):
+        assert runtime[stage]["canary"]["ran"] and runtime[stage]["canary"]["k"] == 6
+        assert runtime[stage]["batch_size"] in (1, 2, 4, 8, 16) and "prefix_tokens" in runtime[stage]
     assert cli(argv) == 0  # the record exists: skipped, not rerun
 
 

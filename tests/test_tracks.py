@@ -62,14 +62,14 @@ def track_command(spec: RunSpec) -> tuple[object, list[str]]:
         quant = "4bit" if spec.method == "qlora" else "none"
         return cli, [*run, "--n-train", str(spec.n_train), "--model", spec.model, "--quantization", quant,
                      *_flags(spec.options, defaults, {"prompt_version"})]
-    from prompting.run import DERIVED, PromptConfig, main, parse_config
+    from prompting.run import DERIVED, PromptConfig, cli
 
     cfg = t.config_from_spec(spec)
     defaults = {k: getattr(PromptConfig(), k) for k in ("think", "format", "endpoint", "raw")}
     argv = [*run, "--model", spec.model, "--prompt", cfg.prompt, "--mode", cfg.mode, "--shots", str(spec.n_train),
             "--max-new-tokens", str(spec.options.get("max_new_tokens", 16)),
             *_flags(spec.options, defaults, DERIVED | {"prompt", "mode", "max_new_tokens"})]
-    return (lambda a: main(parse_config(PromptConfig, a)[0])), argv
+    return cli, argv
 
 
 @pytest.mark.skipif(not HAS_DRUGS, reason="the demo runs on the offline drugs task")

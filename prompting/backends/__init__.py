@@ -49,7 +49,11 @@ class BackendOptions:
     num_ctx: int | None = None  # ollama: None = from the longest prompt (never silently truncated)
     mode: str = "generate"  # hf: generate | score (label verbalizers' logits at the last position)
     batch_size: int = 16  # hf
-    threads: int | None = None  # hf: torch CPU threads (None: torch's choice)
+    threads: int | None = None  # hf: torch CPU threads (None: the cores available, eval.hardware)
+    dtype: str = "auto"  # hf: auto (eval.hardware.pick_dtype) | float32 | bfloat16 | float16
+    batch_check: bool = True  # hf: the batch canary (and bf16-vs-fp32 guard) before the first batch
+    canary_k: int = 16  # hf: prompts the canary compares
+    reuse_prefix: bool | None = None  # hf: reuse the shared prefix's KV cache (None: when >= 16 tokens)
 
 
 class Backend:

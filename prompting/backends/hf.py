@@ -5,6 +5,12 @@ verbalizer after the prompt, read at the last position only (eval.lm.score_label
 so it is valid by construction. Prompts go through the model's chat template when it has one (not for aliases
 marked `base` in eval/models.yaml); a base model continues the prompt verbatim, so a template's open <think> is
 really open. Answers are reported batch by batch, so progress shows and an interrupted run resumes.
+
+Speed (docs/speed.md): the dtype comes from eval.hardware.pick_dtype (bf16 on CPUs with AVX512-BF16/AMX, `--dtype`
+overrides); torch threads from the cores actually available (`--threads` overrides); the prompts' shared prefix
+(instruction, few-shot examples, system turn) is run once and its KV cache reused for every batch. Before the first
+batch, the canary (eval/canary.py) checks batch-1 vs batch-N labels, and bf16 vs fp32 when bf16 was chosen
+automatically on a CPU; `--no-batch-check` skips it. What ran is in every answer's meta and in `run_info`.
 """
 
 from __future__ import annotations
@@ -50,11 +56,14 @@ class HFBackend(Backend):
         self.chat_rule = self.chat  # what identity() reports: fixed before loading, so cache keys never move
         self.raw_prompt = self.chat is False  # type: ignore[misc]
         self.weights = predicted_weights(model)
-        from eval.lm import device_and_dtype
+        from eval.hardware import pick_dtype
 
-        self.device, dtype = device_and_dtype()
-        self.dtype = str(dtype).removeprefix("torch.")  # scores depend on dtype (FIELD-NOTES trap 2)
+        self.device, dtype, self.dtype_reason = pick_dtype(options.dtype)
+        self.dtype = str(dtype).removeprefix("torch.")  # scores depend on dtype (lm-eval PR #1992)
+        # bf16 picked automatically on a CPU is checked against fp32 by the canary, so fp32 weights load first
+        self.guard_dtype = options.dtype in (None, "auto") and self.device == "cpu" and self.dtype == "bfloat16"
         self.lm: tuple[Any, Any, dict] | None = None
+        self.run_info: dict[str, Any] = {"dtype_reason": self.dtype_reason}  # what ran: dtype, prefix, canary
 
     @property
     def model_id(self) -> str:
@@ -67,15 +76,12 @@ class HFBackend(Backend):
                 "think": o.think, "chat": self.chat_rule, "dtype": self.dtype}
 
     def check(self) -> None:
+        from eval.hardware import configure_threads
         from eval.lm import load_causal_lm
 
-        if self.options.threads:
-            import torch
-
-            torch.set_num_threads(self.options.threads)
-
+        self.run_info["threads"] = configure_threads(self.options.threads)
         try:
-            self.lm = load_causal_lm(self.alias)
+            self.lm = load_causal_lm(self.alias, dtype="float32" if self.guard_dtype else self.dtype)
         except (OSError, ModuleNotFoundError, ValueError) as e:
             raise BackendError(f"cannot load {self.alias!r} in-process: {e}. Offline, use an alias with an offline "
                                f"package (e.g. hf/gemma3-270m) or a local model folder") from None
@@ -95,43 +101,79 @@ class HFBackend(Backend):
 
     def answer_all(self, prompts: Sequence[str], on_answer: Callable[[int, Answer], None],
                    stop: Sequence[str] = ()) -> None:
-        from eval.lm import build_prompt, encode, generate, score_labels
+        from eval.lm import build_prompt, encode, generate, score_labels, shared_prefix
 
         self.ready()
         assert self.lm is not None
-        model, tok, info = self.lm
+        model, tok, _ = self.lm
         o = self.options
         from eval.cli import parse_think  # --think is parsed once, for every backend
 
         think = parse_think(o.think) is True
         texts = [build_prompt(tok, p, chat=self.chat, enable_thinking=think) for p in prompts]
+        ids = [encode(tok, t) for t in texts]  # tokenized once, used for the length check and every pass
         limit = getattr(model.config, "max_position_embeddings", None)
+        for i, row in enumerate(ids):
+            if limit and len(row) + o.max_new_tokens > limit:
+                log.warning("prompt %d has %d tokens, over %s's context of %d", i, len(row), self.alias, limit)
         words = [self.scheme.verbalizer(lab) for lab in self.scheme.labels]
-        meta = {"raw_prompt": self.raw_prompt, "dtype": info["dtype"], "batch_size": o.batch_size}
-        # longest first, one batch per call: little padding, and progress (and the cache) advance every batch
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        step = max(1, o.batch_size)
-        for start in range(0, len(order), step):
-            part = order[start:start + step]
-            batch = [texts[i] for i in part]
-            t0 = time.perf_counter()
-            if limit:
-                for i in part:
-                    n = len(encode(tok, texts[i]))
-                    if n + o.max_new_tokens > limit:
-                        log.warning("prompt %d has %d tokens, over %s's context of %d", i, n, self.alias, limit)
+        # the prompt ends in the answer slot ("### Response:\n"): the label follows without a space
+        join = "" if texts and texts[0][-1:].isspace() else " "
+
+        def labels(idx: Sequence[int], bs: int) -> list[str]:  # the canary compares extracted labels
+            sub, sub_ids = [texts[i] for i in idx], [ids[i] for i in idx]
             if o.mode == "score":
-                # the prompt ends in the answer slot ("### Response:\n"): the label follows without a space
-                prefix = "" if batch[0][-1:].isspace() else " "
-                scores = score_labels(model, tok, batch, words, batch_size=o.batch_size, prefix=prefix)
+                rows = score_labels(model, tok, sub, words, batch_size=bs, prefix=join, ids=sub_ids,
+                                    reuse_prefix=o.reuse_prefix)
+                return [words[max(range(len(r)), key=r.__getitem__)] for r in rows]
+            outs = generate(model, tok, sub, max_new_tokens=o.max_new_tokens, batch_size=bs, ids=sub_ids,
+                            reuse_prefix=o.reuse_prefix)
+            return [self.scheme.extract(t) for t in outs]
+
+        batch_size = self._canary(len(texts), labels)
+        prefix = shared_prefix(model, ids, reuse=o.reuse_prefix, extra_tokens=o.max_new_tokens)
+        self.run_info.update(dtype=str(model.dtype).removeprefix("torch."), batch_size=batch_size,
+                             prefix_tokens=len(prefix.ids) if prefix else 0)
+        meta = {"raw_prompt": self.raw_prompt, "dtype": self.run_info["dtype"], "batch_size": batch_size,
+                "prefix_tokens": self.run_info["prefix_tokens"]}
+        # longest first, one batch per call: little padding, and progress (and the cache) advance every batch
+        order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
+        for start in range(0, len(order), batch_size):
+            part = order[start:start + batch_size]
+            t0 = time.perf_counter()
+            if o.mode == "score":
+                batch = [texts[i] for i in part]
+                scores = score_labels(model, tok, batch, words, batch_size=batch_size, prefix=join,
+                                      ids=[ids[i] for i in part], reuse_prefix=prefix if prefix else False)
                 each = {**meta, "seconds": round((time.perf_counter() - t0) / len(part), 4)}
                 for i, row in zip(part, scores, strict=True):
                     best = max(range(len(words)), key=lambda j: row[j])
                     on_answer(i, Answer(text=words[best], meta={**each, "scores": dict(zip(words, row))}))
             else:
-                outs = generate(model, tok, batch, max_new_tokens=o.max_new_tokens, batch_size=o.batch_size)
+                outs = generate(model, tok, [texts[i] for i in part], max_new_tokens=o.max_new_tokens,
+                                batch_size=batch_size, ids=[ids[i] for i in part],
+                                reuse_prefix=prefix if prefix else False)
                 each = {**meta, "seconds": round((time.perf_counter() - t0) / len(part), 4)}
                 for i, out in zip(part, outs, strict=True):
                     n_out = len(tok(out, add_special_tokens=False)["input_ids"])
                     on_answer(i, Answer(text=out, truncated=n_out >= o.max_new_tokens,
                                         meta={**each, "output_tokens": n_out}))
+
+    def _canary(self, n: int, labels: Callable[[Sequence[int], int], list[str]]) -> int:
+        """Batch-1 vs batch-N (and bf16 vs fp32) labels on the first prompts; returns the batch size to use."""
+        from eval.canary import CastSwitch, run_canary
+
+        assert self.lm is not None
+        o = self.options
+        switch = CastSwitch(self.lm[0]) if self.guard_dtype else None
+        if switch is not None and not o.batch_check:
+            switch.low()  # no check asked for: bf16 as picked
+            switch = None
+        first = list(range(min(n, o.canary_k)))
+        outcome = run_canary(lambda sub, bs: labels(first[:len(sub)], bs), [str(i) for i in first], o.batch_size,
+                             k=o.canary_k, precision=switch, enabled=o.batch_check, say=log.warning)
+        if switch is not None:
+            switch.release()
+        self.guard_dtype = False  # the dtype is settled for this backend's later calls (fp32 copy released)
+        self.run_info["canary"] = outcome
+        return int(outcome["batch_size_used"])

@@ -1,0 +1,182 @@
+"""What this machine can run fast: usable CPU cores, native bf16, and the one dtype decision every track uses.
+
+    device, dtype, why = pick_dtype()            # ("cpu", torch.bfloat16, "cpu: native bf16 (avx512_bf16)")
+    device, dtype, why = pick_dtype("float32")   # --dtype wins
+    n = configure_threads()                      # torch threads = cores this process may really use
+
+Why (docs/speed.md has the measurements and sources):
+- `torch.cuda.is_bf16_supported()` also counts emulated bf16 and says True on a T4 (compute capability 7.5), where
+  bf16 is slow; `including_emulation=False` (or capability >= 8) asks for real bf16 kernels.
+- On a CPU, bf16 matmuls are fast only with AVX512-BF16 or AMX (oneDNN kernels); elsewhere they are emulated and
+  slower than fp32. We read the CPU's flags rather than guess from the vendor.
+- `os.cpu_count()` counts the host's cores, not the ones a container or `taskset` grants: affinity and the cgroup
+  quota (cpu.max) decide how many threads can run at once, and cores busy with other processes are not free
+  either; more torch threads than that spin and wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+_NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo names (Linux kernel x86 cpufeatures)
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of /proc/cpuinfo (empty where there is none, e.g. macOS/Windows)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_native_bf16(flags: frozenset[str] | None = None) -> str | None:
+    """The feature that gives this CPU native bf16 matmuls (avx512_bf16 / amx_bf16), or None.
+
+    Falls back to torch's own probe when /proc/cpuinfo is unavailable."""
+    flags = cpu_flags() if flags is None else flags
+    found = [f for f in _NATIVE_BF16_FLAGS if f in flags]
+    if found:
+        return "+".join(found)
+    if flags:
+        return None
+    try:  # no /proc/cpuinfo: ask torch's cpuinfo-based probes (private, so guarded)
+        import torch
+
+        cpu = torch._C._cpu  # type: ignore[attr-defined]
+        if getattr(cpu, "_is_amx_tile_supported", lambda: False)():
+            return "amx"
+        if getattr(cpu, "_is_avx512_bf16_supported", lambda: False)():
+            return "avx512_bf16"
+    except (ImportError, AttributeError, RuntimeError):
+        pass
+    return None
+
+
+def cuda_native_bf16(torch: Any) -> bool:
+    """Real (not emulated) bf16 on the current CUDA device: a T4 (sm_75) says False here, an A100/4090 True."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch < 2.3 has no including_emulation argument
+        return torch.cuda.get_device_capability()[0] >= 8
+
+
+def pick_dtype(override: str | None = None, device: str | None = None) -> tuple[str, Any, str]:
+    """(device, torch dtype, reason) for inference and the training autocast: one decision for every track.
+
+    cuda: bf16 where native, else fp16. mps: fp32 (half precision still lacks kernels for some ops).
+    cpu: bf16 when the CPU has AVX512-BF16 or AMX, else fp32. `override` (--dtype) wins when not "auto".
+    """
+    import torch
+
+    if device is None:
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    if override and override != "auto":
+        if override not in DTYPES:
+            raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {override!r}")
+        return device, getattr(torch, override), f"{device}: --dtype {override}"
+    if device.startswith("cuda"):
+        if cuda_native_bf16(torch):
+            return device, torch.bfloat16, "cuda: native bf16 (compute capability >= 8)"
+        return device, torch.float16, "cuda: no native bf16 (compute capability < 8), fp16"
+    if device == "cpu":
+        feature = cpu_native_bf16()
+        if feature:
+            return device, torch.bfloat16, f"cpu: native bf16 ({feature})"
+        return device, torch.float32, "cpu: no AVX512-BF16/AMX, fp32 (emulated bf16 is slower)"
+    return device, torch.float32, f"{device}: fp32"
+
+
+def available_cpus() -> int:
+    """Cores this process can use at once: CPU affinity, capped by the cgroup v2/v1 CPU quota."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    if quota is not None:
+        n = min(n, max(1, int(quota + 0.5)))
+    return max(1, n)
+
+
+def _cgroup_quota() -> float | None:
+    """CPUs granted by the cgroup (cpu.max "quota period", or v1 cfs files); None when unlimited or unknown."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        q = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        p = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return None if q <= 0 or p <= 0 else q / p
+    except (OSError, ValueError):
+        return None
+
+
+def idle_cpus() -> int:
+    """Usable cores not already kept busy by other processes (1-minute load average), at least 1.
+
+    On a shared machine OpenMP threads beyond the idle cores spin and wait: with load 14 on 2 cores, 1 torch
+    thread scored 4x faster than 2 (BENCHMARKS.md, "Speed"); on an idle machine every core is used."""
+    n = available_cpus()
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return n
+    return max(1, min(n, int(n - busy + 0.5)))
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads to `threads` (e.g. --threads), else to the idle usable cores (affinity, cgroup
+    quota, minus the load of other processes; torch's default counts the host's cores). A lower count set
+    earlier is kept. Returns the count."""
+    import torch
+
+    current = torch.get_num_threads()
+    n = threads if threads and threads > 0 else min(current, idle_cpus())
+    if current != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def describe() -> dict[str, Any]:
+    """Machine facts for benchmark tables and `doctor`: cores, native bf16 feature, torch's CPU capability."""
+    import torch
+
+    return {"cpus_available": available_cpus(), "cpu_count": os.cpu_count(), "native_bf16": cpu_native_bf16(),
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available()}
+
+
+def sft_precision(override: str | None = None) -> dict[str, Any]:
+    """How LoRA training and the SFT evaluations run: weights dtype, bf16 autocast, the Trainer's bf16 flag.
+
+    CPU with native bf16: fp32 weights under bf16 autocast (the Trainer's `bf16=True` on CPU is torch.autocast),
+    so the adapters' optimizer state stays fp32 and the canary can compare against exact fp32. CUDA: the weights
+    in pick_dtype's dtype. Elsewhere fp32."""
+    import torch
+
+    device, dtype, why = pick_dtype(override, "cuda" if torch.cuda.is_available() else "cpu")
+    bf16 = dtype == torch.bfloat16
+    if device == "cpu":
+        return {"device": device, "weights": torch.float32, "autocast": bf16, "bf16": bf16,
+                "dtype": "bfloat16-autocast" if bf16 else "float32", "reason": why}
+    return {"device": device, "weights": dtype, "autocast": False, "bf16": bf16,
+            "dtype": str(dtype).removeprefix("torch."), "reason": why}

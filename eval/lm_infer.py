@@ -1,0 +1,295 @@
+"""Batched greedy generation and label scoring for causal LMs (re-exported by eval/lm.py), with shared-prefix reuse.
+
+- Batches are padded on the *left* (right padding corrupts decoder-only outputs: transformers' padding docs,
+  unsloth #3699); position ids count real tokens only, so batch 1 = batch N.
+- Label scoring reads only the last positions' logits (`logits_to_keep`), never the vocabulary at every
+  position. Multi-token verbalizers cost one extra batched pass over the candidates' tokens on top of the
+  prompts' cache, not one prompt pass per candidate.
+- **Shared-prefix reuse** (docs/speed.md): the instruction, the few-shot examples and a chat template's system turn
+  are the same tokens at the start of every prompt. Their KV cache is computed once per call and copied into every
+  batch, so each item only runs its own suffix. A batch is laid out `[prefix][left pads][suffix]`: the 2-D
+  attention mask hides the pads and position ids continue from the prefix, so every real token sees the same
+  context at the same position as without reuse (tested: identical labels). Skipped when the shared part is short,
+  or when a sliding-window layer could see the pads shift its window.
+- Each prompt is tokenized once per call (`ids=` lets a caller that already tokenized pass the ids).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+MIN_PREFIX = 16  # shared tokens below this are not worth a cache copy per batch
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a prompt, adding BOS only when the text does not already start with it.
+
+    Chat templates write BOS into the text; adding it again (a double BOS) measurably shifts outputs.
+    """
+    tokenizer = getattr(tokenizer, "tokenizer", None) or tokenizer  # a multimodal processor: its text tokenizer
+    bos = tokenizer.bos_token
+    add = not (bos and text.startswith(bos))
+    return list(tokenizer(text, add_special_tokens=add)["input_ids"])
+
+
+def pad_id(tokenizer: Any) -> int:
+    """Pad id for our own left padding; masked out, so EOS is an acceptable stand-in when there is no pad."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad: int, device: Any, start: int = 0) -> tuple[Any, Any, Any]:
+    """Left-padded ids, attention mask and position ids; positions count real tokens only (from `start`, the
+    length of a cached prefix), so padding does not shift them and batch-1 equals batch-N."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r):] = torch.tensor(list(r), dtype=torch.long)
+            mask[i, width - len(r):] = 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0) + start
+    return ids.to(device), mask.to(device), pos.to(device)
+
+
+def _batches(order: list[int], batch_size: int, progress: bool, desc: str) -> list[list[int]]:
+    chunks = [order[i:i + max(1, batch_size)] for i in range(0, len(order), max(1, batch_size))]
+    if progress:
+        from tqdm.auto import tqdm
+
+        return list(tqdm(chunks, desc=desc, unit="batch"))
+    return chunks
+
+
+@dataclass
+class Prefix:
+    """The KV cache of the tokens every prompt starts with (batch 1), computed once per call."""
+
+    ids: list[int]
+    cache: Any
+
+    def for_batch(self, n: int) -> Any:
+        """A private copy for a batch of n rows (generate and forward append to the cache they are given)."""
+        cache = copy.deepcopy(self.cache)
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+        return cache
+
+
+def shared_prefix(model: Any, rows: Sequence[Sequence[int]], *, reuse: bool | None = None,
+                  extra_tokens: int = 0) -> Prefix | None:
+    """The KV cache of the longest token prefix all `rows` share (each row keeps >= 1 token of its own), or None
+    when reuse is off (`reuse=False`), the prefix is under MIN_PREFIX tokens (`reuse=None`, auto), or the model
+    has a sliding window that the batch (plus `extra_tokens` generated) could exceed: pads in the middle would
+    move which real tokens fall inside the window."""
+    import torch
+
+    if reuse is False or not rows or (reuse is None and len(rows) < 2):
+        return None
+    first, n = rows[0], min(len(r) for r in rows) - 1
+    for r in rows[1:]:
+        k = 0
+        while k < n and r[k] == first[k]:
+            k += 1
+        n = k
+    if n < (1 if reuse else MIN_PREFIX):
+        return None
+    cfg = getattr(model.config, "get_text_config", lambda: model.config)()
+    window = getattr(cfg, "sliding_window", None)
+    if window and getattr(cfg, "use_sliding_window", True) and max(map(len, rows)) * 2 + extra_tokens > window:
+        return None  # conservative: the padded batch is at most twice the longest prompt
+    with torch.inference_mode():
+        ids = torch.tensor([list(first[:n])], dtype=torch.long, device=model.device)
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1)
+    return Prefix(list(first[:n]), out.past_key_values)
+
+
+def _resolve_prefix(model: Any, rows: Sequence[Sequence[int]], reuse: bool | Prefix | None,
+                    extra_tokens: int = 0) -> Prefix | None:
+    """A Prefix computed once by the caller (for a whole run) is used when every row starts with it."""
+    if isinstance(reuse, Prefix):
+        n = len(reuse.ids)
+        if all(len(r) > n and list(r[:n]) == reuse.ids for r in rows):
+            return reuse
+        reuse = None
+    return shared_prefix(model, rows, reuse=reuse, extra_tokens=extra_tokens)
+
+
+def _inputs(rows: Sequence[Sequence[int]], pad: int, device: Any, prefix: Prefix | None) -> dict[str, Any]:
+    """Model inputs for one batch: left-padded rows, or (with a prefix) their suffixes + the prefix's cache."""
+    import torch
+
+    if prefix is None:
+        ids, mask, pos = left_pad(rows, pad, device)
+        return {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+    p = len(prefix.ids)
+    ids, mask, pos = left_pad([r[p:] for r in rows], pad, device, start=p)
+    full = torch.cat([torch.ones((len(rows), p), dtype=mask.dtype, device=mask.device), mask], dim=1)
+    return {"input_ids": ids, "attention_mask": full, "position_ids": pos,
+            "past_key_values": prefix.for_batch(len(rows))}
+
+
+def generate(
+    model: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: int, batch_size: int = 16,
+    progress: bool = False, reuse_prefix: bool | Prefix | None = None, ids: Sequence[Sequence[int]] | None = None,
+    stats: dict | None = None,
+) -> list[str]:
+    """Greedy continuations of `prompts`, in input order, new tokens only, special tokens removed.
+
+    Prompts are sorted by token length (longest first, so an out-of-memory shows up in the first batch) to
+    minimise padding, and padded on the left. The shared prefix's cache is reused unless `reuse_prefix=False`
+    (None: when >= MIN_PREFIX tokens are shared; a `Prefix` from `shared_prefix`: that one, computed once per
+    run). `ids` are the prompts' token ids when the caller already has them. `stats` (a dict) receives
+    {"prefix_tokens": n} (0: no reuse). tokenizer.padding_side is restored after.
+    """
+    import torch
+
+    if not prompts:
+        return []
+    encoded = [list(r) for r in ids] if ids is not None else [encode(tokenizer, p) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+    pad = pad_id(tokenizer)
+    prefix = _resolve_prefix(model, encoded, reuse_prefix, extra_tokens=max_new_tokens)
+    if stats is not None:
+        stats["prefix_tokens"] = len(prefix.ids) if prefix else 0
+    out: list[str] = [""] * len(prompts)
+    saved_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # for anything generate() itself pads; our own padding is left already
+    try:
+        with torch.inference_mode():
+            for batch in _batches(order, batch_size, progress, "generate"):
+                kw = _inputs([encoded[i] for i in batch], pad, model.device, prefix)
+                kw.pop("position_ids")  # generate derives them from the mask (cumsum), the same numbers
+                if prefix is not None:  # generate wants the whole sequence; the cache covers its first columns
+                    head = torch.tensor([prefix.ids] * len(batch), dtype=torch.long, device=model.device)
+                    kw["input_ids"] = torch.cat([head, kw["input_ids"]], dim=1)
+                width = kw["input_ids"].shape[1]
+                seqs = model.generate(**kw, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
+                                      top_p=None, top_k=None, pad_token_id=pad)
+                texts = tokenizer.batch_decode(seqs[:, width:], skip_special_tokens=True)
+                for i, text in zip(batch, texts, strict=True):
+                    out[i] = text
+    finally:
+        tokenizer.padding_side = saved_side
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _continuation_cached(tokenizer: Any, tail: str, cont: str) -> tuple[int, ...]:
+    base = tokenizer(tail, add_special_tokens=False)["input_ids"]
+    full = tokenizer(tail + cont, add_special_tokens=False)["input_ids"]
+    if full[: len(base)] == base and len(full) > len(base):
+        return tuple(full[len(base):])
+    # the candidate merged with the end of the prompt; score it tokenised on its own (documented fallback)
+    return tuple(tokenizer(cont, add_special_tokens=False)["input_ids"])
+
+
+def answer_prefix(prompt: str) -> str:
+    """What goes between a prompt and its answer: nothing after whitespace (chat templates end their generation
+    prompt with a newline), else one space ("Sentiment:" + " positive"). The SFT track appends its targets with
+    this same rule, so a label is scored exactly as it was trained."""
+    return "" if not prompt or prompt[-1].isspace() else " "
+
+
+def candidate_ids(tokenizer: Any, prompt: str, candidate: str, prefix: str | None = None) -> list[int]:
+    """Token ids of `prefix + candidate` as they follow `prompt` when the two are tokenised as one string
+    (prefix None: `answer_prefix(prompt)`).
+
+    That is how an SFT target is appended (prompt + prefix + verbalizer + eos), so scoring and training agree.
+    Only the prompt's last 64 characters take part: tokenisation across the boundary is local, and caching on
+    the tail makes this one tokenizer call per template instead of one per example.
+    """
+    prefix = answer_prefix(prompt) if prefix is None else prefix
+    return list(_continuation_cached(tokenizer, prompt[-64:], prefix + candidate))
+
+
+def score_labels(
+    model: Any, tokenizer: Any, prompts: list[str], candidates: list[str], *, batch_size: int = 16,
+    prefix: str | None = None, method: str = "auto", progress: bool = False,
+    reuse_prefix: bool | Prefix | None = None,
+    ids: Sequence[Sequence[int]] | None = None, stats: dict | None = None,
+) -> list[list[float]]:
+    """Log-probability of each candidate continuing each prompt; argmax is the prediction (always valid).
+
+    method "first_token": the last position's log-prob of each candidate's first token: exact for single-token
+    candidates; for multi-token ones it scores the token that greedy decoding would commit to first. "full": the
+    sum of every candidate token's log-prob: the prompts run once (their cache kept), then all candidates' later
+    tokens run in one batched pass on that cache. "auto" takes "first_token" when every candidate is one token
+    with distinct first tokens, else "full", so "auto" always returns true log-likelihoods.
+    `prefix` joins prompt and candidate (None: `answer_prefix(prompt)`, the rule the SFT track appends with).
+    `reuse_prefix` / `ids` / `stats` as in `generate`.
+    """
+    if method not in {"auto", "first_token", "full"}:
+        raise ValueError(f"method must be auto, first_token or full, got {method!r}")
+    if len(candidates) < 2:
+        raise ValueError("score_labels needs at least two candidates")
+    cand = [[candidate_ids(tokenizer, p, c, prefix) for c in candidates] for p in prompts]
+    first_distinct = all(len({row_ids[0] for row_ids in row}) == len(row) for row in cand)
+    if method == "auto":
+        single = all(len(c) == 1 for row in cand for c in row)
+        method = "first_token" if first_distinct and single else "full"
+    if method == "first_token" and not first_distinct:
+        raise ValueError("first_token scoring needs candidates whose first tokens differ")
+    encoded = [list(r) for r in ids] if ids is not None else [encode(tokenizer, p) for p in prompts]
+    return _score(model, tokenizer, encoded, cand, full=method == "full", batch_size=batch_size,
+                  progress=progress, reuse=reuse_prefix, stats=stats)
+
+
+def _score(model: Any, tokenizer: Any, encoded: list[list[int]], cand: list[list[list[int]]], *, full: bool,
+           batch_size: int, progress: bool, reuse: bool | Prefix | None, stats: dict | None) -> list[list[float]]:
+    import torch
+
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    prefix = _resolve_prefix(model, encoded, reuse)
+    if stats is not None:
+        stats["prefix_tokens"] = len(prefix.ids) if prefix else 0
+    pad = pad_id(tokenizer)
+    out: list[list[float]] = [[] for _ in encoded]
+    with torch.inference_mode():
+        for batch in _batches(order, batch_size, progress, "score"):
+            kw = _inputs([encoded[i] for i in batch], pad, model.device, prefix)
+            need_rest = full and any(len(c) > 1 for i in batch for c in cand[i])
+            res = model(**kw, use_cache=need_rest, logits_to_keep=1)
+            logp = res.logits[:, -1, :].float().log_softmax(-1)
+            first = torch.tensor([[c[0] for c in cand[i]] for i in batch], device=logp.device)
+            scores = logp.gather(1, first)
+            if need_rest:
+                scores = scores + _rest_logprobs(model, res.past_key_values, kw, [cand[i] for i in batch], pad)
+            for i, row in zip(batch, scores.tolist(), strict=True):
+                out[i] = row
+    return out
+
+
+def _rest_logprobs(model: Any, cache: Any, kw: dict, cands: list[list[list[int]]], pad: int) -> Any:
+    """Sum of log p(candidate token j | prompt, tokens < j) for j >= 1, every (prompt, candidate) in one pass.
+
+    The prompts' cache is repeated once per candidate; each row feeds its candidate's tokens but the last,
+    right-padded (pads come after the real tokens, so causal attention never lets them change a real one)."""
+    import torch
+
+    b, c = len(cands), len(cands[0])
+    width = max(len(x) for row in cands for x in row) - 1
+    ids = torch.full((b * c, width), pad, dtype=torch.long)
+    mask = torch.zeros((b * c, width), dtype=torch.long)
+    for r, x in enumerate(x for row in cands for x in row):
+        ids[r, : len(x) - 1] = torch.tensor(x[:-1], dtype=torch.long)
+        mask[r, : len(x) - 1] = 1
+    ids, mask = ids.to(model.device), mask.to(model.device)
+    cache.batch_repeat_interleave(c)
+    prompt_mask = kw["attention_mask"].repeat_interleave(c, dim=0)
+    last = kw["position_ids"][:, -1:].repeat_interleave(c, dim=0)
+    pos = last + 1 + torch.arange(width, device=ids.device).unsqueeze(0)
+    logits = model(input_ids=ids, attention_mask=torch.cat([prompt_mask, mask], dim=1), position_ids=pos,
+                   past_key_values=cache, use_cache=False, logits_to_keep=width).logits
+    logp = logits.float().log_softmax(-1)
+    total = torch.zeros(b * c, device=logp.device)
+    for r, x in enumerate(x for row in cands for x in row):
+        if len(x) > 1:
+            target = torch.tensor(x[1:], device=logp.device).unsqueeze(1)
+            total[r] = logp[r, : len(x) - 1].gather(1, target).sum()
+    return total.view(b, c)

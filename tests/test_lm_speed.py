@@ -1,0 +1,235 @@
+"""Speed paths that must not change answers: shared-prefix KV reuse, multi-token verbalizers in one pass, the batch
+canary / dtype guard, and the dtype / thread decisions (eval/lm_infer.py, eval/canary.py, eval/hardware.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from eval import hardware  # noqa: E402
+from eval.canary import AutocastSwitch, CastSwitch, run_canary  # noqa: E402
+from eval.lm import build_prompt, candidate_ids, encode, generate, load_causal_lm, score_labels  # noqa: E402
+from eval.lm_infer import MIN_PREFIX, shared_prefix  # noqa: E402
+
+SYSTEM = ("you are a helpful classifier review sentiment positive negative neutral answer the movie was great and "
+          "the acting was good i loved it a wonderful story")
+INPUTS = ["the movie was great", "i hated it a boring story with awful music and the plot was bad", "okay",
+          "very good", "the story", "it was fine nothing special", "terrible"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_causal_lm: Path):
+    model, tok, _ = load_causal_lm(str(tiny_causal_lm), dtype="float32")
+    prompts = [build_prompt(tok, x, system=SYSTEM) for x in INPUTS]  # a long shared system turn
+    return model, tok, prompts
+
+
+def test_prefix_reuse_generates_the_same_text(tiny) -> None:
+    model, tok, prompts = tiny
+    for bs in (1, 3, 8):
+        stats: dict = {}
+        plain = generate(model, tok, prompts, max_new_tokens=6, batch_size=bs, reuse_prefix=False)
+        reused = generate(model, tok, prompts, max_new_tokens=6, batch_size=bs, reuse_prefix=True, stats=stats)
+        assert reused == plain
+        assert stats["prefix_tokens"] >= MIN_PREFIX  # the reuse really ran
+    assert len(set(plain)) > 2  # outputs differ per prompt, so equality means something
+
+
+@pytest.mark.parametrize("cands", [["positive", "negative", "neutral"], ["very good", "very bad", "okay"]])
+def test_prefix_reuse_scores_the_same(tiny, cands: list[str]) -> None:
+    model, tok, prompts = tiny
+    stats: dict = {}
+    plain = torch.tensor(score_labels(model, tok, prompts, cands, batch_size=3, reuse_prefix=False))
+    reused = torch.tensor(score_labels(model, tok, prompts, cands, batch_size=3, stats=stats))  # auto
+    assert stats["prefix_tokens"] >= MIN_PREFIX
+    assert torch.allclose(plain, reused, atol=1e-4) and plain.argmax(1).tolist() == reused.argmax(1).tolist()
+
+
+def test_multi_token_scores_equal_one_full_forward(tiny) -> None:
+    """The cached two-pass scoring equals log p(candidate | prompt) from a single forward of prompt + candidate."""
+    model, tok, prompts = tiny
+    cands = ["very good", "very bad", "okay"]
+    got = score_labels(model, tok, prompts, cands, batch_size=4, method="full")
+    for p, row in zip(prompts, got):
+        for c, value in zip(cands, row):
+            ids, cont = encode(tok, p), candidate_ids(tok, p, c)
+            with torch.inference_mode():
+                logits = model(input_ids=torch.tensor([ids + cont])).logits[0].float().log_softmax(-1)
+            ref = sum(float(logits[len(ids) - 1 + j, t]) for j, t in enumerate(cont))
+            assert value == pytest.approx(ref, abs=1e-4)
+
+
+def test_prefix_is_skipped_when_short_or_beyond_a_sliding_window(tiny) -> None:
+    model, tok, prompts = tiny
+    rows = [encode(tok, p) for p in prompts]
+    assert shared_prefix(model, [r[-5:] for r in rows]) is None  # nothing shared
+    assert shared_prefix(model, rows, reuse=False) is None
+    assert shared_prefix(model, rows[:1]) is None  # one prompt: nothing to share with
+    model.config.sliding_window = 8  # a window the padded batch could exceed: pads would move it
+    try:
+        assert shared_prefix(model, rows) is None
+    finally:
+        del model.config.sliding_window
+
+
+def test_canary_falls_back_to_a_batch_size_that_agrees() -> None:
+    """A stand-in for unsloth before PR #4100: padded rows come back as garbage when the batch has > 2 rows."""
+    truth = [f"label{i % 3}" for i in range(16)]
+
+    def predict(sub, bs):
+        return [t if bs <= 2 else "garbage" for t in truth[:len(sub)]]
+
+    warnings: list[str] = []
+    rec = run_canary(predict, [str(i) for i in range(40)], 16, say=warnings.append)
+    assert rec["ran"] and rec["k"] == 16 and rec["batch_size_used"] == 2 and not rec["agreed"]
+    assert [c["batch_size"] for c in rec["batch_checks"]] == [16, 8, 4, 2] and len(warnings) == 3
+    assert run_canary(predict, ["x"] * 4, 16, enabled=False)["batch_size_used"] == 16  # --no-batch-check
+    ok = run_canary(lambda sub, bs: truth[:len(sub)], ["x"] * 20, 8)
+    assert ok["agreed"] and ok["batch_size_used"] == 8
+
+
+class _Switch:
+    low_name, high_name = "bfloat16", "float32"
+
+    def __init__(self) -> None:
+        self.state = "low"
+
+    def low(self) -> None:
+        self.state = "low"
+
+    def high(self) -> None:
+        self.state = "high"
+
+
+def test_dtype_guard_uses_fp32_when_bf16_disagrees() -> None:
+    switch = _Switch()
+    flips = {3}
+    rec = run_canary(lambda sub, bs: [("b" if switch.state == "low" and i in flips else "a") for i in range(len(sub))],
+                     ["x"] * 10, 4, precision=switch, say=lambda m: None)
+    assert rec["dtype_used"] == "float32" and switch.state == "high" and rec["dtype_check"]["mismatches"] == 1
+    flips.clear()
+    rec = run_canary(lambda sub, bs: ["a"] * len(sub), ["x"] * 10, 4, precision=switch)
+    assert rec["dtype_used"] == "bfloat16" and switch.state == "low" and rec["agreed"]
+
+
+def test_cast_switch_restores_exact_fp32(tiny_causal_lm: Path) -> None:
+    model, _, _ = load_causal_lm(str(tiny_causal_lm), dtype="float32")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    switch = CastSwitch(model)
+    switch.low()
+    assert model.dtype == torch.bfloat16
+    switch.high()
+    assert model.dtype == torch.float32
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # not an upcast of bf16
+    auto = AutocastSwitch()
+    with auto.context():
+        assert torch.is_autocast_enabled("cpu")
+    auto.high()
+    with auto.context():
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_pick_dtype_reads_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_bf16"}))
+    assert hardware.pick_dtype(device="cpu")[1] == torch.bfloat16
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "amx_tile", "amx_bf16"}))
+    assert hardware.pick_dtype(device="cpu")[1] == torch.bfloat16
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))  # emulated bf16: slower
+    device, dtype, why = hardware.pick_dtype(device="cpu")
+    assert dtype == torch.float32 and "fp32" in why
+    assert hardware.pick_dtype("bfloat16", device="cpu")[1] == torch.bfloat16  # --dtype wins
+    with pytest.raises(ValueError, match="--dtype"):
+        hardware.pick_dtype("bf16", device="cpu")
+    prec = hardware.sft_precision("bfloat16")
+    assert prec["weights"] == torch.float32 and prec["autocast"] and prec["dtype"] == "bfloat16-autocast"
+
+
+class _FakeCuda:
+    """Mirrors torch 2.13 `torch/cuda/__init__.py`: is_bf16_supported(including_emulation=True) is True on a T4
+    (sm_75) because bf16 is emulated; with including_emulation=False it asks for compute capability >= 8."""
+
+    def __init__(self, major: int) -> None:
+        self.major = major
+
+    def is_available(self) -> bool:
+        return True
+
+    def is_bf16_supported(self, including_emulation: bool = True) -> bool:
+        return True if including_emulation else self.major >= 8
+
+    def get_device_capability(self) -> tuple[int, int]:
+        return (self.major, 5)
+
+
+def test_cuda_bf16_only_when_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    for major, want in ((7, torch.float16), (8, torch.bfloat16)):
+        monkeypatch.setattr(torch, "cuda", _FakeCuda(major))
+        assert hardware.pick_dtype(device="cuda")[1] == want
+
+
+def test_threads_follow_affinity_and_cgroup_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hardware.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(hardware, "_cgroup_quota", lambda: None)
+    assert hardware.available_cpus() == 4
+    monkeypatch.setattr(hardware, "_cgroup_quota", lambda: 1.5)  # cpu.max "150000 100000"
+    assert hardware.available_cpus() == 2
+    monkeypatch.setattr(hardware.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert hardware.idle_cpus() == 2
+    monkeypatch.setattr(hardware.os, "getloadavg", lambda: (14.0, 9.0, 5.0))  # other jobs keep both cores busy
+    assert hardware.idle_cpus() == 1
+    saved = torch.get_num_threads()
+    try:
+        assert hardware.configure_threads(1) == 1 and torch.get_num_threads() == 1
+        assert hardware.configure_threads() == 1  # a lower count set earlier is kept
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_hf_backend_records_dtype_prefix_and_canary(tiny_causal_lm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 picked automatically on a CPU is checked against fp32 on the canary; the run says what ran."""
+    from prompting_fixtures import SCHEME
+
+    from prompting.backends import BackendOptions, get_backend
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    prompts = [f"{SYSTEM} review {i}: {x}" for i, x in enumerate(INPUTS * 3)]
+    backend = get_backend("hf")(str(tiny_causal_lm), BackendOptions(mode="score", batch_size=4, threads=1), SCHEME)
+    assert backend.identity()["dtype"] == "bfloat16" and backend.guard_dtype
+    out: dict = {}
+    backend.answer_all(prompts, out.__setitem__)
+    info = backend.run_info
+    assert info["canary"]["ran"] and info["canary"]["k"] == 16 and "dtype_check" in info["canary"]
+    assert info["dtype"] == info["canary"]["dtype_used"] in ("bfloat16", "float32")
+    assert info["prefix_tokens"] >= MIN_PREFIX and len(out) == len(prompts)
+    assert {a.meta["dtype"] for a in out.values()} == {info["dtype"]}
+    backend.answer_all(prompts[:5], {}.__setitem__)  # a later group: the dtype is settled, batches still checked
+    assert "dtype_check" not in backend.run_info["canary"] and backend.run_info["dtype"] == info["dtype"]
+    off = get_backend("hf")(str(tiny_causal_lm), BackendOptions(mode="score", batch_check=False, threads=1), SCHEME)
+    off.answer_all(prompts[:3], {}.__setitem__)
+    assert not off.run_info["canary"]["ran"] and off.run_info["dtype"] == "bfloat16"  # --no-batch-check
+
+
+@pytest.mark.slow
+def test_real_instruct_model_prefix_reuse_is_exact() -> None:
+    """qwen2.5-coder-0.5b (offline package; its generation config has a repetition penalty): reuse changes nothing."""
+    try:
+        model, tok, _ = load_causal_lm("qwen2.5-coder-0.5b")
+    except (ModuleNotFoundError, OSError) as exc:
+        pytest.skip(f"offline qwen2.5-coder-0.5b not installed: {exc}")
+    reviews = ["a gorgeous, witty film", "dull and far too long", "the cast tries hard", "i laughed, i cried",
+               "an utter mess", "not bad at all"]
+    prompts = [build_prompt(tok, f"Is this review positive or negative? Answer in one word.\n\n{r}") for r in reviews]
+    stats: dict = {}
+    plain = generate(model, tok, prompts, max_new_tokens=4, batch_size=4, reuse_prefix=False)
+    assert generate(model, tok, prompts, max_new_tokens=4, batch_size=4, stats=stats) == plain
+    assert stats["prefix_tokens"] >= MIN_PREFIX
+    words = ["positive", "negative"]
+    a = score_labels(model, tok, prompts, words, reuse_prefix=False)
+    b = score_labels(model, tok, prompts, words)
+    assert [r.index(max(r)) for r in a] == [r.index(max(r)) for r in b]
