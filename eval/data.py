@@ -56,6 +56,7 @@ class TaskConfig:
     clean: dict = field(default_factory=dict)  # html (default true), strip_quotes, lowercase
     split: dict = field(default_factory=dict)  # test: {from: train, size: 0.2} | validation: {size, max} | seed
     notes: str = ""
+    language: str = "en"  # ISO 639-1; zh/ja have no spaces between words (the TF-IDF baseline uses characters)
 
     @classmethod
     def from_dict(cls, data: dict, origin: str = "task") -> TaskConfig:
