@@ -3,7 +3,8 @@
 File format (see prompts/*.txt): leading lines starting with "# " are comments, among them `# version: N` and
 `# stop: S` (where a base model's answer ends; backslash escapes allowed); the rest is the template.
 `{instruction}` is replaced by prompts/sft_instruction.txt (shared with the SFT track), `{labels}` / `{labels_or}`
-by the task's canonical verbalizers, `{text}` by the input. A few-shot file has an `=== example ===` section
+by the task's canonical verbalizers, `{subject}` by what to classify ("the sentiment of the following text" when
+the task names a topic), `{text}` by the input. A few-shot file has an `=== example ===` section
 (rendered once per shot, `{text}` and `{answer}`) and a `=== prompt ===` section that receives them as `{examples}`.
 Placeholders are substituted in one pass, so braces inside a text are left alone.
 """
@@ -20,7 +21,7 @@ from eval.labels import LabelScheme
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 TEMPLATES = {"zeroshot": "zeroshot.txt", "cot": "cot_zeroshot.txt", "fewshot": "fewshot.txt"}
-_PLACEHOLDER = re.compile(r"\{(instruction|labels|labels_or|text|answer|examples)\}")
+_PLACEHOLDER = re.compile(r"\{(instruction|labels|labels_or|subject|text|answer|examples)\}")
 _SECTION = re.compile(r"^=== (\w+) ===$", re.MULTILINE)
 _META = re.compile(r"^# (version|stop):\s*(\S+)\s*$")
 
@@ -84,7 +85,9 @@ class Prompt:
 def label_words(scheme: LabelScheme) -> dict[str, str]:
     words = [scheme.verbalizer(lab) for lab in scheme.labels]
     labels_or = ", ".join(words[:-1]) + " or " + words[-1]
-    return {"labels": ", ".join(words), "labels_or": labels_or}
+    # {subject}: what to classify; a task that names its topic ("sentiment") gets it said (docs/offline.md)
+    subject = f"the {scheme.topic} of the following text" if scheme.topic else "the following text"
+    return {"labels": ", ".join(words), "labels_or": labels_or, "subject": subject}
 
 
 def load_prompt(kind: str, scheme: LabelScheme, shots: Sequence[tuple[str, str]] = (),
