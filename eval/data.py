@@ -56,6 +56,8 @@ class TaskConfig:
     clean: dict = field(default_factory=dict)  # html (default true), strip_quotes, lowercase
     split: dict = field(default_factory=dict)  # test: {from: train, size: 0.2} | validation: {size, max} | seed
     notes: str = ""
+    topic: str = ""  # what the labels classify, e.g. "sentiment": prompts name it (prompts/sft_instruction.txt)
+    language: str = "en"  # ISO 639-1; zh/ja have no spaces between words (the TF-IDF baseline uses characters)
 
     @classmethod
     def from_dict(cls, data: dict, origin: str = "task") -> TaskConfig:
@@ -74,7 +76,7 @@ class TaskConfig:
 
     @property
     def scheme(self) -> LabelScheme:
-        return LabelScheme.from_labels(self.labels, self.verbalizers, version=self.version)
+        return LabelScheme.from_labels(self.labels, self.verbalizers, version=self.version, topic=self.topic)
 
 
 def _key(value: object) -> str:

@@ -39,6 +39,7 @@ class LabelScheme:
     labels: tuple[str, ...]
     verbalizers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     version: str = "1"
+    topic: str = ""  # what the labels classify ("sentiment"), named in prompts when set; the task YAML gives it
 
     def __post_init__(self) -> None:
         if len(set(self.labels)) != len(self.labels) or len(self.labels) < 2:
@@ -60,9 +61,9 @@ class LabelScheme:
 
     @classmethod
     def from_labels(cls, labels: Sequence[str], verbalizers: Mapping[str, Sequence[str]] | None = None,
-                    version: str = "1") -> LabelScheme:
+                    version: str = "1", topic: str = "") -> LabelScheme:
         verbs = {k: tuple(str(x) for x in v) for k, v in (verbalizers or {}).items()}
-        return cls(labels=tuple(str(x) for x in labels), verbalizers=verbs, version=str(version))
+        return cls(labels=tuple(str(x) for x in labels), verbalizers=verbs, version=str(version), topic=topic)
 
     def verbalizer(self, label: str) -> str:
         """The canonical word for a label (training target, scoring candidate)."""
@@ -75,8 +76,11 @@ class LabelScheme:
         return extract(raw, self, think_open=think_open)
 
     def to_dict(self) -> dict:
-        return {"labels": list(self.labels), "verbalizers": {k: list(v) for k, v in self.verbalizers.items()},
+        out = {"labels": list(self.labels), "verbalizers": {k: list(v) for k, v in self.verbalizers.items()},
                 "version": self.version}
+        if self.topic:  # only when set: records of tasks without a topic keep their shape
+            out["topic"] = self.topic
+        return out
 
 
 def _compile(lookup: Mapping[str, str]) -> re.Pattern[str]:

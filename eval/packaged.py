@@ -215,3 +215,43 @@ def unpacked_dir(alias: str, offline: dict) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def prepare(alias: str) -> Path:
+    """Make an alias's offline weights ready to load: join/unzip its parts, and convert a GGUF to safetensors.
+    Each one-off step announces itself on stderr; a ready alias costs a metadata read."""
+    from eval.lm_cache import cached_gguf_checkpoint
+    from eval.models import resolve
+
+    info = resolve(alias)
+    if not info.offline:
+        raise ValueError(f"{alias!r} has no offline source in eval/models.yaml")
+    if "gguf" in info.offline:
+        return cached_gguf_checkpoint(alias, info.offline)
+    missing = missing_packages(info.offline)
+    if missing:
+        raise MissingPackages(f"the offline copy of {alias} needs: {install_hint(missing)}")
+    path = info.offline_path()
+    assert path is not None
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m eval.packaged ALIAS … : prepare offline models before a sweep (whose runs log to files), so the
+    one-off joins and conversions are seen on screen."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("aliases", nargs="+", help="aliases in eval/models.yaml with an offline source")
+    args = ap.parse_args(argv)
+    for alias in args.aliases:
+        try:
+            _say(f"{alias}: ready ({prepare(alias)})")
+        except (ModuleNotFoundError, CorruptSource, ValueError) as exc:
+            _say(f"error: {exc}")
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -23,7 +23,7 @@ from eval.labels import LabelScheme
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"  # read at call time (tests point it elsewhere)
 TEMPLATES = {"zeroshot": "zeroshot.txt", "cot": "cot_zeroshot.txt", "fewshot": "fewshot.txt"}
-_PLACEHOLDER = re.compile(r"\{(instruction|labels|labels_or|text|answer|examples)\}")
+_PLACEHOLDER = re.compile(r"\{(instruction|labels|labels_or|subject|text|answer|examples)\}")
 _SECTION = re.compile(r"^=== (\w+) ===$", re.MULTILINE)
 _META = re.compile(r"^# (version|stop):\s*(\S+)\s*$")
 
@@ -58,8 +58,8 @@ def read_template(path: Path) -> TemplateFile:
 
 
 def fill(template: str, values: Mapping[str, str]) -> str:
-    """Substitute {instruction}, {labels}, {labels_or}, {text}, {answer}, {examples} in one pass: braces inside a
-    substituted text are left alone, and placeholders without a value stay as they are."""
+    """Substitute {instruction}, {labels}, {labels_or}, {subject}, {text}, {answer}, {examples} in one pass: braces
+    inside a substituted text are left alone, and placeholders without a value stay as they are."""
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)] if m.group(1) in values else m.group(0), template)
 
 
@@ -90,7 +90,9 @@ class Prompt:
 def label_words(scheme: LabelScheme) -> dict[str, str]:
     words = [scheme.verbalizer(lab) for lab in scheme.labels]
     labels_or = ", ".join(words[:-1]) + " or " + words[-1]
-    return {"labels": ", ".join(words), "labels_or": labels_or}
+    # {subject}: what to classify; a task that names its topic ("sentiment") gets it said (docs/offline.md)
+    subject = f"the {scheme.topic} of the following text" if scheme.topic else "the following text"
+    return {"labels": ", ".join(words), "labels_or": labels_or, "subject": subject}
 
 
 def load_prompt(kind: str, scheme: LabelScheme, shots: Sequence[tuple[str, str]] = (),

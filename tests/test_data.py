@@ -253,3 +253,29 @@ def test_offline_binary_tasks_load_from_their_packages(task, n_test, minority):
         assert td.report["train_conflicting_label_texts_removed"] == 47
     else:
         assert td.report["train_label_plot_dropped"] == 1097
+
+
+def test_chinese_task_baseline_reads_characters(tmp_path):
+    """Without spaces a word tokenizer sees one token per clause; the baseline uses character n-grams for zh."""
+    import json as _json
+
+    from eval.baseline import run_one
+    from eval.records import RunSpec
+
+    good, bad = ["很好", "满意", "喜欢", "推荐"], ["很差", "失望", "退货", "垃圾"]
+    rows = [(f"这次{good[i % 4]}{i}号" if i % 2 else f"这次{bad[i % 4]}{i}号", "pos" if i % 2 else "neg")
+            for i in range(120)]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(tmp_path / "zh.csv", index=False)
+    td = load_task(_task_yaml(tmp_path, f"""
+name: zhtoy
+language: zh
+source: {{type: file, train: {tmp_path / 'zh.csv'}}}
+text_field: text
+label_field: label
+labels: [neg, pos]
+split: {{test: {{from: train, size: 40}}, validation: {{size: 0.1}}}}
+"""))
+    spec = RunSpec(track="baseline", task="zhtoy", model="tfidf-lr", method="tfidf-lr-balanced", n_train=64,
+                   seed=0, options={"class_weight": "balanced", "C": 10.0})
+    rec = _json.loads(run_one(spec, str(tmp_path / "r"), task=td).read_text())
+    assert rec["config"]["analyzer"] == "char" and rec["metrics"]["accuracy"] == 1.0

@@ -166,3 +166,8 @@ def test_installed_packages_add_up_to_the_declared_size(alias):
     assert sum(p.stat().st_size for p in parts) == off["size"]
     if "gguf" in off:
         assert parts[0].read_bytes()[:4] == b"GGUF"
+
+
+def test_prepare_cli_names_what_it_cannot_prepare(capsys):
+    assert packaged.main(["no-such-alias"]) == 2
+    assert "no offline source" in capsys.readouterr().err

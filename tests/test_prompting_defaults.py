@@ -44,7 +44,7 @@ def test_sweep_specs_get_the_model_config_too(configs):
 
     spec = RunSpec(track="prompting", task="rotten", model="hf/tiny-lm", method="zeroshot", n_train=0, seed=0,
                    n_eval=8, options={"max_new_tokens": 12})
-    cfg = config_from_spec(spec, "results")
+    cfg = config_from_spec(spec, results_dir="results")
     assert (cfg.batch_size, cfg.max_new_tokens) == (3, 12)  # the spec's own options win
 
 

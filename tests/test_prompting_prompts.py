@@ -77,3 +77,13 @@ def test_unknown_config_keys_fail(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("model: llama3.1\nconcurency: 8\n")
     with pytest.raises(SystemExit, match="concurency"):
         load_yaml_config(tmp_path / "bad.yaml", PromptConfig)
+
+
+def test_a_task_topic_is_named_and_tasks_without_one_render_as_before() -> None:
+    from eval.labels import LabelScheme
+
+    topical = LabelScheme.from_labels(["negative", "positive"], topic="sentiment")
+    assert "Classify the sentiment of the following text." in load_prompt("zeroshot", topical).render("x")
+    plain = load_prompt("zeroshot", LabelScheme.from_labels(["negative", "positive"])).render("x")
+    assert "Classify the following text. Answer with exactly one of: negative, positive." in plain
+    assert topical.to_dict()["topic"] == "sentiment" and "topic" not in LabelScheme.from_labels(["a", "b"]).to_dict()
