@@ -4,7 +4,7 @@
 
 The first --n drug-review test prompts (zero-shot template), through prompting's HFBackend exactly as run.py uses
 it: generation (greedy, left-padded) and label scoring (last position only), each at batch 1 and at --batch-size.
-Outputs must agree (batch invariance, FIELD-NOTES trap 1); the model is loaded once, outside the timings.
+Outputs must agree (batch invariance, docs/pitfalls.md#batch-padding); the model is loaded once, outside the timings.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@
 A scripted Ollama server on 127.0.0.1 answers every request after `--delay` seconds (it serves requests in
 parallel, as Ollama does with OLLAMA_NUM_PARALLEL >= 8). Each measurement is one in-process `main()` of
 prompting/run.py, zero-shot CoT on a local CSV, fresh results directory unless stated:
-1. `--concurrency 8` vs one request at a time (the seed's way): examples/s, target >= 6x;
-2. the seed's largest size (512 examples, default --concurrency 4) run twice, the second time with --overwrite so
+1. `--concurrency 8` vs one request at a time (how users ran it by hand): examples/s, target >= 6x;
+2. experiment C's largest size (512 examples, default --concurrency 4) run twice, the second time with --overwrite so
    every answer comes from the cache: target >= 50x.
 """
 

@@ -1,5 +1,6 @@
-"""Stage one of two-stage training: continue masked-LM pre-training on unlabelled in-domain text (SEEDS D: BERT on
-IMDB's unlabelled reviews, then fine-tuning with layer-wise LR decay). Returns the folder the classifier loads."""
+"""Stage one of two-stage training: continue masked-LM pre-training on unlabelled in-domain text, then fine-tune
+with layer-wise LR decay (docs/reference-experiments.md D: BERT on IMDB's unlabelled reviews). Returns the folder the
+classifier loads."""
 
 from __future__ import annotations
 

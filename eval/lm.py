@@ -6,7 +6,7 @@
     texts = generate(model, tok, prompts, max_new_tokens=8)      # greedy, left-padded, batch-invariant
     scores = score_labels(model, tok, prompts, ["positive", "negative"])  # argmax = prediction
 
-Why it looks like this (shared/FIELD-NOTES.md):
+Why it looks like this (docs/pitfalls.md):
 - decoder-only batches are padded on the *left* for inference (trap 1); right padding silently corrupts outputs;
 - label scoring reads only the last position's logits (`logits_to_keep`, trap 11);
 - the pad token is never EOS (trap 7): a model fine-tuned with pad = eos never learns to stop;
@@ -46,7 +46,7 @@ _PAD_CANDIDATES = ("<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>", "<|
 def device_and_dtype(override: str | None = None) -> tuple[str, Any]:
     """Best local device and its dtype (eval.hardware.pick_dtype, the one place that decides): cuda bf16 where it
     is native (fp16 on a T4), cpu bf16 with AVX512-BF16/AMX (else fp32), mps fp32. `override` = --dtype.
-    Scores depend on dtype (FIELD-NOTES trap 2), so callers record what this returned."""
+    Scores depend on dtype (docs/pitfalls.md#batch-dtype), so callers record what this returned."""
     from eval.hardware import pick_dtype
 
     device, dtype, _ = pick_dtype(override)
@@ -173,7 +173,7 @@ def build_prompt(
 
     `chat=None` uses the template when the tokenizer has one. `enable_thinking` is passed to the template
     (Qwen3's reads it; others ignore unknown variables), off by default so answers are not buried in
-    reasoning (FIELD-NOTES trap 3). Without a template the system text, if any, is a leading paragraph.
+    reasoning (docs/pitfalls.md#think). Without a template the system text, if any, is a leading paragraph.
     """
     has_template = bool(getattr(tokenizer, "chat_template", None))
     use_chat = has_template if chat is None else chat

@@ -6,7 +6,8 @@ the first load writes `<cache>/models/<alias>/` (config, generation config, toke
 
 - Atomic: everything is written to a temporary sibling folder and moved into place with `os.replace`, so several
   processes converting at once never see a half-written checkpoint; a loser of the race uses the winner's copy.
-- Keyed by content (FIELD-NOTES trap 12): the cache records the source's sha256 and is rebuilt when it changes.
+- Keyed by content (docs/pitfalls.md#content-keys): the cache records the source's sha256 and is rebuilt when it
+  changes.
 - `model.save_pretrained` refuses GGUF-loaded models ("quantized with gguf and is not serializable"), so the
   config (minus `quantization_config`), tokenizer and a de-duplicated state dict are saved directly.
 """

@@ -1,7 +1,7 @@
 """Prompting track: zero-shot, zero-shot chain-of-thought and few-shot prompts against Ollama, OpenAI-compatible
 servers and in-process transformers models.
 
-    # the users' experiment (shared/SEEDS.md C): Ollama, zero-shot CoT, accuracy at 16/64/256/512 test examples
+    # the users' experiment (docs/reference-experiments.md C): Ollama, zero-shot CoT, accuracy at 16/64/256/512 items
     python prompting/run.py --model llama3.1 --task sst2 --n-eval 16 64 256 512 --concurrency 8
     # any OpenAI-compatible server (vLLM, llama.cpp server, LM Studio, Ollama's /v1)
     python prompting/run.py --model openai/qwen3:8b --base-url http://127.0.0.1:11434/v1 --task sst2 --think false
@@ -65,7 +65,8 @@ class PromptConfig:
     think: str | None = _opt(None, "reasoning: true/false/low/medium/high; unset: the model's own")
     format: str | None = _opt(None, "json: constrain answers to a JSON schema of the labels", choices=["json"])
     max_new_tokens: int | None = _opt(None, "answer length limit; unset: 16, or for cot 1024 (256 hf on a CPU)")
-    endpoint: str = _opt("generate", "Ollama API: generate (as the seed did) or chat", choices=["generate", "chat"])
+    endpoint: str = _opt("generate", "Ollama API: generate (as users did in docs/reference-experiments.md C) or chat",
+                         choices=["generate", "chat"])
     raw: bool = _opt(False, "Ollama generate: send the prompt verbatim, without the model's chat template")
     # the data (same flags as every track)
     task: str | None = _opt("drugs", "a task in eval/tasks/ or a task YAML path", role="cli")
@@ -105,7 +106,7 @@ class PromptConfig:
 
 
 def prompt_kind(cfg: PromptConfig, shots: int) -> str:
-    """--prompt, else fewshot with shots, else zeroshot for --mode score, else the seed's cot."""
+    """--prompt, else fewshot with shots, else zeroshot for --mode score, else cot (docs/reference-experiments.md C)."""
     kind = cfg.prompt or ("fewshot" if shots else "zeroshot" if cfg.mode == "score" else "cot")
     if shots and kind != "fewshot":
         raise DataError(f"--shots {shots} needs --prompt fewshot (got --prompt {kind})")

@@ -43,7 +43,7 @@ class BackendOptions:
     think: str | None = None  # None = model default; true/false; low/medium/high (ollama think, reasoning_effort)
     keep_alive: str | None = None  # ollama: how long the model stays loaded, e.g. "10m"
     format: str | None = None  # "json": a JSON schema whose label field is an enum of the verbalizers
-    endpoint: str = "generate"  # ollama: generate (as the seed did) | chat
+    endpoint: str = "generate"  # ollama: generate (as users did in docs/reference-experiments.md C) | chat
     raw: bool = False  # ollama generate: send the prompt verbatim, without the model's chat template
     stream: bool = False  # ollama: stream NDJSON (the timeout then bounds the gap between chunks)
     num_ctx: int | None = None  # ollama: None = from the longest prompt (never silently truncated)
