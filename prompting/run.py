@@ -106,7 +106,7 @@ class PromptConfig:
 
 
 def prompt_kind(cfg: PromptConfig, shots: int) -> str:
-    """--prompt, else fewshot with shots, else zeroshot for --mode score, else cot (docs/reference-experiments.md C)."""
+    """--prompt, else fewshot with shots, else zeroshot for --mode score, else cot (reference experiment C)."""
     kind = cfg.prompt or ("fewshot" if shots else "zeroshot" if cfg.mode == "score" else "cot")
     if shots and kind != "fewshot":
         raise DataError(f"--shots {shots} needs --prompt fewshot (got --prompt {kind})")
