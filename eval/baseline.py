@@ -38,13 +38,16 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Pa
     test = task.test(spec.n_eval)
     class_weight = spec.options["class_weight"]
     labels_seen = sorted({e.label for e in train})
+    # words need spaces: Chinese/Japanese text is one "word" per clause, so those tasks use character 1-3-grams
+    cjk = task.config.language in ("zh", "ja")
+    features = {"analyzer": "char", "ngram_range": (1, 3)} if cjk else {"ngram_range": (1, 2)}
     t0 = time.perf_counter()
     if len(labels_seen) == 1:  # logistic regression needs two classes; a constant predictor is the honest answer
         preds = [labels_seen[0]] * len(test)
         train_s, eval_s = 0.0, 0.0
     else:
         clf = make_pipeline(
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1, max_features=200_000),
+            TfidfVectorizer(**features, sublinear_tf=True, min_df=1, max_features=200_000),
             LogisticRegression(C=spec.options["C"], max_iter=2000, random_state=spec.seed,
                                class_weight=None if class_weight == "none" else class_weight),
         )
@@ -53,9 +56,11 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Pa
         t1 = time.perf_counter()
         preds = list(clf.predict([e.text for e in test]))
         eval_s = time.perf_counter() - t1
-    return finish_run(spec, task, test, preds, results_dir=results_dir, model_id="tfidf(1-2gram)+logreg",
+    return finish_run(spec, task, test, preds, results_dir=results_dir,
+               model_id="tfidf(char 1-3gram)+logreg" if cjk else "tfidf(1-2gram)+logreg",
                backend="sklearn", timing={"train_s": round(train_s, 4), "eval_s": round(eval_s, 4)},
-               config={"ngram_range": [1, 2], "sublinear_tf": True, **spec.options},
+               config={**({"analyzer": "char", "ngram_range": [1, 3]} if cjk else {"ngram_range": [1, 2]}),
+                       "sublinear_tf": True, **spec.options},
                n_train_examples=len(train))
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 from eval.labels import LabelScheme
-from eval.sources import DataError, read_file, read_hf, read_package_member
+from eval.sources import DataError, read_file, read_hf, read_package_lines, read_package_member
 
 TASKS_DIR = Path(__file__).with_name("tasks")
 _TAG = re.compile(r"<[^>]{1,200}>")
@@ -51,10 +51,12 @@ class TaskConfig:
     description: str = ""
     verbalizers: dict[str, list[str]] = field(default_factory=dict)
     value_map: dict[str, str] = field(default_factory=dict)
+    drop_values: list[str] = field(default_factory=list)  # raw label values whose rows are not examples (counted)
     id_field: str | None = None
     clean: dict = field(default_factory=dict)  # html (default true), strip_quotes, lowercase
     split: dict = field(default_factory=dict)  # test: {from: train, size: 0.2} | validation: {size, max} | seed
     notes: str = ""
+    language: str = "en"  # ISO 639-1; zh/ja have no spaces between words (the TF-IDF baseline uses characters)
 
     @classmethod
     def from_dict(cls, data: dict, origin: str = "task") -> TaskConfig:
@@ -68,6 +70,7 @@ class TaskConfig:
         data = dict(data)
         data["value_map"] = {_key(k): str(v) for k, v in (data.get("value_map") or {}).items()}
         data["version"] = str(data.get("version", "1"))
+        data["drop_values"] = [_key(v) for v in data.get("drop_values") or []]
         return cls(**data)
 
     @property
@@ -247,13 +250,18 @@ def _read_split(cfg: TaskConfig, split: str) -> tuple[object, str] | None:
             return None
         df, enc = read_package_member(src["package"], src.get("archive"), member, src.get("format"))
         return df, f"{src['package']}:{member} ({enc})"
+    if kind == "package_lines":  # one file per class, one text per line; no test file (split.test carves it)
+        if split != "train":
+            return None
+        df, enc = read_package_lines(src["package"], src["files"], cfg.text_field, cfg.label_field)
+        return df, f"{src['package']}:{'+'.join(src['files'].values())} ({enc})"
     if kind == "file":
         path = src.get(split)
         if not path:
             return None
         df, enc = read_file(path, src.get("format"))
         return df, f"{path} ({enc})"
-    raise DataError(f"task {cfg.name}: source type must be hf, package or file, got {kind!r}")
+    raise DataError(f"task {cfg.name}: source type must be hf, package, package_lines or file, got {kind!r}")
 
 
 def _to_examples(cfg: TaskConfig, df, split: str, origin: str, report: dict) -> list[Example]:
@@ -264,12 +272,15 @@ def _to_examples(cfg: TaskConfig, df, split: str, origin: str, report: dict) -> 
                             f"Pass {flag} (or text_field/label_field in the task YAML) with one of them.")
     opts = {"html_unescape": cfg.clean.get("html", True), "strip_quotes": cfg.clean.get("strip_quotes", False),
             "lowercase": cfg.clean.get("lowercase", False)}
-    out, empty, no_label, unknown = [], 0, 0, Counter()
+    out, empty, no_label, unknown, dropped = [], 0, 0, Counter(), Counter()
     ids = df[cfg.id_field].tolist() if cfg.id_field and cfg.id_field in cols else range(len(df))
     for rid, text, raw_label in zip(ids, df[cfg.text_field].tolist(), df[cfg.label_field].tolist()):
         t = clean_text(text, **opts)
         if raw_label is None or (isinstance(raw_label, float) and np.isnan(raw_label)) or _key(raw_label) == "":
             no_label += 1
+            continue
+        if _key(raw_label) in cfg.drop_values:
+            dropped[_key(raw_label)] += 1
             continue
         label = cfg.value_map.get(_key(raw_label), _key(raw_label)) if cfg.value_map else _key(raw_label)
         if cfg.labels and label not in cfg.labels:
@@ -283,6 +294,10 @@ def _to_examples(cfg: TaskConfig, df, split: str, origin: str, report: dict) -> 
         shown = ", ".join(f"{k!r} ({v} rows)" for k, v in unknown.most_common(10))
         raise DataError(f"{origin}: labels not in {cfg.labels}: {shown}. Fix --labels (or the task's labels / "
                         "value_map), or clean the file.")
+    for key, value in getattr(df, "attrs", {}).items():  # what the reader removed (e.g. conflicting labels)
+        report[f"{split}_{key}"] = value
+    for value, count in sorted(dropped.items()):
+        report[f"{split}_label_{value}_dropped"] = count
     report[f"{split}_empty_text_removed"] = empty
     report[f"{split}_missing_label_removed"] = no_label
     if empty or no_label:
@@ -336,7 +351,11 @@ def build(cfg: TaskConfig) -> TaskData:
         if rule.get("from") != "train":
             raise DataError(f"task {cfg.name}: no test split in the source and no split.test rule "
                             "(e.g. split: {test: {from: train, size: 0.2}})")
-        n_test = int(round(float(rule.get("size", 0.2)) * len(train)))
+        size = float(rule.get("size", 0.2))  # a fraction of train, or (>= 1) a number of examples
+        n_test = int(size) if size >= 1 else int(round(size * len(train)))
+        if n_test >= len(train):
+            raise DataError(f"task {cfg.name}: split.test.size {rule.get('size')} leaves no training examples "
+                            f"(train has {len(train)})")
         train, test = _stratified_carve(train, n_test, int(rule.get("seed", 42)))
     if not train or not test:
         raise DataError(f"task {cfg.name}: after cleaning, train has {len(train)} and test {len(test)} examples")

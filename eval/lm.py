@@ -157,7 +157,7 @@ def load_causal_lm(
 def _load_offline(name: str, offline: dict, kw: dict) -> tuple[Any, Any, str, str]:
     package = offline["package"]
     if "gguf" in offline:
-        path = cached_gguf_checkpoint(name, package, offline["gguf"])
+        path = cached_gguf_checkpoint(name, offline)  # joins/checks packaged parts first (eval/packaged.py)
         source = f"offline:{package}:{offline['gguf']}"
     else:
         path = package_file(package, offline.get("path"))

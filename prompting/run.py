@@ -21,13 +21,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from eval.cli import data_kwargs, parse_config
+from eval.cli import data_kwargs
 from eval.data import TaskData, load_task
 from eval.labels import INVALID
 from eval.records import RunSpec, finish_run, should_run
 from eval.sources import DataError
 from prompting.backends import Backend, BackendError, BackendOptions, get_backend, split_model
 from prompting.cache import Answer, AnswerCache
+from prompting.defaults import cost_note, default_max_new_tokens, model_config_values, parse_prompt_config
 from prompting.prompts import Prompt, load_prompt, prompt_version
 
 
@@ -49,7 +50,7 @@ class PromptConfig:
                      choices=["generate", "score"])
     think: str | None = _opt(None, "reasoning: true/false/low/medium/high; unset: the model's own")
     format: str | None = _opt(None, "json: constrain answers to a JSON schema of the labels", choices=["json"])
-    max_new_tokens: int | None = _opt(None, "answer length limit; unset: 1024 for cot, 16 otherwise")
+    max_new_tokens: int | None = _opt(None, "answer length limit; unset: 16, or for cot 1024 (256 hf on a CPU)")
     endpoint: str = _opt("generate", "Ollama API: generate (as the seed did) or chat", choices=["generate", "chat"])
     raw: bool = _opt(False, "Ollama generate: send the prompt verbatim, without the model's chat template")
     # the data (same flags as every track)
@@ -94,7 +95,7 @@ def method_name(kind: str, mode: str) -> str:
 def make_backend(cfg: PromptConfig, scheme) -> Backend:
     name, model = split_model(cfg.model, cfg.backend)
     cot = "cot" in {prompt_kind(cfg, k) for k in cfg.shots}
-    kind_default = 1024 if cot else 16
+    kind_default = default_max_new_tokens(cot, name)  # CoT: 1024 on a server/GPU, less in-process on a CPU
     opts = BackendOptions(host=cfg.host, base_url=cfg.base_url, concurrency=cfg.concurrency, timeout=cfg.timeout,
                           retries=cfg.retries, max_new_tokens=cfg.max_new_tokens or kind_default, think=cfg.think,
                           keep_alive=cfg.keep_alive, format=cfg.format, endpoint=cfg.endpoint, raw=cfg.raw,
@@ -129,6 +130,8 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
     test = task.test(largest.n_eval)
     identity = {**backend.identity(), "prompt_version": prompt.version}
     t0 = time.perf_counter()
+    print(cost_note(len(test), backend.options.max_new_tokens, backend.options.batch_size, backend.name, cfg.mode),
+          file=sys.stderr)
     got = collect(backend, [prompt.render(e.text) for e in test], cache, identity, cfg.retry_errors,
                   desc=f"{cfg.model} {kind} k={shots} seed={seed}", stop=prompt.stop)
     preds = [predict(a, prompt, backend, task.scheme) for a in got.answers]
@@ -236,7 +239,8 @@ def config_from_spec(spec: RunSpec, results_dir: str, **how: object) -> PromptCo
     values.update(model=model, prompt=kind, mode=mode, shots=[int(spec.n_train)], task=spec.task,
                   seeds=[spec.seed], n_eval=[spec.n_eval] if spec.n_eval else None, results_dir=results_dir,
                   overwrite=True)
-    return PromptConfig(**{**values, **how})  # type: ignore[arg-type]
+    # the model's own defaults (prompting/configs/<model>.yaml) fill what the spec leaves unset, as on the CLI
+    return PromptConfig(**{**model_config_values(model, PromptConfig), **values, **how})  # type: ignore[arg-type]
 
 
 def run_one(spec: RunSpec, results_dir: str, **how: object) -> Path:
@@ -250,4 +254,5 @@ def run_one(spec: RunSpec, results_dir: str, **how: object) -> Path:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(parse_config(PromptConfig)[0]))
+    # prompting/configs/<model>.yaml < --config FILE < command line; --help ends with what the defaults cost
+    raise SystemExit(main(parse_prompt_config(PromptConfig, description=__doc__)))

