@@ -44,8 +44,7 @@ def locate_model(name: str) -> tuple[str, str]:
     if "gguf" in info.offline and os.environ.get("HF_HUB_OFFLINE") == "1":  # a causal LM shipped as GGUF
         from eval.lm_cache import cached_gguf_checkpoint
 
-        return str(cached_gguf_checkpoint(name, info.offline["package"], info.offline["gguf"])), \
-            f"package:{info.offline['package']}"
+        return str(cached_gguf_checkpoint(name, info.offline)), f"package:{info.offline['package']}"
     offline = info.offline_path()
     if offline is not None and os.environ.get("HF_HUB_OFFLINE") == "1":
         return str(offline), f"package:{info.offline['package']}"
