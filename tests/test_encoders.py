@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -218,7 +217,8 @@ def test_every_config_file_loads(path):
     values = load_yaml_config(path, EncoderConfig)
     cfg = EncoderConfig(**values)
     assert path.stem == f"{cfg.model}_{cfg.method}"
-    assert dataclasses.asdict(cfg.resolved())["lr"] > 0
+    grid = cfg.resolved().lr_grid
+    assert grid and all(x > 0 for x in grid) and (cfg.lr is not None or len(grid) == 3)  # LR given, or searched
 
 
 def test_bad_options_fail_clearly():
