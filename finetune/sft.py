@@ -41,7 +41,13 @@ def run_one(spec: RunSpec, results_dir: str, *, task: TaskData | None = None, ru
     the built-in defaults; `runtime` (backend, eval batch size, merge/export) may also come in the options.
     Returns the record path; the record's config holds every effective value."""
     cfg = SFTArgs.from_options({**_config_file_values(spec.model), **spec.options}, **(runtime or {}))
-    return main(spec, cfg, results_dir, task=task)
+    search = None
+    if cfg.learning_rate is None:  # the same tuning effort as every training-based track (finetune/select.py)
+        from finetune.select import choose
+
+        task = task or load_task(spec.task)
+        cfg, search = choose(spec, cfg, task)
+    return main(spec, cfg, results_dir, task=task, search=search)
 
 
 def canonical_options(model: str, method: str, options: dict) -> dict:
@@ -70,7 +76,8 @@ def _config_file_values(model: str) -> dict:
     return load_yaml_config(path, SFTArgs) if path else {}
 
 
-def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = None) -> Path:
+def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = None,
+         search: dict | None = None) -> Path:
     import torch
     from transformers import set_seed
 
@@ -144,7 +151,8 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
                  modelfile_prompt=fmt.prompt_with_slot("{{ .Prompt }}"), stop=[tok.eos_token],
                  num_ctx=cfg.max_seq_length + 64)
     main_mode = "generate" if "generate" in after else "score"
-    extra = {"eval_mode": cfg.eval_mode, "main_eval_mode": main_mode, "artifacts": saved}
+    extra = {"eval_mode": cfg.eval_mode, "main_eval_mode": main_mode, "artifacts": saved, "search": search}
+    search_s = search["seconds"] if search else 0.0  # the search's cost is part of what this run paid to train
     if main_mode == "generate" and "score" in after:
         extra["score_mode"] = _mode_summary(test, task, spec.seed, after["score"], before["score"])
     losses = [round(h["loss"], 4) for h in trainer.state.log_history if "loss" in h]
@@ -153,7 +161,8 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
               "gradient_checkpointing": args.gradient_checkpointing, "formatting": fmt.describe(),
               "model": loaded.info, "train_loss": round(result.training_loss, 4), "loss_log": losses,
               "processes": world_size()}
-    timing = {"train_s": round(train_s, 2), "eval_s": round(after[main_mode].seconds, 2),
+    timing = {"train_s": round(train_s + search_s, 2), "search_s": round(search_s, 2),
+              "eval_s": round(after[main_mode].seconds, 2),
               "before_eval_s": round(before[main_mode].seconds, 2),
               **{f"{m}_eval_s": round(r.seconds, 2) for m, r in after.items()},
               "train_steps_per_s": round(args.max_steps / train_s, 4) if train_s > 0 else None}

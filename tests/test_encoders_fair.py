@@ -17,9 +17,10 @@ from encoders import train as enc_train  # noqa: E402
 from encoders.config import EncoderConfig  # noqa: E402
 from encoders.modeling import build_classifier, choose_pooling  # noqa: E402
 from encoders.pooling import PooledClassifier, checkpoint_pooling, pool  # noqa: E402
-from encoders.search import carve_validation, refit_steps  # noqa: E402
+from encoders.search import refit_steps  # noqa: E402
 from eval.data import Example  # noqa: E402
 from eval.sources import DataError  # noqa: E402
+from eval.validation import carve_validation  # noqa: E402
 
 
 @pytest.fixture(scope="module")
