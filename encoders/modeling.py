@@ -136,10 +136,19 @@ DECODER_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up
 def is_decoder(path: str, trust_remote_code: bool = False) -> bool:
     """A causal LM checkpoint (Llama, Qwen2, Gemma3, …): classified from its last non-pad token."""
     from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
 
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     archs = getattr(config, "architectures", None) or []
-    return any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in archs)
+    if archs:
+        return any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in archs)
+    # configs written from a GGUF carry no `architectures`: go by the model type (BERT-likes also have a causal
+    # head class, but they are masked LMs first)
+    kind = config.model_type
+    return kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
 def _sentence_transformers_pooling(name: str) -> str | None:

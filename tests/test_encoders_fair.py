@@ -146,3 +146,15 @@ def test_decoder_llm_gets_a_last_token_head_with_lora_on_attention_and_mlp(tiny,
     assert enc_train.main(argv(tiny, path, "lora", tmp_path, "--lr", "1e-3", "--no-refit")) == 0
     rec = record(tmp_path)
     assert rec["training"]["pooling"] == "last" and rec["metrics"]["valid_rate"] == 1.0
+
+
+def test_a_decoder_converted_from_gguf_is_recognised_without_architectures(tiny, tiny_causal_lm, tmp_path):
+    """Configs written from a GGUF (eval/lm_cache.py) have no `architectures`; the model type decides."""
+    from encoders.modeling import is_decoder
+
+    folder = tmp_path / "from-gguf"
+    shutil.copytree(tiny_causal_lm, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("architectures", None)
+    (folder / "config.json").write_text(json.dumps(config))
+    assert is_decoder(str(folder)) and not is_decoder(tiny["paths"]["bert"])
