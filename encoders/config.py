@@ -13,14 +13,19 @@ from pathlib import Path
 
 from eval.cli import option as _f  # one field helper for every track's config
 
-METHODS = ("full", "lora", "ptuning", "prompt-tuning", "prefix", "freeze-k")
+METHODS = ("full", "lora", "ptuning", "prompt-tuning", "prefix", "freeze-k", "setfit")
 LOSSES = ("ce", "weighted-ce", "rdrop", "supcon")
 SELECT_METRICS = ("macro_f1", "accuracy", "loss")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+POOLINGS = ("auto", "mean", "cls", "max", "head")
 
-# LoRA and soft prompts train few parameters from scratch and need a far higher LR than full fine-tuning
-# (AdaLoRA's DeBERTa-v3 SST-2 script: 8e-4; SEEDS A: P-tuning 5e-4, prompt tuning 1e-3). FIELD-NOTES trap 10.
-DEFAULT_LR = {"full": 5e-5, "freeze-k": 1e-4, "lora": 8e-4, "ptuning": 5e-4, "prompt-tuning": 1e-3, "prefix": 1e-3}
+# The learning-rate search every training-based run does by default (docs/encoders.md, "same tuning effort"): three
+# values around each method's usual rate, about half an order of magnitude apart. LoRA and soft prompts train few
+# parameters from scratch and need a far higher LR than full fine-tuning (AdaLoRA's DeBERTa-v3 SST-2 script: 8e-4).
+# SetFit's value is the body's rate of its contrastive phase (setfit's default 2e-5).
+DEFAULT_LR_GRID = {"full": (2e-5, 5e-5, 1.5e-4), "freeze-k": (5e-5, 2e-4, 5e-4), "lora": (3e-4, 1e-3, 3e-3),
+                   "ptuning": (1e-4, 5e-4, 2e-3), "prompt-tuning": (3e-4, 1e-3, 3e-3),
+                   "prefix": (3e-4, 1e-3, 3e-3), "setfit": (1e-5, 3e-5, 1e-4)}
 
 @dataclass
 class EncoderConfig:
@@ -29,8 +34,14 @@ class EncoderConfig:
     method: str = _f("full", "what is trained", choices=METHODS, role="spec")
     loss: str = _f("ce", "training loss", choices=LOSSES)
     # --- optimisation: scaled to the sample size, so n=16 still gets enough steps --------------------------------
-    lr: float | None = _f(None, "peak learning rate (of the head when --llrd < 1); None: per method "
-                          f"{DEFAULT_LR}")
+    lr: float | None = _f(None, "peak learning rate (of the head when --llrd < 1). Given: no search. None: pick it "
+                          "from --lr-grid on a validation split carved from the training subset")
+    lr_grid: list[float] | None = _f(None, f"learning rates tried when --lr is not given; None: per method "
+                                     f"{ {k: list(v) for k, v in DEFAULT_LR_GRID.items()} }")
+    val_fraction: float = _f(0.25, "share of the training subset held out (stratified) to pick the LR and the step "
+                             "count; the test set is never used")
+    refit: bool = _f(True, "after the search, retrain on the whole training subset with the chosen LR and step count "
+                     "(off: keep the search's best checkpoint, trained on the rest of the subset)")
     llrd: float = _f(1.0, "layer-wise LR decay: each layer down gets lr x llrd (1.0: off; SEEDS D: 0.8)")
     epochs: float = _f(10.0, "epochs over the training subset (an upper bound with early stopping)")
     min_steps: int = _f(100, "at least this many optimiser steps, whatever n is (small n needs steps, not epochs)")
@@ -57,6 +68,12 @@ class EncoderConfig:
     supcon_weight: float = _f(0.1, "SupCon: loss = (1-w)·CE + w·SupCon (SEEDS A: 0.1)")
     supcon_temperature: float = _f(0.07, "SupCon temperature")
     # --- methods -------------------------------------------------------------------------------------------------
+    pooling: str = _f("auto", "what the head reads. auto: the pooling a sentence-transformers checkpoint was trained "
+                      "with (modules.json), else the architecture's own head; mean / cls / max; head: the "
+                      "architecture's", choices=POOLINGS)
+    setfit_iterations: int = _f(20, "SetFit: contrastive pairs generated per training example (setfit's "
+                                "num_iterations)")
+    setfit_epochs: int = _f(1, "SetFit: epochs over the pairs")
     lora_r: int = _f(16, "LoRA rank")
     lora_alpha: int = _f(32, "LoRA alpha")
     lora_dropout: float = _f(0.05, "LoRA dropout")
@@ -78,7 +95,7 @@ class EncoderConfig:
 
     def __post_init__(self) -> None:
         for name, allowed in (("method", METHODS), ("loss", LOSSES), ("select_metric", SELECT_METRICS),
-                              ("precision", PRECISIONS)):
+                              ("precision", PRECISIONS), ("pooling", POOLINGS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         checks = [(self.batch_size >= 1, "--batch-size must be >= 1"), (self.grad_accum >= 1, "--grad-accum >= 1"),
@@ -86,14 +103,27 @@ class EncoderConfig:
                   (0 < self.llrd <= 1, "--llrd must be in (0, 1]"), (self.max_length >= 8, "--max-length >= 8"),
                   (self.kfold == 0 or self.kfold >= 2, "--kfold must be 0 (off) or >= 2"),
                   (0 <= self.supcon_weight <= 1, "--supcon-weight must be in [0, 1]"),
-                  (self.freeze_k >= 0, "--freeze-k must be >= 0")]
+                  (self.freeze_k >= 0, "--freeze-k must be >= 0"),
+                  (self.method != "setfit" or self.loss in ("ce", "weighted-ce"),
+                   f"--method setfit trains its body with setfit's contrastive loss, not --loss {self.loss}: use "
+                   "--loss ce, or weighted-ce for a class-balanced head"),
+                  (0 < self.val_fraction < 1, "--val-fraction must be in (0, 1)"),
+                  (self.lr is None or self.lr > 0, "--lr must be > 0"),
+                  (not self.lr_grid or all(x > 0 for x in self.lr_grid), "--lr-grid values must be > 0"),
+                  (self.setfit_iterations >= 1 and self.setfit_epochs >= 1, "--setfit-iterations/epochs >= 1")]
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
 
     def resolved(self) -> EncoderConfig:
-        """A copy with method-dependent defaults filled in (what the run really uses)."""
-        return dataclasses.replace(self, lr=self.lr if self.lr is not None else DEFAULT_LR[self.method])
+        """A copy with method-dependent defaults filled in (what the run really uses): the LR grid of the search,
+        or, with --lr given, that one value (lr stays set only when there is no search)."""
+        grid = [self.lr] if self.lr is not None else list(self.lr_grid or DEFAULT_LR_GRID[self.method])
+        return dataclasses.replace(self, lr_grid=grid)
+
+    @property
+    def searches(self) -> bool:
+        return self.lr is None and len(self.resolved().lr_grid) > 1
 
     def options(self) -> dict:
         """What goes into RunSpec.options: every setting that changes the result."""

@@ -139,9 +139,10 @@ class TrainResult:
     class_weights: list[float] | None = None
 
 
-def train(model, tok, train_data: Encoded, val_data: Encoded, cfg: EncoderConfig, loss_fn: LossFn, *, seed: int,
+def train(model, tok, train_data: Encoded, val_data: Encoded | None, cfg: EncoderConfig, loss_fn: LossFn, *, seed: int,
           device, progress: bool = True, accelerator=None) -> TrainResult:
-    """Train in place; the model ends with the best validation checkpoint's weights.
+    """Train in place; the model ends with the best validation checkpoint's weights (with `val_data` None: no
+    evaluations, the last weights; the refit after a search, which already chose the step count).
 
     With an `accelerator` (several processes, eval/distributed.py) the model is wrapped in DDP and every global batch
     is split across the processes; all of them see the same batches in the same order (same seed), validate on the
@@ -195,7 +196,7 @@ def train(model, tok, train_data: Encoded, val_data: Encoded, cfg: EncoderConfig
         opt.zero_grad(set_to_none=True)
         step += 1
         bar.update(1)
-        if step % eval_every == 0 or step == total:
+        if val_data is not None and (step % eval_every == 0 or step == total):
             score = validation_score(predict_logits(model, tok, val_data, cfg.eval_batch_size, device, dtype),
                                      val_data, cfg.select_metric)
             history.append({"step": step, "train_loss": round(float(np.mean(running)), 5),
@@ -212,6 +213,8 @@ def train(model, tok, train_data: Encoded, val_data: Encoded, cfg: EncoderConfig
                 # never stop before min_steps: at small n the first evaluations are noise around a constant predictor
                 stopped = bool(cfg.patience) and bad >= cfg.patience and step >= cfg.min_steps
     bar.close()
+    if val_data is None:
+        best_step = step
     train_s = time.perf_counter() - t0
     if best_state is not None:  # restore the selected checkpoint before anyone evaluates the model
         params = dict(model.named_parameters())

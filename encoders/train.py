@@ -58,21 +58,27 @@ def config_from_spec(spec: RunSpec) -> EncoderConfig:
     return EncoderConfig.from_spec(spec.model, spec.method, {**spec.options, **spec.runtime})
 
 
-def fit(cfg: EncoderConfig, path: str, labels: list[str], train_exs: list[Example], val_exs: list[Example], *,
-        seed: int, device, progress: bool, accelerator=None):
-    """Build the model for cfg.method and train it on train_exs, selecting on val_exs. Returns (model, tok, result)."""
+def fit(cfg: EncoderConfig, path: str, labels: list[str], train_exs: list[Example], val_exs: list[Example] | None,
+        *, seed: int, device, progress: bool, accelerator=None, pooling: str | None = None):
+    """Build the model for cfg.method and train it on train_exs, selecting on val_exs (None: no selection, train for
+    the configured steps). Returns (model, tok, result)."""
     import torch
 
     from encoders.loop import encode, train
     from encoders.losses import balanced_class_weights, make_loss
     from encoders.modeling import build_classifier
 
+    if cfg.method == "setfit":
+        from encoders import setfit_method
+
+        return setfit_method.fit(cfg, path, labels, train_exs, val_exs, seed=seed, device=device, progress=progress)
     torch.manual_seed(seed)  # the head's initialisation is part of the seed
     index = {lab: i for i, lab in enumerate(labels)}
-    model, tok = build_classifier(cfg, path, labels)
+    model, tok = build_classifier(cfg, path, labels, pooling)
     model.to(device)
     train_data = encode(tok, [e.text for e in train_exs], [index[e.label] for e in train_exs], cfg.max_length)
-    val_data = encode(tok, [e.text for e in val_exs], [index[e.label] for e in val_exs], cfg.max_length)
+    val_data = None if val_exs is None else encode(tok, [e.text for e in val_exs], [index[e.label] for e in val_exs],
+                                                   cfg.max_length)
     weights = balanced_class_weights(train_data.labels, len(labels)) if cfg.loss == "weighted-ce" else None
     loss_fn = make_loss(cfg.loss, class_weights=weights, rdrop_alpha=cfg.rdrop_alpha,
                         supcon_weight=cfg.supcon_weight, supcon_temperature=cfg.supcon_temperature)
@@ -84,6 +90,11 @@ def fit(cfg: EncoderConfig, path: str, labels: list[str], train_exs: list[Exampl
 
 def predict(model, tok, texts: list[str], labels: list[str], cfg: EncoderConfig, device) -> list[str]:
     from encoders.loop import autocast_dtype, encode, predict_logits
+
+    if cfg.method == "setfit":
+        from encoders.setfit_method import predict as setfit_predict
+
+        return setfit_predict(model, texts, cfg)
 
     data = encode(tok, texts, [0] * len(texts), cfg.max_length)
     logits = predict_logits(model, tok, data, cfg.eval_batch_size, device, autocast_dtype(cfg, device))
@@ -128,7 +139,8 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progr
 
     from encoders.loop import autocast_dtype
     from encoders.mlm import mlm_pretrain
-    from encoders.modeling import count_parameters, locate_model, save_run_model
+    from encoders.modeling import choose_pooling, count_parameters, locate_model, save_run_model
+    from encoders.search import search_and_fit
 
     cfg = config_from_spec(spec).resolved()
     task = task or load_spec_task(spec)
@@ -148,24 +160,33 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progr
         mlm["source"] = "task.unlabelled" if task.unlabelled else "train pool texts"
         path = str(out / "mlm")
 
-    cv = cross_validate(cfg, path, task, train_exs, seed=spec.seed, device=device, progress=progress) \
-        if cfg.kfold else None
-    model, tok, result = fit(cfg, path, task.labels, train_exs, task.validation, seed=spec.seed, device=device,
-                             progress=progress, accelerator=acc)
+    pooling, pooling_why = ("setfit", "sentence-transformers body (setfit)") if cfg.method == "setfit" \
+        else choose_pooling(cfg, path)
+    fitted = search_and_fit(  # LR and steps chosen on a split of train_exs (encoders/search.py)
+        cfg, train_exs, seed=spec.seed, steps_chosen=cfg.method != "setfit", log=lambda m: print(m, file=sys.stderr),
+        fit=lambda c, tr, va: fit(c, path, task.labels, tr, va, seed=spec.seed, device=device, progress=progress,
+                                  accelerator=acc, pooling=None if cfg.method == "setfit" else pooling))
+    model, tok, result = fitted.model, fitted.tok, fitted.result
+    cv = cross_validate(dataclasses.replace(cfg, lr=fitted.search["chosen"]["lr"]), path, task, train_exs,
+                        seed=spec.seed, device=device, progress=progress) if cfg.kfold else None
     if acc is not None and not acc.is_main_process:  # one record per run: the main process evaluates and writes
         barrier()
         return record_path(spec, results_dir)
     t0 = time.perf_counter()
     preds = predict(model, tok, [e.text for e in test], task.labels, cfg, device)
     eval_s = time.perf_counter() - t0
-    if cfg.save_model:
-        save_run_model(model, tok, out, task.labels, cfg, path)
+    if cfg.save_model and cfg.method == "setfit":
+        from encoders.setfit_method import save as save_setfit
 
-    training = {"steps": result.steps, "best_step": result.best_step,
-                f"best_val_{cfg.select_metric}": round(result.best_score, 5), "stopped_early": result.stopped_early,
+        save_setfit(model, out, task.labels, cfg, path)
+    elif cfg.save_model:
+        save_run_model(model, tok, out, task.labels, cfg, path, pooling)
+
+    training = {"steps": result.steps, "search": fitted.search, "pooling": pooling, "pooling_reason": pooling_why,
                 "examples_seen": result.examples_seen, "class_weights": result.class_weights,
-                "train_examples_per_s": round(result.examples_seen / max(result.train_s, 1e-9), 2),
-                "parameters": count_parameters(model), "history": result.history}
+                "train_s_includes": "the whole learning-rate search and the refit",
+                "parameters": count_parameters(model.model_body if cfg.method == "setfit" else model),
+                "history": result.history}
     extra = {"training": training, "model_source": source, "mlm": mlm, "processes": acc.num_processes if acc else 1}
     if cv is not None:
         extra["kfold"] = cv

@@ -261,7 +261,10 @@ def parse_track_args(cls: type[T], ap: argparse.ArgumentParser, argv: list[str] 
     config_parser(cls, ap, title=title, file_values=file_values, source=str(path) if path else None, skip=skip)
     ns = ap.parse_args(argv)
     ns.config = str(path) if path else None
-    return build_config(cls, argparse.Namespace(**{k: v for k, v in vars(ns).items() if k not in skip})), ns
+    try:
+        return build_config(cls, argparse.Namespace(**{k: v for k, v in vars(ns).items() if k not in skip})), ns
+    except (ValueError, TypeError) as exc:  # a combination the config refuses: one line and exit 2, like argparse
+        ap.error(str(exc))
 
 
 def parse_config(cls: type[T], argv: list[str] | None = None, ap: argparse.ArgumentParser | None = None

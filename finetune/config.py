@@ -43,11 +43,16 @@ class SFTArgs:
     lora_alpha: int = _f(32, "LoRA alpha")
     lora_dropout: float = _f(0.05, "LoRA dropout")
     target_modules: list[str] = _f(DEFAULT_TARGETS, "module names that get LoRA adapters")
-    learning_rate: float = _f(2e-4, "peak learning rate (LoRA wants far more than full fine-tuning)")
+    learning_rate: float | None = _f(None, "peak learning rate. Given: no search. None: LR and epochs are picked from "
+                                     "--lr-grid and 1..--num-train-epochs on a validation split of the training "
+                                     "subset, by generate-and-parse accuracy (finetune/select.py)")
+    lr_grid: list[float] = _f([1e-4, 2e-4, 5e-4], "learning rates the search tries (LoRA wants far more than full "
+                              "fine-tuning)")
+    val_fraction: float = _f(0.25, "share of the training subset held out (stratified) for the search")
     lr_scheduler_type: str = _f("linear", "transformers scheduler name")
     warmup_ratio: float = _f(0.1, "share of steps spent warming up")
     weight_decay: float = _f(0.0, "AdamW weight decay")
-    num_train_epochs: float = _f(3.0, "passes over the training subset ...")
+    num_train_epochs: float = _f(3.0, "passes over the training subset (with the search: the most it tries) ...")
     min_steps: int = _f(30, "... but at least this many optimizer steps (small n needs enough updates)")
     max_steps: int | None = _f(None, "hard cap on optimizer steps (overrides epochs and min_steps)")
     batch_size: int = _f(8, "per-device training batch size")

@@ -68,8 +68,16 @@ def config_from_spec(spec: RunSpec) -> SFTArgs:
 
 
 def run_one(spec: RunSpec, results_dir: str, *, task: TaskData | None = None) -> Path:
-    """Run one spec; returns the record path (the record's config holds every effective value)."""
-    return main(spec, config_from_spec(spec), results_dir, task=task)
+    """Run one spec; returns the record path (the record's config holds every effective value). Without a
+    learning rate, LR x epochs are chosen on a split of the run's own training subset first (finetune/select.py):
+    the same tuning effort as every training-based track."""
+    cfg, search = config_from_spec(spec), None
+    if cfg.learning_rate is None:
+        from finetune.select import choose
+
+        task = task or load_ref(spec.task, spec.data)
+        cfg, search = choose(spec, cfg, task)
+    return main(spec, cfg, results_dir, task=task, search=search)
 
 
 def _config_file_values(model: str) -> dict:
@@ -79,7 +87,8 @@ def _config_file_values(model: str) -> dict:
     return load_yaml_config(path, SFTArgs) if path else {}
 
 
-def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = None) -> Path:
+def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = None,
+         search: dict | None = None) -> Path:
     backend = select_backend(cfg.backend)  # first: unsloth imports before torch/transformers (it patches them)
     import torch
     from transformers import set_seed
@@ -156,7 +165,8 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
     # --- save the adapter, record, then the optional exports (a failed export is recorded, the run is kept) ---
     saved = save_adapter(loaded, out)
     main_mode = "generate" if "generate" in after else "score"
-    extra = {"eval_mode": cfg.eval_mode, "main_eval_mode": main_mode, "artifacts": saved}
+    extra = {"eval_mode": cfg.eval_mode, "main_eval_mode": main_mode, "artifacts": saved, "search": search}
+    search_s = search["seconds"] if search else 0.0  # the search's cost is part of what this run paid to train
     if main_mode == "generate" and "score" in after:
         extra["score_mode"] = _mode_summary(test, task, spec.seed, after["score"], before["score"])
     losses = [round(h["loss"], 4) for h in trainer.state.log_history if "loss" in h]
@@ -167,7 +177,8 @@ def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = 
               "processes": world_size(),
               "precision": {k: str(v).removeprefix("torch.") for k, v in precision.items()},
               "eval_runtime": {"before": before[main_mode].run, "after": after[main_mode].run}}
-    timing = {"train_s": round(train_s, 2), "eval_s": round(after[main_mode].seconds, 2),
+    timing = {"train_s": round(train_s + search_s, 2), "search_s": round(search_s, 2),
+              "eval_s": round(after[main_mode].seconds, 2),
               "before_eval_s": round(before[main_mode].seconds, 2),
               **{f"{m}_eval_s": round(r.seconds, 2) for m, r in after.items()},
               "train_steps_per_s": round(args.max_steps / train_s, 4) if train_s > 0 else None}

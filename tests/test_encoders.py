@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -25,7 +24,8 @@ def run_cli(tiny: dict, model: str, method: str, loss: str, results: Path, *extr
     argv = ["--data", tiny["csv"], "--text-column", "text", "--label-column", "label", "--model",
             tiny["paths"][model], "--method", method, "--loss", loss, "--n-train", "12", "--seeds", "0",
             "--results-dir", str(results), "--min-steps", "2", "--max-steps", "2", "--evals", "1",
-            "--batch-size", "6", "--max-length", "24", "--num-virtual-tokens", "4", "--no-save-model", *extra]
+            "--batch-size", "6", "--max-length", "24", "--num-virtual-tokens", "4", "--no-save-model",
+            "--lr", "1e-3", "--no-refit", *extra]  # one fit per run here; the search has its own tests
     assert enc_train.main(argv) == 0
     records = [json.loads(p.read_text()) for p in results.glob("runs/*/encoders/*.json")]
     assert records, "no record written"
@@ -42,7 +42,13 @@ def check_record(rec: dict) -> None:
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("loss", LOSSES)
-def test_every_method_and_loss_writes_a_record(tiny, tmp_path, method, loss):
+def test_every_method_and_loss_writes_a_record(tiny, tmp_path, method, loss, capsys):
+    if method == "setfit" and loss in ("rdrop", "supcon"):  # setfit has its own contrastive loss: refused up front
+        with pytest.raises(SystemExit) as exit_:  # refused while parsing the command line, before any work
+            run_cli(tiny, "bert", method, loss, tmp_path)
+        assert exit_.value.code == 2
+        assert "--method setfit trains its body with setfit's contrastive loss" in capsys.readouterr().err
+        return
     (rec,) = run_cli(tiny, "bert", method, loss, tmp_path, "--freeze-k", "1")
     check_record(rec)
     assert rec["method"] == method and rec["options"]["loss"] == loss
@@ -138,16 +144,17 @@ def test_early_stopping_waits_for_min_steps(tiny, tmp_path):
     argv = ["--data", tiny["csv"], "--text-column", "text", "--label-column", "label", "--model",
             tiny["paths"]["bert"], "--n-train", "12", "--results-dir", str(tmp_path), "--batch-size", "6",
             "--epochs", "10", "--min-steps", "5", "--max-steps", "10", "--evals", "10", "--patience", "1",
-            "--max-length", "24", "--no-save-model"]
+            "--max-length", "24", "--no-save-model", "--lr", "1e-3", "--no-refit"]
     assert enc_train.main(argv) == 0
-    training = json.loads(next(tmp_path.glob("runs/*/encoders/*.json")).read_text())["details"]["training"]
-    assert training["steps"] >= 5
-    history = training["history"]
-    assert len(history) == training["steps"]  # one evaluation per step here
+    search = json.loads(next(tmp_path.glob("runs/*/encoders/*.json")).read_text())["details"]["training"]["search"]
+    (trial,) = search["trials"]
+    assert trial["steps"] >= 5
+    history = trial["history"]
+    assert len(history) == trial["steps"]  # one evaluation per step here
     best = max(h["val_macro_f1"] for h in history)
-    assert training["best_val_macro_f1"] == best
+    assert trial["val_macro_f1"] == best == search["chosen"]["val_macro_f1"]
     # ties go to the later checkpoint
-    assert training["best_step"] == max(h["step"] for h in history if h["val_macro_f1"] == best)
+    assert search["chosen"]["best_step"] == max(h["step"] for h in history if h["val_macro_f1"] == best)
 
 
 def test_plan_steps_scales_to_the_sample_size():
@@ -210,7 +217,8 @@ def test_every_config_file_loads(path):
     values = load_yaml_config(path, EncoderConfig)
     cfg = EncoderConfig(**values)
     assert path.stem == f"{cfg.model}_{cfg.method}"
-    assert dataclasses.asdict(cfg.resolved())["lr"] > 0
+    grid = cfg.resolved().lr_grid
+    assert grid and all(x > 0 for x in grid) and (cfg.lr is not None or len(grid) == 3)  # LR given, or searched
 
 
 def test_bad_options_fail_clearly():

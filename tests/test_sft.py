@@ -24,7 +24,7 @@ from finetune.formatting import Formatter, load_template  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SCHEME = LabelScheme.from_labels(["negative", "neutral", "positive"])
 SEED_MODELS = ["mistral-7b", "qwen3-4b", "qwen3-1.7b", "llama3.2-3b", "llama3.2-1b", "gemma3-1b", "gemma3-4b",
-               "phi4-mini", "gemma3-270m"]
+               "phi4-mini", "gemma3-270m", "smollm2-135m"]
 
 
 def _tiny(path: Path):
@@ -201,6 +201,27 @@ def test_script_end_to_end(tiny_causal_lm: Path, tmp_path: Path) -> None:
         assert runtime[stage]["canary"]["ran"] and runtime[stage]["canary"]["k"] == 6
         assert runtime[stage]["batch_size"] in (1, 2, 4, 8, 16) and "prefix_tokens" in runtime[stage]
     assert cli(argv) == 0  # the record exists: skipped, not rerun
+
+
+def test_search_picks_lr_and_epochs_on_a_carved_split_by_generated_accuracy(tiny_causal_lm: Path,
+                                                                           tmp_path: Path) -> None:
+    from finetune.sft import cli
+
+    argv = ["--model", str(tiny_causal_lm), "--task", "drugs", "--n-train", "12", "--seeds", "0", "--n-eval", "4",
+            "--results-dir", str(tmp_path), "--max-seq-length", "64", "--batch-size", "3", "--num-train-epochs", "2",
+            "--min-steps", "1", "--lr-grid", "1e-4", "1e-3", "--eval-mode", "generate", "--backend", "hf"]
+    assert cli(argv) == 0
+    rec = json.loads(next((tmp_path / "runs" / "drugs" / "finetune").glob("*.json")).read_text())
+    search = rec["details"]["search"]
+    assert search["metric"] == "generate-and-parse accuracy" and search["n_fit"] + search["n_val"] == 12
+    assert [t["learning_rate"] for t in search["trials"]] == [1e-4, 1e-3]
+    # 9 fit examples at batch 3 = 3 steps an epoch: validated after epochs 1 and 2
+    assert [c["epochs"] for c in search["trials"][0]["curve"]] == [1.0, 2.0]
+    chosen = search["chosen"]
+    assert rec["config"]["learning_rate"] == chosen["learning_rate"]
+    assert rec["config"]["num_train_epochs"] == chosen["num_train_epochs"]
+    assert rec["options"]["learning_rate"] is None  # the run id names the search, not its outcome
+    assert rec["timing"]["train_s"] >= rec["timing"]["search_s"] == search["seconds"] > 0
 
 
 @pytest.mark.parametrize("launcher", [["finetune/sft.py"], ["-m", "finetune.sft"]])

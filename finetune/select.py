@@ -1,0 +1,111 @@
+"""The SFT run's share of the same tuning effort every training-based approach gets: the learning rate and the number
+of epochs, chosen on a validation split carved from the run's own training subset, by generate-and-parse accuracy
+(the users' metric: greedy answer, harness extraction, an invalid answer counts wrong) — not by loss.
+
+    cfg, search = choose(spec, cfg, task)     # when cfg.learning_rate is None; then main() trains on all n
+
+For each LR of `lr_grid`: a fresh LoRA model trains on the fit part for `num_train_epochs` epochs (at least
+`min_steps`), and the validation part is generated and parsed at the end of every epoch. The (LR, epochs) with the
+best accuracy wins; ties go to fewer epochs, then the smaller LR (cheaper, and a tie at small n is usually two
+constant predictors). The seconds spent are added to the run's training time. docs/encoders.md, "same tuning effort".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import tempfile
+import time
+from typing import Any
+
+from eval.data import TaskData
+from eval.records import RunSpec
+from eval.validation import carve_validation
+from finetune.config import SFTArgs
+
+
+def _say(msg: str) -> None:
+    print(f"[sft search] {msg}", file=sys.stderr, flush=True)
+
+
+def _accuracy(preds: list[str], gold: list[str]) -> float:
+    return sum(p == g for p, g in zip(preds, gold)) / max(1, len(gold))
+
+
+def _epoch_validator(loaded: Any, fmt: Any, prompts: list[str], gold: list[str], per_epoch: int, cfg: SFTArgs,
+                     scores: list[dict]) -> Any:
+    """A TrainerCallback that generates and parses the validation prompts every `per_epoch` steps."""
+    from transformers import TrainerCallback
+
+    from finetune.backends import for_inference, for_training
+    from finetune.predict import predict_generate
+
+    class EpochValidator(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step % per_epoch and state.global_step != state.max_steps:
+                return control
+            for_inference(loaded)
+            side = loaded.tokenizer.padding_side
+            result = predict_generate(loaded.model, loaded.tokenizer, prompts, fmt, batch_size=cfg.eval_batch_size,
+                                      max_new_tokens=cfg.max_new_tokens)
+            loaded.tokenizer.padding_side = side
+            for_training(loaded)
+            acc = _accuracy(result.preds, gold)
+            scores.append({"step": state.global_step, "epochs": round(state.global_step / per_epoch, 3),
+                           "val_accuracy": round(acc, 5)})
+            return control
+
+    return EpochValidator()
+
+
+def choose(spec: RunSpec, cfg: SFTArgs, task: TaskData) -> tuple[SFTArgs, dict]:
+    """(cfg with the chosen learning_rate and num_train_epochs, the search for the record)."""
+    import torch
+    from transformers import set_seed
+
+    from eval.models import resolve
+    from finetune.backends import load, select_backend
+    from finetune.config import trainer_args
+    from finetune.formatting import Formatter, load_template
+    from finetune.trainer import make_trainer
+
+    train = task.train(spec.n_train, spec.seed)
+    fit, val = carve_validation(train, cfg.val_fraction, spec.seed)
+    backend = select_backend(cfg.backend)
+    info = resolve(spec.model)
+    template = load_template(cfg.prompt)
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    per_epoch = max(1, math.ceil(len(fit) / (cfg.batch_size * cfg.grad_accum)))
+    trials, t0 = [], time.perf_counter()
+    for lr in cfg.lr_grid:
+        set_seed(spec.seed)
+        loaded = load(info, backend, load_in_4bit=spec.method == "qlora", max_seq_length=cfg.max_seq_length,
+                      lora=cfg.lora(), seed=spec.seed)
+        chat = cfg.chat if cfg.chat is not None else (False if info.base else None)
+        fmt = Formatter(loaded.tokenizer, task.scheme, template, cfg.max_seq_length, chat=chat)
+        scores: list[dict] = []
+        trial_cfg = dataclasses.replace(cfg, learning_rate=lr)
+        with tempfile.TemporaryDirectory(prefix="sft-search-") as scratch:
+            args = trainer_args(trial_cfg, output_dir=scratch, n_examples=len(fit), seed=spec.seed, cuda=cuda,
+                                bf16=bf16, unsloth=backend == "unsloth")
+            loaded.tokenizer.padding_side = "right"
+            trainer = make_trainer(loaded.model, loaded.tokenizer, args, fmt.dataset_rows(fit),
+                                   sparse_logits=backend == "hf")
+            trainer.add_callback(_epoch_validator(loaded, fmt, [fmt.prompt(e.text) for e in val],
+                                                  [e.label for e in val], per_epoch, cfg, scores))
+            trainer.train()
+        best = max(scores, key=lambda s: (s["val_accuracy"], -s["epochs"]))
+        trials.append({"learning_rate": lr, "curve": scores, "best": best})
+        _say(f"lr {lr:g}: best val accuracy {best['val_accuracy']:.3f} after {best['epochs']:g} epochs")
+        del trainer, loaded
+    winner = max(trials, key=lambda t: (t["best"]["val_accuracy"], -t["best"]["epochs"], -t["learning_rate"]))
+    chosen = {"learning_rate": winner["learning_rate"], "num_train_epochs": winner["best"]["epochs"],
+              "val_accuracy": winner["best"]["val_accuracy"]}
+    search = {"grid": {"learning_rate": list(cfg.lr_grid), "epochs": f"1..{cfg.num_train_epochs:g} (every epoch)"},
+              "metric": "generate-and-parse accuracy", "val_fraction": cfg.val_fraction, "n_fit": len(fit),
+              "n_val": len(val), "trials": trials, "chosen": chosen,
+              "seconds": round(time.perf_counter() - t0, 2)}
+    return dataclasses.replace(cfg, learning_rate=chosen["learning_rate"],
+                               num_train_epochs=float(chosen["num_train_epochs"])), search
