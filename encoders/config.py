@@ -42,7 +42,8 @@ class EncoderConfig:
                              "count; the test set is never used")
     refit: bool = _f(True, "after the search, retrain on the whole training subset with the chosen LR and step count "
                      "(off: keep the search's best checkpoint, trained on the rest of the subset)")
-    llrd: float = _f(1.0, "layer-wise LR decay: each layer down gets lr x llrd (1.0: off; SEEDS D: 0.8)")
+    llrd: float = _f(1.0, "layer-wise LR decay: each layer down gets lr x llrd (1.0: off; 0.8 in "
+                     "docs/reference-experiments.md D)")
     epochs: float = _f(10.0, "epochs over the training subset (an upper bound with early stopping)")
     min_steps: int = _f(100, "at least this many optimiser steps, whatever n is (small n needs steps, not epochs)")
     max_steps: int | None = _f(None, "hard cap on optimiser steps (None: no cap)")
@@ -65,7 +66,7 @@ class EncoderConfig:
     kfold: int = _f(0, "also run K-fold stratified cross-validation on the training subset (0: off)")
     # --- losses --------------------------------------------------------------------------------------------------
     rdrop_alpha: float = _f(1.0, "R-Drop: weight of the symmetric KL between two dropout passes")
-    supcon_weight: float = _f(0.1, "SupCon: loss = (1-w)·CE + w·SupCon (SEEDS A: 0.1)")
+    supcon_weight: float = _f(0.1, "SupCon: loss = (1-w)·CE + w·SupCon (experiment A: 0.1)")
     supcon_temperature: float = _f(0.07, "SupCon temperature")
     # --- methods -------------------------------------------------------------------------------------------------
     pooling: str = _f("auto", "what the head reads. auto: the pooling a sentence-transformers checkpoint was trained "
