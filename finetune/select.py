@@ -64,6 +64,7 @@ def choose(spec: RunSpec, cfg: SFTArgs, task: TaskData) -> tuple[SFTArgs, dict]:
     import torch
     from transformers import set_seed
 
+    from eval.hardware import sft_precision
     from eval.models import resolve
     from finetune.backends import load, select_backend
     from finetune.config import trainer_args
@@ -76,13 +77,16 @@ def choose(spec: RunSpec, cfg: SFTArgs, task: TaskData) -> tuple[SFTArgs, dict]:
     info = resolve(spec.model)
     template = load_template(cfg.prompt)
     cuda = torch.cuda.is_available()
-    bf16 = cuda and torch.cuda.is_bf16_supported()
+    # the trials train exactly as the run they choose for does (finetune/sft.py main): eval.hardware decides the
+    # dtype once, native bf16 only (is_bf16_supported() alone counts a T4's emulation; docs/pitfalls.md#bf16-support)
+    precision = sft_precision(cfg.dtype)
+    bf16 = precision["bf16"]
     per_epoch = max(1, math.ceil(len(fit) / (cfg.batch_size * cfg.grad_accum)))
     trials, t0 = [], time.perf_counter()
     for lr in cfg.lr_grid:
         set_seed(spec.seed)
         loaded = load(info, backend, load_in_4bit=spec.method == "qlora", max_seq_length=cfg.max_seq_length,
-                      lora=cfg.lora(), seed=spec.seed)
+                      lora=cfg.lora(), seed=spec.seed, dtype=precision["weights"])
         chat = cfg.chat if cfg.chat is not None else (False if info.base else None)
         fmt = Formatter(loaded.tokenizer, task.scheme, template, cfg.max_seq_length, chat=chat)
         scores: list[dict] = []
