@@ -150,6 +150,9 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progr
         raise ValueError("--mlm-pretrain and --kfold run in one process: launch without accelerate "
                          "(data parallelism covers the fine-tuning stage)")
     device = acc.device if acc is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from eval.hardware import configure_threads
+
+    threads = configure_threads() if device.type == "cpu" else None  # the idle usable cores (docs/speed.md)
     out = output_dir(spec, results_dir)
     path, source = locate_model(cfg.model)
 
@@ -187,7 +190,8 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progr
                 "train_s_includes": "the whole learning-rate search and the refit",
                 "parameters": count_parameters(model.model_body if cfg.method == "setfit" else model),
                 "history": result.history}
-    extra = {"training": training, "model_source": source, "mlm": mlm, "processes": acc.num_processes if acc else 1}
+    extra = {"training": training, "model_source": source, "mlm": mlm, "processes": acc.num_processes if acc else 1,
+             "threads": threads}
     if cv is not None:
         extra["kfold"] = cv
     record = finish_run(spec, task, test, preds, results_dir=results_dir, model_id=path, backend="transformers",

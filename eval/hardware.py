@@ -130,16 +130,55 @@ def _cgroup_quota() -> float | None:
         return None
 
 
+def _cpu_times(cpus: set[int]) -> tuple[int, int] | None:
+    """(busy, total) jiffies summed over `cpus` from /proc/stat (Linux); None when unreadable."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    busy = total = 0
+    for line in lines:
+        name, *fields = line.split()
+        if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+            continue
+        ticks = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
+        total += sum(ticks)
+        busy += sum(ticks) - ticks[3] - ticks[4]
+    return (busy, total) if total else None
+
+
+def busy_cpus(interval: float = 0.25) -> float | None:
+    """How many of this process's cores other processes keep busy *now*: /proc/stat sampled over `interval`
+    seconds while this process sleeps. None where /proc/stat is not there (then the load average is used)."""
+    import time
+
+    try:
+        cpus = set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = set(range(os.cpu_count() or 1))
+    a = _cpu_times(cpus)
+    time.sleep(interval)
+    b = _cpu_times(cpus)
+    if a is None or b is None or b[1] <= a[1]:
+        return None
+    return len(cpus) * (b[0] - a[0]) / (b[1] - a[1])
+
+
 def idle_cpus() -> int:
-    """Usable cores not already kept busy by other processes (1-minute load average), at least 1.
+    """Usable cores not kept busy by other processes right now, at least 1.
 
     On a shared machine OpenMP threads beyond the idle cores spin and wait: with load 14 on 2 cores, 1 torch
-    thread scored 4x faster than 2 (BENCHMARKS.md, "Speed"); on an idle machine every core is used."""
+    thread scored 4x faster than 2 (BENCHMARKS.md, "Speed"). "Now" matters: the 1-minute load average still counts
+    a run that just ended, so in a sweep (one process per run, back to back) it made every run after the first take
+    1 thread on an idle 2-core machine. So the cores are sampled over a quarter second (busy_cpus); the load average
+    is the fallback where /proc/stat is not readable."""
     n = available_cpus()
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return n
+    busy = busy_cpus()
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return n
     return max(1, min(n, int(n - busy + 0.5)))
 
 

@@ -116,6 +116,33 @@ def test_dtype_guard_uses_fp32_when_bf16_disagrees() -> None:
     assert rec["dtype_used"] == "bfloat16" and switch.state == "low" and rec["agreed"]
 
 
+def test_dtype_guard_compares_the_runs_setting_with_the_reference_first() -> None:
+    """fp32 batch 1 is the reference; bf16 at the run's batch size agreeing with it settles both questions in two
+    passes. A difference is taken apart: bf16 at batch 1 tells a dtype problem from a batch problem."""
+    switch = _Switch()
+    calls: list[tuple[str, int]] = []
+
+    def predict(flip_low: bool, flip_batch: bool):
+        def run(sub, bs):
+            calls.append((switch.state, bs))
+            return [("b" if i == 2 and ((flip_low and switch.state == "low") or (flip_batch and bs > 1)) else "a")
+                    for i in range(len(sub))]
+        return run
+
+    rec = run_canary(predict(False, False), ["x"] * 10, 4, precision=switch)
+    assert calls == [("high", 1), ("low", 4)] and rec["agreed"] and rec["dtype_used"] == "bfloat16"
+    assert rec["dtype_check"]["mismatches"] == 0 and rec["batch_checks"] == [
+        {"batch_size": 4, "mismatches": 0, "examples": []}]
+    calls.clear()
+    rec = run_canary(predict(False, True), ["x"] * 10, 4, precision=switch, say=lambda m: None)  # batch's fault
+    assert calls == [("high", 1), ("low", 4), ("low", 1), ("low", 2)]  # batch 4's labels are not recomputed
+    assert rec["dtype_used"] == "bfloat16" and rec["batch_size_used"] == 1
+    calls.clear()
+    rec = run_canary(predict(True, False), ["x"] * 10, 4, precision=switch, say=lambda m: None)  # dtype's fault
+    assert calls == [("high", 1), ("low", 4), ("low", 1), ("high", 4)] and switch.state == "high"
+    assert rec["dtype_used"] == "float32" and rec["batch_size_used"] == 4 and not rec["agreed"]
+
+
 def test_cast_switch_restores_exact_fp32(tiny_causal_lm: Path) -> None:
     model, _, _ = load_causal_lm(str(tiny_causal_lm), dtype="float32")
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -124,7 +151,13 @@ def test_cast_switch_restores_exact_fp32(tiny_causal_lm: Path) -> None:
     assert model.dtype == torch.bfloat16
     switch.high()
     assert model.dtype == torch.float32
+    assert all(v.dtype == torch.float32 for v in model.state_dict().values())  # buffers too
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # not an upcast of bf16
+    switch.low()  # a second round trip works from the same kept fp32 tensors
+    switch.high()
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    switch.release()
+    assert switch.saved is None and not switch.buffers
     auto = AutocastSwitch()
     with auto.context():
         assert torch.is_autocast_enabled("cpu")
@@ -178,10 +211,45 @@ def test_threads_follow_affinity_and_cgroup_quota(monkeypatch: pytest.MonkeyPatc
     assert hardware.available_cpus() == 4
     monkeypatch.setattr(hardware, "_cgroup_quota", lambda: 1.5)  # cpu.max "150000 100000"
     assert hardware.available_cpus() == 2
+    # where /proc/stat cannot be read, the load average decides
+    monkeypatch.setattr(hardware, "_cpu_times", lambda cpus: None)
     monkeypatch.setattr(hardware.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
     assert hardware.idle_cpus() == 2
     monkeypatch.setattr(hardware.os, "getloadavg", lambda: (14.0, 9.0, 5.0))  # other jobs keep both cores busy
     assert hardware.idle_cpus() == 1
+
+
+def _stat_samples(monkeypatch: pytest.MonkeyPatch, busy: int, total: int) -> None:
+    """Two /proc/stat readings `total` jiffies apart, `busy` of them not idle (over the sampled cores)."""
+    samples = iter([(1000, 8000), (1000 + busy, 8000 + total)])
+    monkeypatch.setattr(hardware, "_cpu_times", lambda cpus: next(samples))
+    monkeypatch.setattr("time.sleep", lambda s: None)
+
+
+def test_idle_cores_are_sampled_now_not_from_the_load_average(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep runs one process per run back to back: the 1-minute load average still counts the run that just
+    ended (~1.5 on 2 cores), which gave every later run 1 thread on an idle machine. What counts is /proc/stat now."""
+    monkeypatch.setattr(hardware.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(hardware, "_cgroup_quota", lambda: None)
+    monkeypatch.setattr(hardware.os, "getloadavg", lambda: (1.6, 1.2, 0.9))  # the previous run, just ended
+    _stat_samples(monkeypatch, busy=2, total=50)  # 2 of 50 jiffies busy over 2 cores: idle now
+    assert hardware.idle_cpus() == 2
+    _stat_samples(monkeypatch, busy=48, total=50)  # another job keeps both cores busy now
+    assert hardware.idle_cpus() == 1
+    _stat_samples(monkeypatch, busy=25, total=50)  # one core busy
+    assert hardware.idle_cpus() == 1
+
+
+def test_cpu_times_reads_proc_stat_for_the_given_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stat = ("cpu  10 0 10 100 0 0 0 0 0 0\n"
+            "cpu0 5 0 5 50 2 0 0 0 0 0\n"
+            "cpu1 7 1 2 40 0 1 1 0 0 0\n"
+            "intr 1 2 3\n")
+    real = Path.read_text
+    monkeypatch.setattr(Path, "read_text",
+                        lambda self, *a, **k: stat if str(self) == "/proc/stat" else real(self, *a, **k))
+    assert hardware._cpu_times({0}) == (10, 62)  # busy excludes idle and iowait
+    assert hardware._cpu_times({0, 1}) == (10 + 12, 62 + 52)
     saved = torch.get_num_threads()
     try:
         assert hardware.configure_threads(1) == 1 and torch.get_num_threads() == 1
