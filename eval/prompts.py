@@ -95,13 +95,38 @@ def label_words(scheme: LabelScheme) -> dict[str, str]:
     return {"labels": ", ".join(words), "labels_or": labels_or, "subject": subject}
 
 
-def load_prompt(kind: str, scheme: LabelScheme, shots: Sequence[tuple[str, str]] = (),
-                prompts_dir: Path | None = None) -> Prompt:
-    """Bind prompts/<kind> to a task's labels. `shots` are (text, label) pairs, used by the few-shot template."""
+def template_file(kind: str, template: str | None = None, prompts_dir: Path | None = None) -> Path:
+    """prompts/<kind's file>, or prompts/<template>.txt for a named variant (e.g. fewshot_plain)."""
     if kind not in TEMPLATES:
         raise ValueError(f"unknown prompt {kind!r}; choose one of {sorted(TEMPLATES)}")
     prompts_dir = prompts_dir or PROMPTS_DIR
-    tf = read_template(prompts_dir / TEMPLATES[kind])
+    if template is None:
+        return prompts_dir / TEMPLATES[kind]
+    name = template.split("@")[0]  # a recorded version ("fewshot_plain@1+sft_instruction@1") names its file too
+    path = prompts_dir / f"{name}.txt"
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name) or not path.is_file():
+        known = sorted(p.stem for p in prompts_dir.glob(f"{kind}*.txt"))
+        raise ValueError(f"no prompt template {name!r} in {prompts_dir}; {kind} templates there: {known}")
+    return path
+
+
+def variant_problem(name: str, prompts_dir: Path | None = None) -> str | None:
+    """Why `name` cannot be a few-shot variant (missing file, no example/prompt sections), or None."""
+    try:
+        tf = read_template(template_file("fewshot", name, prompts_dir))
+    except ValueError as exc:
+        return str(exc)
+    if "example" not in tf.sections or "prompt" not in tf.sections:
+        return f"{tf.name}: a few-shot template needs '=== example ===' and '=== prompt ===' sections"
+    return None
+
+
+def load_prompt(kind: str, scheme: LabelScheme, shots: Sequence[tuple[str, str]] = (),
+                prompts_dir: Path | None = None, template: str | None = None) -> Prompt:
+    """Bind prompts/<kind> (or the variant file prompts/<template>.txt) to a task's labels. `shots` are
+    (text, label) pairs, used by the few-shot template."""
+    prompts_dir = prompts_dir or PROMPTS_DIR
+    tf = read_template(template_file(kind, template, prompts_dir))
     inst = read_template(prompts_dir / "sft_instruction.txt")
     words = label_words(scheme)
     instruction = fill(inst.body.strip(), words)
@@ -109,22 +134,22 @@ def load_prompt(kind: str, scheme: LabelScheme, shots: Sequence[tuple[str, str]]
     if kind == "fewshot":
         if "example" not in tf.sections or "prompt" not in tf.sections:
             raise ValueError(f"{tf.name}: a few-shot template needs '=== example ===' and '=== prompt ===' sections")
-        template = fill(tf.sections["prompt"], words)
+        body = fill(tf.sections["prompt"], words)
         examples = "".join(fill(tf.sections["example"], {"text": t, "answer": scheme.verbalizer(lab)})
                            for t, lab in shots)
     else:
         if shots:
             raise ValueError(f"--shots needs the few-shot prompt, not {kind!r}")
-        template = fill(tf.body, words)
-    think_open = template.rstrip().endswith("<think>")
-    return Prompt(kind=kind, version=prompt_version(kind, prompts_dir), template=template,
+        body = fill(tf.body, words)
+    think_open = body.rstrip().endswith("<think>")
+    return Prompt(kind=kind, version=f"{tf.name}@{tf.version}+{inst.name}@{inst.version}", template=body,
                   instruction=instruction, examples=examples, think_open=think_open, stop=tf.stop)
 
 
-def prompt_version(kind: str, prompts_dir: Path | None = None) -> str:
+def prompt_version(kind: str, prompts_dir: Path | None = None, template: str | None = None) -> str:
     """e.g. "cot_zeroshot@1+sft_instruction@1": goes into the RunSpec and the cache key."""
     prompts_dir = prompts_dir or PROMPTS_DIR
-    tf = read_template(prompts_dir / TEMPLATES[kind])
+    tf = read_template(template_file(kind, template, prompts_dir))
     inst = read_template(prompts_dir / "sft_instruction.txt")
     return f"{tf.name}@{tf.version}+{inst.name}@{inst.version}"
 

@@ -9,6 +9,9 @@ servers and in-process transformers models.
     python prompting/run.py --model hf/gemma3-270m --task drugs --prompt zeroshot --n-eval 64
     python prompting/run.py --model hf/gemma3-270m --task drugs --shots 4 8 --seeds 0 1 --mode score
     python prompting/run.py --config prompting/configs/sst2_ollama_cot.yaml --model qwen3:8b
+    # the few-shot template chosen per run on its own shots (leave-one-out), then used for the test items
+    python prompting/run.py --model hf/qwen2.5-coder-0.5b --task rotten --shots 8 --mode score \
+        --variants fewshot fewshot_plain
 
 One model call per test example, reused across the --n-eval sizes (each size is one record). Answers are cached by
 content under <results-dir>/cache/, so an interrupted run resumes where it stopped; --retry-errors re-asks failures.
@@ -62,6 +65,9 @@ class PromptConfig:
                             role="cli")
     mode: str = _opt("generate", "generate, or score the verbalizers' last-position logits (hf only)",
                      choices=["generate", "score"])
+    variants: list[str] | None = _opt(None, "few-shot templates in prompts/ to choose from, e.g. fewshot "
+                                      "fewshot_plain: with two or more, the one with the best leave-one-out accuracy "
+                                      "on the run's own k shots is used (recorded; no test item is seen)")
     think: str | None = _opt(None, "reasoning: true/false/low/medium/high; unset: the model's own")
     format: str | None = _opt(None, "json: constrain answers to a JSON schema of the labels", choices=["json"])
     max_new_tokens: int | None = _opt(None, "answer length limit; unset: 16, or for cot 1024 (256 hf on a CPU)")
@@ -97,12 +103,26 @@ class PromptConfig:
     threads: int | None = _opt(None, "hf: torch CPU threads; unset: the idle cores (BENCHMARKS.md)", role=_RT)
     dtype: str = _opt("auto", "hf: auto = bf16 on CPUs with AVX512-BF16/AMX and CUDA >= sm_80, else fp32/fp16",
                       choices=["auto", "float32", "bfloat16", "float16"], role=_RT)
+    reuse_prefix: bool | None = _opt(None, "hf: run the prompts' shared prefix (instruction, shots) once and reuse "
+                                     "its KV cache; unset: when it is >= 16 tokens (same labels, docs/speed.md)",
+                                     role=_RT)
     batch_check: bool = _opt(True, "hf: compare batch-1 and batch-N labels (and bf16 vs fp32) on the first 16 "
                                    "prompts; on a difference use the batch size / dtype that agrees", role=_RT)
 
     def __post_init__(self) -> None:
         check_choices(self)  # a YAML file or a sweep gets the checks argparse does
         self.think = think_text(self.think)  # one spelling per setting: "on" and "true" give one run id
+        if self.variants:
+            from eval.prompts import variant_problem
+
+            self.variants = [str(v).split("@")[0] for v in self.variants]  # a recorded version names its file
+            if self.prompt not in (None, "fewshot"):
+                raise ValueError(f"--variants are few-shot templates; they do not apply to --prompt {self.prompt}")
+            if len(set(self.variants)) != len(self.variants):
+                raise ValueError(f"--variants lists a template twice: {self.variants}")
+            bad = [p for v in self.variants if (p := variant_problem(v))]
+            if bad:
+                raise ValueError("; ".join(bad))
 
 
 def prompt_kind(cfg: PromptConfig, shots: int) -> str:
@@ -134,7 +154,8 @@ def make_backend(cfg: PromptConfig, scheme, kind: str | None = None) -> Backend:
                           think=cfg.think,
                           keep_alive=cfg.keep_alive, format=cfg.format, endpoint=cfg.endpoint, raw=cfg.raw,
                           stream=cfg.stream, num_ctx=cfg.num_ctx, mode=cfg.mode, batch_size=cfg.batch_size,
-                          threads=cfg.threads, dtype=cfg.dtype, batch_check=cfg.batch_check)
+                          threads=cfg.threads, dtype=cfg.dtype, batch_check=cfg.batch_check,
+                          reuse_prefix=cfg.reuse_prefix)
     if cfg.mode == "score" and name != "hf":
         raise BackendError("--mode score reads logits in-process: use an hf/ model (servers return text only)")
     if cfg.mode == "score" and "cot" in kinds:
@@ -173,11 +194,16 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
     kind = prompt_kind(cfg, shots)
     backend.options.max_new_tokens = max_new_tokens(cfg, kind)  # identity() reads it: the spec's value
     examples = [(e.text, e.label) for e in task.train(shots, seed)] if shots else []
-    prompt = load_prompt(kind, task.scheme, shots=examples)
+    t0 = time.perf_counter()
+    selection = None
+    if shots and cfg.variants and len(cfg.variants) > 1:  # the variant is chosen on the shots, before any test item
+        variant, selection = choose_variant(cfg, task, backend, cache, examples)
+    else:
+        variant = cfg.variants[0] if cfg.variants else None
+    prompt = load_prompt(kind, task.scheme, shots=examples, template=variant)
     largest = max(specs, key=lambda s: s.n_eval or len(task.test_all))
     test = task.test(largest.n_eval)
     identity = {**backend.identity(), "prompt_version": prompt.version}
-    t0 = time.perf_counter()
     print(cost_note(len(test), backend.options.max_new_tokens, backend.options.batch_size, backend.name, cfg.mode),
           file=sys.stderr)
     got = collect(backend, [prompt.render(e.text) for e in test], cache, identity, cfg.retry_errors,
@@ -192,6 +218,7 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
         n = len(task.test(spec.n_eval))
         answers = got.answers[:n]
         timing = {"eval_s": round(time.perf_counter() - t0, 3), "ask_s": round(got.wall_s, 3),
+                  "select_s": selection["seconds"] if selection else None,  # included in eval_s
                   "model_s": round(sum(a.meta.get("seconds", 0.0) for a in answers), 3),
                   "eval_examples_per_s": round(got.asked / got.wall_s, 3) if got.wall_s else None}
         stats = {"errors": sum(not a.ok for a in answers), "truncated": sum(a.truncated for a in answers),
@@ -199,7 +226,8 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
                  "error_examples": [{"id": e.id, "error": a.error} for e, a in zip(test[:n], answers) if not a.ok],
                  "from_cache": got.from_cache, "asked": got.asked, "think_open": prompt.think_open and
                  backend.raw_prompt, "few_shot_ids": [e.id for e in task.train(shots, seed)] if shots else [],
-                 "runtime": getattr(backend, "run_info", None)}  # hf: dtype, threads, prefix reuse, canary
+                 "runtime": getattr(backend, "run_info", None),  # hf: dtype, threads, prefix reuse, canary
+                 "prompt_selection": selection, "prompt_used": prompt.version}
         paths.append(finish_run(
             spec, task, test[:n], preds[:n], results_dir=cfg.results_dir, model_id=backend.model_id,
             backend=backend.name, timing=timing, raws=raws[:n], n_train_examples=shots,
@@ -208,6 +236,37 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
             cost={"device": getattr(backend, "device", None) or f"server ({backend.name})",
                   "dtype": getattr(backend, "dtype", None)}))
     return paths
+
+
+def choose_variant(cfg: PromptConfig, task: TaskData, backend: Backend, cache: AnswerCache,
+                   examples: list[tuple[str, str]]) -> tuple[str, dict]:
+    """The few-shot template of `cfg.variants` with the best leave-one-out accuracy on the run's own k shots: each
+    shot is asked with the other k-1 as its examples, so the choice costs k calls per variant and no label beyond
+    the k the run already spends (the encoders' and SFT's validation split is carved from their subset the same
+    way). Invalid answers count wrong; a tie goes to the variant listed first. The scores go into the record."""
+    from prompting.collect import collect
+
+    t0 = time.perf_counter()
+    scores = []
+    for name in cfg.variants or []:
+        prompts, prompt = [], None
+        for i, (text, _) in enumerate(examples):
+            prompt = load_prompt("fewshot", task.scheme, shots=examples[:i] + examples[i + 1:], template=name)
+            prompts.append(prompt.render(text))
+        assert prompt is not None
+        got = collect(backend, prompts, cache, {**backend.identity(), "prompt_version": prompt.version},
+                      cfg.retry_errors, desc=f"choose the prompt: {name} on {len(examples)} shots", stop=prompt.stop)
+        preds = [parse(a, prompt, backend, task.scheme)[0] for a in got.answers]
+        correct = sum(p == lab for p, (_, lab) in zip(preds, examples, strict=True))
+        valid = sum(p in task.scheme.labels for p in preds)
+        scores.append({"variant": prompt.version, "accuracy": round(correct / len(examples), 4),
+                       "valid_rate": round(valid / len(examples), 4), "n": len(examples)})
+    best = max(range(len(scores)), key=lambda j: (scores[j]["accuracy"], -j))
+    chosen = (cfg.variants or [])[best]
+    compared = ", ".join(f"{s['variant'].split('@')[0]} {s['accuracy']:.2f}" for s in scores)
+    print(f"prompt chosen on the {len(examples)} shots (leave-one-out): {chosen} ({compared})", file=sys.stderr)
+    return chosen, {"validation": "leave-one-out over the run's k shots", "scores": scores,
+                    "chosen": scores[best]["variant"], "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def all_specs(cfg: PromptConfig, task: TaskData) -> list[RunSpec]:
@@ -282,6 +341,13 @@ def make_spec(cfg: PromptConfig, data: DataRef, n_train: int | str, seed: int, n
     name, bare = split_model(cfg.model, cfg.backend)
     options = {**{k: v for k, v in backend.identity().items() if k not in ("backend", "model") and v is not None},
                "prompt": prompt_version(kind)}
+    if cfg.variants and kind == "fewshot":  # one variant is the prompt; several are chosen from per run
+        if len(cfg.variants) > 1 and shots < 2:
+            raise ValueError(f"choosing among --variants needs at least 2 shots to validate on (got {shots})")
+        versions = [prompt_version(kind, template=v) for v in cfg.variants]
+        options["prompt"] = versions[0] if len(versions) == 1 else options["prompt"]
+        if len(versions) > 1:
+            options["variants"] = versions
     runtime = {k: v for k, v in values_with_role(cfg, "runtime").items()
                if v != PromptConfig.__dataclass_fields__[k].default}
     return RunSpec(track="prompting", task=data.task, model=f"{name}/{bare}", method=method_name(kind, cfg.mode),
@@ -295,7 +361,10 @@ def config_from_options(model: str, method: str, options: dict, **cli: object) -
     unknown = sorted(set(o) - settable - {"backend", "prompt"})
     if unknown:
         raise ValueError(f"unknown prompting options {unknown}; known: {sorted(settable | {'backend', 'prompt'})}")
-    kind = KINDS.get(str(o.get("prompt", "")).split("@")[0]) or KINDS.get(method.removesuffix("-score"))
+    stem = str(o.get("prompt") or "").split("@")[0]
+    kind = KINDS.get(stem) or KINDS.get(method.removesuffix("-score"))
+    if stem and stem not in KINDS:  # a named template file (prompts/<stem>.txt): a few-shot variant
+        o["variants"] = o.get("variants") or [stem]
     if kind is None:
         raise ValueError(f"cannot tell the prompt of method {method!r}: use one of {sorted(KINDS)} or set "
                          "options.prompt")

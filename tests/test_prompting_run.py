@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from prompting_fixtures import oracle, write_reviews
+from prompting_fixtures import GOOD, oracle, write_reviews
 
 from eval.labels import INVALID
 from prompting.fake_server import FakeServer, Reply
@@ -155,3 +155,53 @@ def test_a_sweep_spec_runs_under_its_own_run_id_and_shares_the_cache(tmp_path: P
     rec = json.loads(paths[0].read_text())
     assert rec["metrics"]["accuracy"] == 1.0 and rec["versions"]["prompt"] == "cot_zeroshot@1+sft_instruction@1"
     assert rec["data"]["sha256"] and rec["data"]["text_column"] == "text"  # reproducible from the record
+
+
+def _plain_reader(prompt: str, n: int) -> Reply:
+    """A model that reads the plain "Text:/Answer:" layout and says `positive` to anything else."""
+    if "\nAnswer:" not in prompt:
+        return Reply("positive")
+    last = prompt.rsplit("Text:", 1)[-1]
+    return Reply("positive" if any(f" {w} " in last for w in GOOD) else "negative")
+
+
+def test_the_few_shot_variant_is_chosen_on_the_shots_not_the_test_items(tmp_path: Path) -> None:
+    """--variants: each variant predicts every shot from the other k-1 (leave-one-out); the best is used for the
+    test items, and the record says what was compared and chosen. A tie would keep the first listed."""
+    from eval.tracks import track
+
+    with FakeServer(["llama3.1:8b"], _plain_reader) as srv:
+        cfg = config(tmp_path, srv.url, shots=[4], n_eval=[6], variants=["fewshot", "fewshot_plain"])
+        assert main(cfg) == 0
+        prompts = srv.prompts()
+    (rec,) = records(tmp_path / "results").values()
+    sel = rec["details"]["prompting"]["prompt_selection"]
+    assert [s["variant"].split("@")[0] for s in sel["scores"]] == ["fewshot", "fewshot_plain"]
+    assert sel["scores"][1]["accuracy"] == 1.0 and sel["scores"][0]["accuracy"] < 1.0 and sel["scores"][0]["n"] == 4
+    assert sel["chosen"].startswith("fewshot_plain@") and rec["details"]["prompting"]["prompt_used"] == sel["chosen"]
+    assert rec["options"]["variants"] == [s["variant"] for s in sel["scores"]]
+    assert rec["metrics"]["accuracy"] == 1.0 and rec["timing"]["select_s"] is not None
+    # 4 leave-one-out prompts per variant (3 examples each), then the 6 test items with the chosen one (4 examples)
+    assert len(prompts) == 2 * 4 + 6
+    assert [p.count("Text:") for p in prompts[4:8]] == [4] * 4 and all(p.count("Text:") == 5 for p in prompts[8:])
+    shots = {e["text"] for e in rec["examples"]}
+    assert not any(t in p for p in prompts[:8] for t in shots)  # no test item is seen while choosing
+    from eval.records import RunSpec
+
+    spec = RunSpec.from_record(rec)
+    assert track("prompting").respec(spec).run_id == spec.run_id == rec["run_id"]  # rebuilt from the record
+
+
+def test_bad_variants_fail_before_any_request(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no prompt template 'fewshot_nope'.*fewshot_plain"):
+        config(tmp_path, "http://127.0.0.1:9", variants=["fewshot", "fewshot_nope"])
+    with pytest.raises(ValueError, match="do not apply to --prompt zeroshot"):
+        config(tmp_path, "http://127.0.0.1:9", prompt="zeroshot", variants=["fewshot_plain"])
+    from eval.tracks import DataRef
+    from prompting.run import make_spec
+
+    cfg = config(tmp_path, "http://127.0.0.1:9", variants=["fewshot", "fewshot_plain"])
+    with pytest.raises(ValueError, match="at least 2 shots"):
+        make_spec(cfg, DataRef("x"), 1, 0, None)
+    one = make_spec(config(tmp_path, "http://127.0.0.1:9", variants=["fewshot_plain"]), DataRef("x"), 4, 0, None)
+    assert one.options["prompt"].startswith("fewshot_plain@") and "variants" not in one.options
