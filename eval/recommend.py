@@ -32,11 +32,42 @@ def _n_eval_flag(ts: TestSet, row: Row | None = None) -> str:
     return f" --n-eval {n}" if n else ""
 
 
+def _flag(key: str, value: object) -> str:
+    """One CLI flag as eval.cli.config_parser reads it: booleans as --x / --no-x, lists as space-separated values."""
+    name = key.replace("_", "-")
+    if isinstance(value, bool):
+        return f" --{name}" if value else f" --no-{name}"
+    if isinstance(value, (list, tuple)):
+        return f" --{name} " + " ".join(str(v) for v in value) if value else ""
+    return f" --{name} {value}"
+
+
+def run_options(record: dict) -> dict | None:
+    """The result-changing settings of a record's run that differ from what its track's command gives by default for
+    the same model and method, so that a suggested command adds seeds to *this* configuration (the same run id
+    apart from the seed) rather than to the default one. None when the config cannot be rebuilt here."""
+    import dataclasses
+
+    from eval.cli import fields_with_role
+    from eval.records import RunSpec
+    from eval.tracks import track
+
+    try:
+        spec = RunSpec.from_record(record)
+        t = track(spec.track)
+        cfg, default = t.config_from_spec(spec), t.config_from_options(spec.model, spec.method, {})
+    except Exception:  # noqa: BLE001 -- a record from another checkout or machine: fall back to the shown options
+        return None
+    names = [f.name for f in dataclasses.fields(cfg) if f.name in fields_with_role(type(cfg), "result")]
+    return {k: getattr(cfg, k) for k in names if getattr(cfg, k) != getattr(default, k)
+            and not isinstance(getattr(cfg, k), dict)}
+
+
 def command(track: str, model: str, method: str, task: str, n: int | str, seeds: str = SEEDS, n_eval: str = "",
             options: dict | None = None) -> str:
     """The track command that adds a run (each track's CLI; options that tell configurations apart as flags)."""
-    opts = "".join(f" --{k.replace('_', '-')} {v}" for k, v in sorted((options or {}).items())
-                   if not isinstance(v, (dict, list)) and v is not None)
+    opts = "".join(_flag(k, v) for k, v in sorted((options or {}).items())
+                   if not isinstance(v, dict) and v is not None)
     if track == "baseline":
         cw = "balanced" if method.endswith("-balanced") else "none"
         return f"python eval/baseline.py --task {task} --n-train {n} --seeds {seeds} --class-weight {cw}{n_eval}"
@@ -49,15 +80,18 @@ def command(track: str, model: str, method: str, task: str, n: int | str, seeds:
         kind = method.removesuffix("-score")
         prompt = {"score": "zeroshot"}.get(kind, kind)
         mode = " --mode score" if method.endswith("score") else ""
+        rest = "".join(_flag(k, v) for k, v in sorted((options or {}).items())
+                       if k not in ("prompt", "mode", "shots") and not isinstance(v, dict) and v is not None)
         return (f"python prompting/run.py --task {task} --model {model} --prompt {prompt} --shots {n} "
-                f"--seeds {seeds}{mode}{n_eval}")
+                f"--seeds {seeds}{mode}{n_eval}{rest}")
     return f"# add a {track} run of {model} {method} at n={n} on {task}"
 
 
 def _row_command(ts: TestSet, row: Row, n: int | str | None = None, seeds: str = SEEDS) -> str:
     n = row.n_train if n is None else n
+    options = run_options(row.records[0]) if row.records else None
     return command(row.track, row.approach[1], row.approach[2], ts.task, n, seeds, _n_eval_flag(ts, row),
-                   row.shown_options)
+                   row.shown_options if options is None else options)
 
 
 def _fits(row: Row, max_eval_ms: float | None, max_train_s: float | None) -> bool:

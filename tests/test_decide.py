@@ -128,3 +128,25 @@ def test_report_is_one_offline_file(results):
     assert {r[3] for r in run["rows"]} == {"valid", "no_label", "truncated"}
     assert all(t.startswith("review number") for t in next(iter(data["examples"].values()))["texts"])
     assert report.build(results)[0].read_text() == page  # deterministic
+
+
+def test_suggested_commands_add_seeds_to_the_same_configuration(tmp_path, capsys):
+    """A run made with non-default settings (a sweep's options) gets a command carrying them as flags, so its extra
+    seeds land on the same configuration: the command's seed-0 run id is the record's."""
+    import dataclasses
+
+    from encoders import train as enc
+    from eval.tracks import DataRef, track
+
+    t = track("encoders")
+    cfg = t.config_from_options("minilm-l6", "full", {"lr": 5e-5, "max_steps": 48, "refit": False, "max_length": 96})
+    spec = t.make_spec(cfg, DataRef("drugs"), 64, 0, 50)
+    record = {**dataclasses.asdict(spec), "run_id": spec.run_id, "n_eval_requested": 50}
+    opts = recommend.run_options(record)
+    assert opts is not None and opts["max_steps"] == 48 and opts["refit"] is False and opts["lr"] == 5e-5
+    cmd = recommend.command("encoders", "minilm-l6", "full", "drugs", 64, "0", " --n-eval 50", opts)
+    assert "--no-refit" in cmd and "--max-steps 48" in cmd and "--max-length 96" in cmd
+    argv = cmd.split()[2:] + ["--dry-run", "--results-dir", str(tmp_path)]
+    assert enc.main(argv) == 0
+    assert spec.run_id in capsys.readouterr().out  # the same run id: these seeds pool with the record's
+    assert recommend.run_options({"track": "nope"}) is None  # unreadable: fall back to the shown options
