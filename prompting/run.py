@@ -195,11 +195,12 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
     backend.options.max_new_tokens = max_new_tokens(cfg, kind)  # identity() reads it: the spec's value
     examples = [(e.text, e.label) for e in task.train(shots, seed)] if shots else []
     t0 = time.perf_counter()
-    selection = None
-    if shots and cfg.variants and len(cfg.variants) > 1:  # the variant is chosen on the shots, before any test item
-        variant, selection = choose_variant(cfg, task, backend, cache, examples)
-    else:
-        variant = cfg.variants[0] if cfg.variants else None
+    selection, variant = None, None
+    if kind == "fewshot" and cfg.variants:  # variants are few-shot templates, as in make_spec
+        if len(cfg.variants) > 1:  # chosen on the shots, before any test item
+            variant, selection = choose_variant(cfg, task, backend, cache, examples)
+        else:
+            variant = cfg.variants[0]
     prompt = load_prompt(kind, task.scheme, shots=examples, template=variant)
     largest = max(specs, key=lambda s: s.n_eval or len(task.test_all))
     test = task.test(largest.n_eval)
@@ -345,8 +346,9 @@ def make_spec(cfg: PromptConfig, data: DataRef, n_train: int | str, seed: int, n
         if len(cfg.variants) > 1 and shots < 2:
             raise ValueError(f"choosing among --variants needs at least 2 shots to validate on (got {shots})")
         versions = [prompt_version(kind, template=v) for v in cfg.variants]
-        options["prompt"] = versions[0] if len(versions) == 1 else options["prompt"]
-        if len(versions) > 1:
+        if len(versions) == 1:
+            options["prompt"] = versions[0]
+        else:
             options["variants"] = versions
     runtime = {k: v for k, v in values_with_role(cfg, "runtime").items()
                if v != PromptConfig.__dataclass_fields__[k].default}

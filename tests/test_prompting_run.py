@@ -205,3 +205,17 @@ def test_bad_variants_fail_before_any_request(tmp_path: Path) -> None:
         make_spec(cfg, DataRef("x"), 1, 0, None)
     one = make_spec(config(tmp_path, "http://127.0.0.1:9", variants=["fewshot_plain"]), DataRef("x"), 4, 0, None)
     assert one.options["prompt"].startswith("fewshot_plain@") and "variants" not in one.options
+
+
+def test_variants_leave_the_zero_shot_runs_of_a_command_alone(tmp_path: Path) -> None:
+    """--shots 0 4 --variants fewshot_plain: the 4-shot run uses the variant; the 0-shot run keeps its own template
+    (a few-shot file rendered as a zero-shot prompt would send its section markers to the model)."""
+    with FakeServer(["llama3.1:8b"], _plain_reader) as srv:
+        assert main(config(tmp_path, srv.url, shots=[0, 4], n_eval=[4], mode="generate", prompt=None,
+                           variants=["fewshot_plain"], max_new_tokens=16)) == 0
+        prompts = srv.prompts()
+    recs = {r["n_train"]: r for r in records(tmp_path / "results").values()}
+    assert recs[0]["options"]["prompt"].startswith("cot_zeroshot@")
+    assert recs[0]["details"]["prompting"]["prompt_used"].startswith("cot_zeroshot@")
+    assert recs[4]["details"]["prompting"]["prompt_used"].startswith("fewshot_plain@")
+    assert not any("===" in p for p in prompts)
