@@ -49,38 +49,35 @@ def run_canary(predict: Callable[[Sequence[str], int], list[str]], prompts: Sequ
         return rec
     t0 = time.perf_counter()
     rec.update(ran=True, k=len(sub))
-    tried: list[dict[str, Any]] = []
     fast: list[str] | None = None  # labels of the fast dtype at `batch_size`, when already computed
     if precision is not None:
         # the reference is fp32 at batch 1. The run's own setting (bf16, batch N) is compared with it first: when
-        # they agree, neither the dtype nor the batch changes a label and nothing else needs to run (the common
-        # case: 2 passes over the k prompts instead of 3). Only a difference is taken apart: bf16 at batch 1 says
-        # whether the dtype or the batch is the cause.
+        # they agree, neither the dtype nor the batch changes a label and the batch loop below accepts `fast`
+        # without another pass (the common case: 2 passes over the k prompts instead of 3). Only a difference is
+        # taken apart: bf16 at batch 1 says whether the dtype or the batch is the cause.
         precision.high()
         ref = predict(sub, 1)
         precision.low()
-        if batch_size > 1:
-            fast = predict(sub, batch_size)
-            if not _differences(ref, fast):
-                rec["dtype_check"] = {"compared": f"{precision.low_name} batch {batch_size} vs "
-                                                  f"{precision.high_name} batch 1", "mismatches": 0, "examples": []}
-                tried.append({"batch_size": batch_size, "mismatches": 0, "examples": []})
-                rec.update(batch_size_used=batch_size, batch_checks=tried, agreed=True,
-                           seconds=round(time.perf_counter() - t0, 3))
-                return rec
-        base = predict(sub, 1)
-        diff = _differences(ref, base)
-        rec["dtype_check"] = {"compared": f"{precision.low_name} vs {precision.high_name}, batch 1",
-                              "mismatches": len(diff), "examples": diff[:5]}
-        if diff:
-            warn(f"dtype canary: {len(diff)}/{len(sub)} labels differ between {precision.low_name} and "
-                 f"{precision.high_name}; this run uses {precision.high_name}")
-            precision.high()
+        fast = predict(sub, batch_size) if batch_size > 1 else None
+        if fast is not None and not _differences(ref, fast):
             base = ref
-            fast = None  # computed in the dtype no longer used
-            rec["dtype_used"] = precision.high_name
+            rec["dtype_check"] = {"compared": f"{precision.low_name} batch {batch_size} vs "
+                                              f"{precision.high_name} batch 1", "mismatches": 0, "examples": []}
+        else:
+            base = predict(sub, 1)
+            diff = _differences(ref, base)
+            rec["dtype_check"] = {"compared": f"{precision.low_name} vs {precision.high_name}, batch 1",
+                                  "mismatches": len(diff), "examples": diff[:5]}
+            if diff:
+                warn(f"dtype canary: {len(diff)}/{len(sub)} labels differ between {precision.low_name} and "
+                     f"{precision.high_name}; this run uses {precision.high_name}")
+                precision.high()
+                base = ref
+                fast = None  # computed in the dtype no longer used
+                rec["dtype_used"] = precision.high_name
     else:
         base = predict(sub, 1)
+    tried: list[dict[str, Any]] = []
     size = batch_size
     while size > 1:
         got = fast if fast is not None and size == batch_size else predict(sub, size)
@@ -140,21 +137,16 @@ class CastSwitch:
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        self.saved: dict[int, tuple[Any, Any]] | None = None  # id(parameter) -> (parameter, its fp32 data)
+        self.saved: list[tuple[Any, Any]] | None = None  # (parameter, its fp32 data)
         self.buffers: dict[str, Any] = {}
-
-    def _holders(self) -> list[Any]:
-        seen: dict[int, Any] = {}
-        for p in self.model.parameters():  # tied weights (embeddings = lm_head) are one parameter, saved once
-            seen.setdefault(id(p), p)
-        return list(seen.values())
 
     def low(self) -> None:
         import torch
 
         if self.saved is None and self.model.dtype == torch.float32:
-            self.saved = {id(p): (p, p.data) for p in self._holders()}
-            self.buffers = {name: buf for name, buf in self.model.named_buffers()}
+            # parameters() yields a tied weight (embeddings = lm_head) once
+            self.saved = [(p, p.data) for p in self.model.parameters()]
+            self.buffers = dict(self.model.named_buffers())
         self.model.to(torch.bfloat16)
 
     def high(self) -> None:
@@ -165,7 +157,7 @@ class CastSwitch:
         if self.saved is None:
             self.model.to(torch.float32)
             return
-        for p, data in self.saved.values():
+        for p, data in self.saved:
             p.data = data
         for name, buf in self.buffers.items():  # e.g. rotary inv_freq, cast along with the weights
             module_name, _, attr = name.rpartition(".")

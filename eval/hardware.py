@@ -103,12 +103,17 @@ def pick_dtype(override: str | None = None, device: str | None = None) -> tuple[
     return device, torch.float32, f"{device}: fp32"
 
 
+def _affinity() -> set[int]:
+    """The cores this process may run on (sched_getaffinity; all of os.cpu_count() where it does not exist)."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return set(range(os.cpu_count() or 1))
+
+
 def available_cpus() -> int:
     """Cores this process can use at once: CPU affinity, capped by the cgroup v2/v1 CPU quota."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
+    n = len(_affinity())
     quota = _cgroup_quota()
     if quota is not None:
         n = min(n, max(1, int(quota + 0.5)))
@@ -152,10 +157,7 @@ def busy_cpus(interval: float = 0.25) -> float | None:
     seconds while this process sleeps. None where /proc/stat is not there (then the load average is used)."""
     import time
 
-    try:
-        cpus = set(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = set(range(os.cpu_count() or 1))
+    cpus = _affinity()
     a = _cpu_times(cpus)
     time.sleep(interval)
     b = _cpu_times(cpus)

@@ -110,15 +110,22 @@ def template_file(kind: str, template: str | None = None, prompts_dir: Path | No
     return path
 
 
-def variant_problem(name: str, prompts_dir: Path | None = None) -> str | None:
-    """Why `name` cannot be a few-shot variant (missing file, no example/prompt sections), or None."""
-    try:
-        tf = read_template(template_file("fewshot", name, prompts_dir))
-    except ValueError as exc:
-        return str(exc)
+def _fewshot_problem(tf: TemplateFile) -> str | None:
     if "example" not in tf.sections or "prompt" not in tf.sections:
         return f"{tf.name}: a few-shot template needs '=== example ===' and '=== prompt ===' sections"
     return None
+
+
+def _version(tf: TemplateFile, inst: TemplateFile) -> str:
+    return f"{tf.name}@{tf.version}+{inst.name}@{inst.version}"
+
+
+def variant_problem(name: str, prompts_dir: Path | None = None) -> str | None:
+    """Why `name` cannot be a few-shot variant (missing file, no example/prompt sections), or None."""
+    try:
+        return _fewshot_problem(read_template(template_file("fewshot", name, prompts_dir)))
+    except ValueError as exc:
+        return str(exc)
 
 
 def load_prompt(kind: str, scheme: LabelScheme, shots: Sequence[tuple[str, str]] = (),
@@ -132,8 +139,8 @@ def load_prompt(kind: str, scheme: LabelScheme, shots: Sequence[tuple[str, str]]
     instruction = fill(inst.body.strip(), words)
     examples = ""
     if kind == "fewshot":
-        if "example" not in tf.sections or "prompt" not in tf.sections:
-            raise ValueError(f"{tf.name}: a few-shot template needs '=== example ===' and '=== prompt ===' sections")
+        if problem := _fewshot_problem(tf):
+            raise ValueError(problem)
         body = fill(tf.sections["prompt"], words)
         examples = "".join(fill(tf.sections["example"], {"text": t, "answer": scheme.verbalizer(lab)})
                            for t, lab in shots)
@@ -142,7 +149,7 @@ def load_prompt(kind: str, scheme: LabelScheme, shots: Sequence[tuple[str, str]]
             raise ValueError(f"--shots needs the few-shot prompt, not {kind!r}")
         body = fill(tf.body, words)
     think_open = body.rstrip().endswith("<think>")
-    return Prompt(kind=kind, version=f"{tf.name}@{tf.version}+{inst.name}@{inst.version}", template=body,
+    return Prompt(kind=kind, version=_version(tf, inst), template=body,
                   instruction=instruction, examples=examples, think_open=think_open, stop=tf.stop)
 
 
@@ -150,8 +157,7 @@ def prompt_version(kind: str, prompts_dir: Path | None = None, template: str | N
     """e.g. "cot_zeroshot@1+sft_instruction@1": goes into the RunSpec and the cache key."""
     prompts_dir = prompts_dir or PROMPTS_DIR
     tf = read_template(template_file(kind, template, prompts_dir))
-    inst = read_template(prompts_dir / "sft_instruction.txt")
-    return f"{tf.name}@{tf.version}+{inst.name}@{inst.version}"
+    return _version(tf, read_template(prompts_dir / "sft_instruction.txt"))
 
 
 def sft_instruction(scheme: LabelScheme, prompts_dir: Path | None = None) -> tuple[str, str]:

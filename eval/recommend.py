@@ -42,6 +42,12 @@ def _flag(key: str, value: object) -> str:
     return f" --{name} {value}"
 
 
+def _flags(options: dict | None, skip: tuple[str, ...] = ()) -> str:
+    """The options as flags, sorted by name; nested mappings, unset values and `skip` (said otherwise) left out."""
+    return "".join(_flag(k, v) for k, v in sorted((options or {}).items())
+                   if k not in skip and not isinstance(v, dict) and v is not None)
+
+
 def run_options(record: dict) -> dict | None:
     """The result-changing settings of a record's run that differ from what its track's command gives by default for
     the same model and method, so that a suggested command adds seeds to *this* configuration (the same run id
@@ -66,8 +72,7 @@ def run_options(record: dict) -> dict | None:
 def command(track: str, model: str, method: str, task: str, n: int | str, seeds: str = SEEDS, n_eval: str = "",
             options: dict | None = None) -> str:
     """The track command that adds a run (each track's CLI; options that tell configurations apart as flags)."""
-    opts = "".join(_flag(k, v) for k, v in sorted((options or {}).items())
-                   if not isinstance(v, dict) and v is not None)
+    opts = _flags(options)
     if track == "baseline":
         cw = "balanced" if method.endswith("-balanced") else "none"
         return f"python eval/baseline.py --task {task} --n-train {n} --seeds {seeds} --class-weight {cw}{n_eval}"
@@ -80,8 +85,7 @@ def command(track: str, model: str, method: str, task: str, n: int | str, seeds:
         kind = method.removesuffix("-score")
         prompt = {"score": "zeroshot"}.get(kind, kind)
         mode = " --mode score" if method.endswith("score") else ""
-        rest = "".join(_flag(k, v) for k, v in sorted((options or {}).items())
-                       if k not in ("prompt", "mode", "shots") and not isinstance(v, dict) and v is not None)
+        rest = _flags(options, skip=("prompt", "mode", "shots"))  # these three are said by the command itself
         return (f"python prompting/run.py --task {task} --model {model} --prompt {prompt} --shots {n} "
                 f"--seeds {seeds}{mode}{n_eval}{rest}")
     return f"# add a {track} run of {model} {method} at n={n} on {task}"
