@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -81,7 +82,8 @@ def plain(model_name: str, task, n_train: int, n_eval: int, seed: int) -> dict:
             out = model.generate(**enc, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
             preds += [task.scheme.extract(t) for t in tok.batch_decode(out[:, enc["input_ids"].shape[1]:],
                                                                         skip_special_tokens=True)]
-    return score(task, test, preds, train_s, time.perf_counter() - t0, prec["dtype"])
+    return {**score(task, test, preds, train_s, time.perf_counter() - t0, prec["dtype"]),
+            "settings": "lr 2e-4, 3 epochs", "preds": preds}
 
 
 def score(task, test, preds: list[str], train_s: float, eval_s: float, dtype: str) -> dict:
@@ -92,20 +94,30 @@ def score(task, test, preds: list[str], train_s: float, eval_s: float, dtype: st
             "valid_rate": m["valid_rate"], "train_s": train_s, "eval_s": eval_s, "dtype": dtype}
 
 
-def track(model_name: str, task_name: str, n_train: int, n_eval: int, seed: int) -> dict:
+def track(model_name: str, task_name: str, n_train: int, n_eval: int, seed: int, extra: list[str]) -> dict:
+    from eval.data import load_task
+
     with tempfile.TemporaryDirectory() as res:
         cmd = [sys.executable, str(ROOT / "finetune" / "sft.py"), "--model", model_name, "--task", task_name,
-               "--n-train", str(n_train), "--n-eval", str(n_eval), "--seeds", str(seed), "--results-dir", res]
+               "--n-train", str(n_train), "--n-eval", str(n_eval), "--seeds", str(seed), "--results-dir", res,
+               *extra]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         wall = time.perf_counter() - t0
-        rec = json.loads(next(Path(res).rglob("runs/**/*.json")).read_text())
+        path = next(Path(res).rglob("runs/**/*.json"))
+        rec = json.loads(path.read_text())
+        items = [json.loads(line) for line in path.with_suffix(".jsonl").read_text().splitlines()]
+        if [i["gold"] for i in items] != [e.label for e in load_task(task_name).test(n_eval)]:
+            raise RuntimeError("the track's per-item file is not in test order: cannot pair it with the plain side")
+        preds = [i["pred"] for i in items]
     m, t = rec["metrics"], rec["timing"]
     search = (rec.get("details") or {}).get("search") or {}
     return {"accuracy": m["accuracy"], "ci": m.get("accuracy_ci"), "macro_f1": m["macro_f1"],
             "valid_rate": m["valid_rate"], "train_s": t["train_s"], "eval_s": t.get("eval_s"), "wall_s": wall,
             "dtype": rec["config"].get("precision", {}).get("dtype"), "chosen": search.get("chosen"),
-            "before": (rec.get("before_training") or {}).get("accuracy")}
+            "before": (rec.get("before_training") or {}).get("accuracy"), "settings": " ".join(extra) or "defaults",
+            "search": search or None, "steps": rec["config"].get("max_steps"),
+            "formatting": rec["config"].get("formatting"), "preds": preds}
 
 
 def main() -> int:
@@ -114,7 +126,10 @@ def main() -> int:
     ap.add_argument("--task", default="rotten")
     ap.add_argument("--n-train", type=int, default=128)
     ap.add_argument("--n-eval", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--sides", nargs="+", choices=["plain", "track"], default=["plain", "track"])
+    ap.add_argument("--track-args", default="", help="extra finetune/sft.py options for the track side, one string "
+                    "(e.g. \"--learning-rate 2e-4 --num-train-epochs 3\")")
     args = ap.parse_args()
 
     from eval.data import load_task
@@ -122,19 +137,42 @@ def main() -> int:
 
     threads = configure_threads()
     task = load_task(args.task)
-    sides = {"plain peft script": plain(args.model, task, args.n_train, args.n_eval, args.seed),
-             "track defaults (finetune/sft.py)": track(args.model, args.task, args.n_train, args.n_eval, args.seed)}
-    print(f"\n{args.model} on {args.task}, n_train {args.n_train}, seed {args.seed}, first {args.n_eval} test items, "
+    extra = shlex.split(args.track_args)
+    label = "track " + (args.track_args or "defaults") + " (finetune/sft.py)"
+    rows = []
+    for seed in args.seeds:  # one seed at a time, both sides, so a long batch yields its pairs as it goes
+        if "plain" in args.sides:
+            rows.append(("plain peft script", seed, plain(args.model, task, args.n_train, args.n_eval, seed)))
+        if "track" in args.sides:
+            rows.append((label, seed, track(args.model, args.task, args.n_train, args.n_eval, seed, extra)))
+        print(json.dumps({"seed": seed, "rows": [[n, s, r] for n, s, r in rows if s == seed]}), flush=True)
+    print(f"\n{args.model} on {args.task}, n_train {args.n_train}, first {args.n_eval} test items, "
           f"torch threads {threads}\n")
-    print("| side | accuracy [95% CI] | macro-F1 | valid | train s (with search) | eval s | precision | settings |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, r in sides.items():
+    print("| side | seed | accuracy [95% CI] | macro-F1 | valid | train s (with search) | eval s | precision "
+          "| settings |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, seed, r in rows:
         ci = f" [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]" if r.get("ci") else ""
         before = f"; before training {r['before']:.3f}" if r.get("before") is not None else ""
-        print(f"| {name} | {r['accuracy']:.3f}{ci} | {r['macro_f1']:.3f} | {r['valid_rate']:.3f} | "
+        print(f"| {name} | {seed} | {r['accuracy']:.3f}{ci} | {r['macro_f1']:.3f} | {r['valid_rate']:.3f} | "
               f"{r['train_s']:.0f} | {r['eval_s'] or 0:.0f} | {r['dtype']} | "
-              f"{r.get('chosen') or 'lr 2e-4, 3 epochs'}{before} |")
+              f"{r.get('chosen') or r['settings']}{before} |")
+    if len(args.sides) == 2:
+        print(paired(task, args.n_eval, rows))
     return 0
+
+
+def paired(task, n_eval: int, rows: list) -> str:
+    """Track minus plain on the same items, all seeds: paired bootstrap CI (McNemar's p with one seed)."""
+    from eval.stats import encode, paired_difference
+
+    gold = [e.label for e in task.test(n_eval)]
+    sides = [[r["preds"] for name, _, r in rows if name.startswith(side)] for side in ("track", "plain")]
+    g, a = encode(gold, sides[0], task.labels)
+    b = encode(gold, sides[1], task.labels)[1]
+    d = paired_difference(g, a, b, len(task.labels))
+    return (f"\ntrack - plain accuracy: {d.diff:+.3f} [{d.ci[0]:+.3f}, {d.ci[1]:+.3f}], p {d.p:.3f} ({d.test}, "
+            f"{d.n_items} items x {d.seeds[0]} seeds)")
 
 
 if __name__ == "__main__":
