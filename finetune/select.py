@@ -6,8 +6,10 @@ of epochs, chosen on a validation split carved from the run's own training subse
 
 For each LR of `lr_grid`: a fresh LoRA model trains on the fit part for `num_train_epochs` epochs (at least
 `min_steps`), and the validation part is generated and parsed at the end of every epoch. The (LR, epochs) with the
-best accuracy wins; ties go to fewer epochs, then the smaller LR (cheaper, and a tie at small n is usually two
-constant predictors). The seconds spent are added to the run's training time. docs/encoders.md, "same tuning effort".
+best accuracy wins (`pick`); ties go to more epochs, then the smaller LR. A few dozen validation items tie often, and
+a tie says nothing about the settings, so it goes to the model trained longer, as in the encoder track: the first
+epochs at small n are the under-trained ones (BENCHMARKS.md, "SFT defaults against a plain peft script").
+The seconds spent are added to the run's training time. docs/encoders.md, "same tuning effort".
 """
 
 from __future__ import annotations
@@ -59,6 +61,18 @@ def _epoch_validator(loaded: Any, fmt: Any, prompts: list[str], gold: list[str],
     return EpochValidator()
 
 
+def _rank(score: dict) -> tuple[float, float]:
+    return score["val_accuracy"], score["epochs"]  # a tie goes to the longer-trained checkpoint
+
+
+def pick(trials: list[dict]) -> dict:
+    """The chosen (LR, epochs) from the trials' per-epoch validation curves: the best accuracy; ties go to more
+    epochs, then to the smaller LR."""
+    lr, best = max(((t["learning_rate"], max(t["curve"], key=_rank)) for t in trials),
+                   key=lambda c: (*_rank(c[1]), -c[0]))
+    return {"learning_rate": lr, "num_train_epochs": best["epochs"], "val_accuracy": best["val_accuracy"]}
+
+
 def choose(spec: RunSpec, cfg: SFTArgs, task: TaskData) -> tuple[SFTArgs, dict]:
     """(cfg with the chosen learning_rate and num_train_epochs, the search for the record)."""
     import torch
@@ -100,13 +114,11 @@ def choose(spec: RunSpec, cfg: SFTArgs, task: TaskData) -> tuple[SFTArgs, dict]:
             trainer.add_callback(_epoch_validator(loaded, fmt, [fmt.prompt(e.text) for e in val],
                                                   [e.label for e in val], per_epoch, cfg, scores))
             trainer.train()
-        best = max(scores, key=lambda s: (s["val_accuracy"], -s["epochs"]))
-        trials.append({"learning_rate": lr, "curve": scores, "best": best})
+        trials.append({"learning_rate": lr, "curve": scores, "best": max(scores, key=_rank)})
+        best = trials[-1]["best"]
         _say(f"lr {lr:g}: best val accuracy {best['val_accuracy']:.3f} after {best['epochs']:g} epochs")
         del trainer, loaded
-    winner = max(trials, key=lambda t: (t["best"]["val_accuracy"], -t["best"]["epochs"], -t["learning_rate"]))
-    chosen = {"learning_rate": winner["learning_rate"], "num_train_epochs": winner["best"]["epochs"],
-              "val_accuracy": winner["best"]["val_accuracy"]}
+    chosen = pick(trials)
     search = {"grid": {"learning_rate": list(cfg.lr_grid), "epochs": f"1..{cfg.num_train_epochs:g} (every epoch)"},
               "metric": "generate-and-parse accuracy", "val_fraction": cfg.val_fraction, "n_fit": len(fit),
               "n_val": len(val), "trials": trials, "chosen": chosen,

@@ -224,6 +224,23 @@ def test_search_picks_lr_and_epochs_on_a_carved_split_by_generated_accuracy(tiny
     assert rec["timing"]["train_s"] >= rec["timing"]["search_s"] == search["seconds"] > 0
 
 
+def test_search_breaks_ties_toward_more_epochs_then_the_smaller_lr() -> None:
+    from finetune.select import pick
+
+    def trial(lr: float, accs: list[float]) -> dict:
+        curve = [{"epochs": float(i + 1), "val_accuracy": a} for i, a in enumerate(accs)]
+        return {"learning_rate": lr, "curve": curve}
+
+    # the validation curves of a real search (smollm2-135m, rotten, n 128, seed 1: 32 carved items): four
+    # checkpoints tie at 29/32; breaking toward fewer epochs picked 1 epoch, which under-trained on test
+    trials = [trial(1e-4, [0.90625, 0.8125, 0.84375]), trial(2e-4, [0.875, 0.84375, 0.90625]),
+              trial(5e-4, [0.84375, 0.90625, 0.90625])]
+    assert pick(trials) == {"learning_rate": 2e-4, "num_train_epochs": 3.0, "val_accuracy": 0.90625}
+    # a strictly better score still wins at any epoch count
+    trials.append(trial(1e-3, [0.9375, 0.5, 0.5]))
+    assert pick(trials) == {"learning_rate": 1e-3, "num_train_epochs": 1.0, "val_accuracy": 0.9375}
+
+
 @pytest.mark.parametrize("launcher", [["finetune/sft.py"], ["-m", "finetune.sft"]])
 def test_both_launchers_work_from_the_repo_root(launcher: list[str]) -> None:
     out = subprocess.run([sys.executable, *launcher, "--help"], cwd=REPO, capture_output=True, text=True, timeout=60)
