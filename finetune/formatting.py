@@ -20,6 +20,7 @@ from typing import Any
 from eval.data import Example
 from eval.labels import LabelScheme
 from eval.lm import answer_prefix, build_prompt, fit_text
+from eval.prompts import label_words
 
 _TEXT_SLOT = "\x00TEXT\x00"  # stands in for the input when a template is rendered without one
 
@@ -30,10 +31,12 @@ class PromptTemplate:
     version: str
     template: str  # the body after the header; holds {labels} and {text}
 
-    def fill(self, labels: Sequence[str], text: str) -> str:
+    def fill(self, labels: Sequence[str], text: str, subject: str = "the following text") -> str:
+        """{labels}, {text} and, when a template asks for it, {subject}: what to classify, as the prompting track
+        words it (eval.prompts.label_words: "the sentiment of the following text" for a task with a topic)."""
         from eval.prompts import fill  # the one template filler (one pass: braces inside a review stay)
 
-        return fill(self.template, {"labels": ", ".join(labels), "text": text})
+        return fill(self.template, {"labels": ", ".join(labels), "text": text, "subject": subject})
 
 
 def load_template(name: str = "sft") -> PromptTemplate:
@@ -68,6 +71,7 @@ class Formatter:
         self.max_seq_length = max_seq_length
         self.chat = bool(getattr(tokenizer, "chat_template", None)) if chat is None else chat
         self.verbalizers = [scheme.verbalizer(lab) for lab in scheme.labels]
+        self.subject = label_words(scheme)["subject"]
         # the suite's one rule (eval.lm.answer_prefix): a space after "Answer:", nothing after a template's newline;
         # every prompt ends in the same template text, so one prefix serves all
         self.answer_prefix = answer_prefix(self.render("x"))
@@ -84,7 +88,7 @@ class Formatter:
 
     def render(self, text: str) -> str:
         """The full prompt for one input, untruncated (chat template applied when the model has one)."""
-        return build_prompt(self.tok, self.template.fill(self.verbalizers, text), chat=self.chat,
+        return build_prompt(self.tok, self.template.fill(self.verbalizers, text, self.subject), chat=self.chat,
                             enable_thinking=False)
 
     def prompt(self, text: str) -> str:

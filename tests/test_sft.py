@@ -55,6 +55,18 @@ def test_prompt_is_versioned_and_uses_the_task_verbalizers() -> None:
     assert "negative, neutral, positive" in t.fill(["negative", "neutral", "positive"], "x")
 
 
+def test_a_template_may_name_what_is_classified(tmp_path: Path) -> None:
+    from eval.data import load_task
+    from eval.prompts import label_words
+
+    path = tmp_path / "topic.txt"
+    path.write_text("# version: 2\nClassify {subject} as one of: {labels}.\n\nText: {text}\n\nAnswer:\n")
+    subject = label_words(load_task("rotten").scheme)["subject"]  # rotten names its topic, as the prompting track says
+    assert load_template(str(path)).fill(["negative", "positive"], "x", subject).startswith(
+        "Classify the sentiment of the following text as one of: negative, positive.\n\nText: x")
+    assert load_template("sft").fill(["a", "b"], "x", subject) == load_template("sft").fill(["a", "b"], "x")
+
+
 def test_ollama_modelfile() -> None:
     text = backends.ollama_modelfile("model.Q4_K_M.gguf", "<s>user : {{ .Prompt }} assistant :", stop=["</s>"],
                                      num_ctx=320)
