@@ -94,11 +94,9 @@ def score(task, test, preds: list[str], train_s: float, eval_s: float, dtype: st
             "valid_rate": m["valid_rate"], "train_s": train_s, "eval_s": eval_s, "dtype": dtype}
 
 
-def track(model_name: str, task_name: str, n_train: int, n_eval: int, seed: int, extra: list[str]) -> dict:
-    from eval.data import load_task
-
+def track(model_name: str, task, n_train: int, n_eval: int, seed: int, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as res:
-        cmd = [sys.executable, str(ROOT / "finetune" / "sft.py"), "--model", model_name, "--task", task_name,
+        cmd = [sys.executable, str(ROOT / "finetune" / "sft.py"), "--model", model_name, "--task", task.name,
                "--n-train", str(n_train), "--n-eval", str(n_eval), "--seeds", str(seed), "--results-dir", res,
                *extra]
         t0 = time.perf_counter()
@@ -107,7 +105,7 @@ def track(model_name: str, task_name: str, n_train: int, n_eval: int, seed: int,
         path = next(Path(res).rglob("runs/**/*.json"))
         rec = json.loads(path.read_text())
         items = [json.loads(line) for line in path.with_suffix(".jsonl").read_text().splitlines()]
-        if [i["gold"] for i in items] != [e.label for e in load_task(task_name).test(n_eval)]:
+        if [i["gold"] for i in items] != [e.label for e in task.test(n_eval)]:
             raise RuntimeError("the track's per-item file is not in test order: cannot pair it with the plain side")
         preds = [i["pred"] for i in items]
     m, t = rec["metrics"], rec["timing"]
@@ -138,23 +136,23 @@ def main() -> int:
     threads = configure_threads()
     task = load_task(args.task)
     extra = shlex.split(args.track_args)
-    label = "track " + (args.track_args or "defaults") + " (finetune/sft.py)"
-    rows = []
+    names = {"plain": "plain peft script", "track": f"track {args.track_args or 'defaults'} (finetune/sft.py)"}
+    rows = []  # (side, seed, result)
     for seed in args.seeds:  # one seed at a time, both sides, so a long batch yields its pairs as it goes
         if "plain" in args.sides:
-            rows.append(("plain peft script", seed, plain(args.model, task, args.n_train, args.n_eval, seed)))
+            rows.append(("plain", seed, plain(args.model, task, args.n_train, args.n_eval, seed)))
         if "track" in args.sides:
-            rows.append((label, seed, track(args.model, args.task, args.n_train, args.n_eval, seed, extra)))
-        print(json.dumps({"seed": seed, "rows": [[n, s, r] for n, s, r in rows if s == seed]}), flush=True)
+            rows.append(("track", seed, track(args.model, task, args.n_train, args.n_eval, seed, extra)))
+        print(json.dumps({"seed": seed, "rows": [[names[n], s, r] for n, s, r in rows if s == seed]}), flush=True)
     print(f"\n{args.model} on {args.task}, n_train {args.n_train}, first {args.n_eval} test items, "
           f"torch threads {threads}\n")
     print("| side | seed | accuracy [95% CI] | macro-F1 | valid | train s (with search) | eval s | precision "
           "| settings |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, seed, r in rows:
+    for side, seed, r in rows:
         ci = f" [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]" if r.get("ci") else ""
         before = f"; before training {r['before']:.3f}" if r.get("before") is not None else ""
-        print(f"| {name} | {seed} | {r['accuracy']:.3f}{ci} | {r['macro_f1']:.3f} | {r['valid_rate']:.3f} | "
+        print(f"| {names[side]} | {seed} | {r['accuracy']:.3f}{ci} | {r['macro_f1']:.3f} | {r['valid_rate']:.3f} | "
               f"{r['train_s']:.0f} | {r['eval_s'] or 0:.0f} | {r['dtype']} | "
               f"{r.get('chosen') or r['settings']}{before} |")
     if len(args.sides) == 2:
@@ -167,7 +165,7 @@ def paired(task, n_eval: int, rows: list) -> str:
     from eval.stats import encode, paired_difference
 
     gold = [e.label for e in task.test(n_eval)]
-    sides = [[r["preds"] for name, _, r in rows if name.startswith(side)] for side in ("track", "plain")]
+    sides = [[r["preds"] for name, _, r in rows if name == side] for side in ("track", "plain")]
     g, a = encode(gold, sides[0], task.labels)
     b = encode(gold, sides[1], task.labels)[1]
     d = paired_difference(g, a, b, len(task.labels))

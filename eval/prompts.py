@@ -87,11 +87,14 @@ class Prompt:
         return output
 
 
+PLAIN_SUBJECT = "the following text"  # {subject} of a task that names no topic
+
+
 def label_words(scheme: LabelScheme) -> dict[str, str]:
     words = [scheme.verbalizer(lab) for lab in scheme.labels]
     labels_or = ", ".join(words[:-1]) + " or " + words[-1]
     # {subject}: what to classify; a task that names its topic ("sentiment") gets it said (docs/offline.md)
-    subject = f"the {scheme.topic} of the following text" if scheme.topic else "the following text"
+    subject = f"the {scheme.topic} of {PLAIN_SUBJECT}" if scheme.topic else PLAIN_SUBJECT
     return {"labels": ", ".join(words), "labels_or": labels_or, "subject": subject}
 
 

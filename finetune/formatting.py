@@ -20,7 +20,7 @@ from typing import Any
 from eval.data import Example
 from eval.labels import LabelScheme
 from eval.lm import answer_prefix, build_prompt, fit_text
-from eval.prompts import label_words
+from eval.prompts import PLAIN_SUBJECT, label_words
 
 _TEXT_SLOT = "\x00TEXT\x00"  # stands in for the input when a template is rendered without one
 
@@ -31,7 +31,7 @@ class PromptTemplate:
     version: str
     template: str  # the body after the header; holds {labels} and {text}
 
-    def fill(self, labels: Sequence[str], text: str, subject: str = "the following text") -> str:
+    def fill(self, labels: Sequence[str], text: str, subject: str = PLAIN_SUBJECT) -> str:
         """{labels}, {text} and, when a template asks for it, {subject}: what to classify, as the prompting track
         words it (eval.prompts.label_words: "the sentiment of the following text" for a task with a topic)."""
         from eval.prompts import fill  # the one template filler (one pass: braces inside a review stay)

@@ -114,8 +114,8 @@ def choose(spec: RunSpec, cfg: SFTArgs, task: TaskData) -> tuple[SFTArgs, dict]:
             trainer.add_callback(_epoch_validator(loaded, fmt, [fmt.prompt(e.text) for e in val],
                                                   [e.label for e in val], per_epoch, cfg, scores))
             trainer.train()
-        trials.append({"learning_rate": lr, "curve": scores, "best": max(scores, key=_rank)})
-        best = trials[-1]["best"]
+        best = max(scores, key=_rank)
+        trials.append({"learning_rate": lr, "curve": scores, "best": best})
         _say(f"lr {lr:g}: best val accuracy {best['val_accuracy']:.3f} after {best['epochs']:g} epochs")
         del trainer, loaded
     chosen = pick(trials)
