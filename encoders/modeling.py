@@ -77,6 +77,40 @@ def _takes_past_key_values(model) -> bool:
     return "past_key_values" in inspect.signature(base.forward).parameters
 
 
+def _prefix_refusal(model_type: str, name: str) -> str:
+    import transformers
+
+    return (f"prefix tuning does not apply to {model_type} ({name}) with transformers {transformers.__version__}: "
+            "peft injects its keys and values through past_key_values, which this architecture's forward does not "
+            "take (transformers 5.24 renamed it on every architecture; docs/encoders.md). Use --method ptuning, "
+            "prompt-tuning or lora.")
+
+
+def prefix_problem(name: str, trust_remote_code: bool = False) -> str | None:
+    """Why prefix tuning cannot run on this checkpoint here, or None. Reads the config and the classes' signatures
+    only (no weights), so preflight can refuse before any work; peft's prefix forward passes `past_key_values` to
+    the *ForSequenceClassification model or else to its backbone, so either taking it is enough."""
+    import transformers
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+        MODEL_MAPPING_NAMES,
+    )
+
+    try:
+        folder = name if Path(name).is_dir() else locate_model(name)[0]
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError):
+        return None  # not resolvable without work here: build_classifier checks the loaded model instead
+    kind = config.model_type
+    classes = [MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.get(kind), MODEL_MAPPING_NAMES.get(kind)]
+    for cls in filter(None, classes):
+        found = getattr(transformers, cls if isinstance(cls, str) else cls[0], None)
+        if found is not None and "past_key_values" in inspect.signature(found.forward).parameters:
+            return None
+    return _prefix_refusal(kind, name)
+
+
 def peft_config(cfg: EncoderConfig, model, decoder: bool = False, custom: bool = False):
     """The peft config of a parameter-efficient method, or None for full / freeze-k.
     `custom`: a PooledClassifier, which peft wraps as a plain module (no task type); its head is `classifier`."""
@@ -101,9 +135,7 @@ def peft_config(cfg: EncoderConfig, model, decoder: bool = False, custom: bool =
         return PromptTuningConfig(**common)
     if cfg.method == "prefix":
         if not _takes_past_key_values(model):
-            raise MethodError(f"prefix tuning does not apply to {model_type} ({cfg.model}): it injects keys and "
-                              "values through past_key_values, which this architecture does not take. Use "
-                              "--method ptuning, prompt-tuning or lora.")
+            raise MethodError(_prefix_refusal(model_type, cfg.model))
         return PrefixTuningConfig(**common)
     return None
 

@@ -58,6 +58,16 @@ def config_from_spec(spec: RunSpec) -> EncoderConfig:
     return EncoderConfig.from_spec(spec.model, spec.method, {**spec.options, **spec.runtime})
 
 
+def preflight(spec: RunSpec) -> list[str]:
+    """Cheap checks before any work (configs and class signatures, no weights): methods this architecture cannot
+    take under the installed libraries."""
+    from encoders.modeling import prefix_problem
+
+    cfg = config_from_spec(spec)
+    problem = prefix_problem(cfg.model, cfg.trust_remote_code) if cfg.method == "prefix" else None
+    return [problem] if problem else []
+
+
 def fit(cfg: EncoderConfig, path: str, labels: list[str], train_exs: list[Example], val_exs: list[Example] | None,
         *, seed: int, device, progress: bool, accelerator=None, pooling: str | None = None):
     """Build the model for cfg.method and train it on train_exs, selecting on val_exs (None: no selection, train for

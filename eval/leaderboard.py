@@ -21,6 +21,7 @@ import numpy as np
 
 from eval.analysis import Row, TestSet, analyse
 from eval.records import atomic_write, load_records
+from eval.versions import spread_text
 
 INVALID_KINDS = ("no_label", "empty", "truncated", "error")
 
@@ -146,6 +147,8 @@ def render_task(task: str, sets: list[TestSet], results_dir: Path, plots: bool) 
             if cost_plot(ts, results_dir / cost):
                 out += [f"![accuracy vs cost for {task}]({cost})", ""]
         out += break_even_lines(ts)
+        if note := spread_text([r.records for r in ts.rows]):
+            out += [f"**{note}**", ""]
         out += render_table(ts)
     return "\n".join(out)
 

@@ -28,6 +28,7 @@ from eval.analysis import Row, TestSet, analyse
 from eval.labels import INVALID
 from eval.records import atomic_write, load_examples, load_records
 from eval.report_assets import CSS, JS
+from eval.versions import spread_text
 
 BUDGETS = (16, 64, 256)
 RAW_LIMIT = 2000  # characters of a raw answer kept in the page (long chains of thought are cut, and say so)
@@ -249,6 +250,8 @@ def render_test_set(ts: TestSet, main: bool, data: dict) -> str:
                              for a, be in ts.break_even.items()) + "</ul>")
     out.append('<p class="muted">Click a column header to sort; the s0/s1 buttons open a run\'s examples. Green: the '
                "best row and the rows tied with it (paired test, Holm-corrected p ≥ 0.05).</p>")
+    if note := spread_text([r.records for r in ts.rows]):
+        out.append(f'<p class="flag">{esc(note)}</p>')
     out.append(render_table(ts))
     examples, runs = collect_examples(ts)
     data["examples"][ts.test_hash] = examples
