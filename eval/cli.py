@@ -22,7 +22,7 @@ import yaml
 T = TypeVar("T")
 
 
-def add_data_args(ap: argparse.ArgumentParser, n_eval_many: bool = False) -> None:
+def add_data_args(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("data")
     g.add_argument("--task", help="a task in eval/tasks/ (drugs, sst2, imdb, yelp3) or a path to a task YAML")
     g.add_argument("--data", help="ad-hoc local data: CSV/TSV/JSONL/JSON/parquet, any common encoding")
@@ -30,10 +30,7 @@ def add_data_args(ap: argparse.ArgumentParser, n_eval_many: bool = False) -> Non
     g.add_argument("--text-column", help="text column of --data")
     g.add_argument("--label-column", help="label column of --data")
     g.add_argument("--labels", help="comma-separated label names; rows with other labels are reported")
-    if n_eval_many:
-        g.add_argument("--n-eval", type=int, nargs="+", default=None, help="evaluate the first N test items")
-    else:
-        g.add_argument("--n-eval", type=int, default=None, help="evaluate the first N items of the fixed test order")
+    g.add_argument("--n-eval", type=int, default=None, help="evaluate the first N items of the fixed test order")
 
 
 def data_kwargs(args: argparse.Namespace | dict) -> dict:
@@ -49,6 +46,23 @@ def add_run_args(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true", help="rerun runs whose records exist")
     g.add_argument("--dry-run", action="store_true", help="print the planned runs (run id, done/todo) and stop")
     g.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
+def flag(key: str, value: object) -> str:
+    """One CLI flag as `config_parser` reads it: booleans as --x / --no-x, lists as space-separated values."""
+    name = key.replace("_", "-")
+    if isinstance(value, bool):
+        return f" --{name}" if value else f" --no-{name}"
+    if isinstance(value, (list, tuple)):
+        return f" --{name} " + " ".join(str(v) for v in value) if value else ""
+    return f" --{name} {value}"
+
+
+def flags(options: dict | None, skip: tuple[str, ...] = ()) -> str:
+    """The options as flags (each with a leading space), sorted by name; nested mappings, unset values and `skip`
+    (said otherwise) left out."""
+    return "".join(flag(k, v) for k, v in sorted((options or {}).items())
+                   if k not in skip and not isinstance(v, dict) and v is not None)
 
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, LookupError, FileNotFoundError, PermissionError)

@@ -72,10 +72,6 @@ def _table() -> tuple[int, dict]:
     return int(data.get("version", 1)), data["models"]
 
 
-def models_version() -> int:
-    return _table()[0]
-
-
 def aliases(kind: str | None = None) -> list[str]:
     return sorted(k for k, v in _table()[1].items() if kind is None or v.get("kind") == kind)
 
