@@ -65,6 +65,11 @@ def preflight(spec: RunSpec) -> list[str]:
     return []
 
 
+def doctor_checks(facts: dict) -> list:
+    """Nothing of its own for `python -m eval.doctor`: torch and the device are the doctor's own checks."""
+    return []
+
+
 def command(model: str, method: str, task: str, n: int | str, seeds: str, n_eval: str, options: dict | None) -> str:
     """The arguments of this CLI that add the run; `options` (those that differ from the pair's defaults) as flags."""
     from eval.cli import flags

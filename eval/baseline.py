@@ -71,6 +71,11 @@ def preflight(spec: RunSpec) -> list[str]:
     return []
 
 
+def doctor_checks(facts: dict) -> list:
+    """Nothing of its own for `python -m eval.doctor`: scikit-learn is in the base install."""
+    return []
+
+
 def command(model: str, method: str, task: str, n: int | str, seeds: str, n_eval: str, options: dict | None) -> str:
     """The arguments of this CLI that add the run (the method names the class weight)."""
     cw = "balanced" if method.endswith("-balanced") else "none"

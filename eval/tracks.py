@@ -16,7 +16,8 @@ is used, then raises an install hint), that implements `TrackModule`:
   when the caller has it);
 - `preflight(spec) -> list[str]`: cheap checks (no model load) that name the fix;
 - `command(model, method, task, n, seeds, n_eval, options) -> str`: the arguments of its CLI that add this run;
-- `cli(argv) -> int`: its command line (eval/runner.py's `track_cli` loop).
+- `cli(argv) -> int`: its command line (eval/runner.py's `track_cli` loop);
+- `doctor_checks(facts) -> list[eval.doctor.Check]`: what `python -m eval.doctor` says about it on this machine.
 
 `data` is a `DataRef`: the task name and, for ad-hoc `--data` files, their reference with content hashes
 (eval.dataref). Building the config *is* the validation: an unknown option or a bad value fails there, before any
@@ -74,9 +75,11 @@ class TrackModule(Protocol):
 
     def cli(self, argv: list[str] | None = None) -> int: ...
 
+    def doctor_checks(self, facts: dict) -> list: ...
+
 
 CONTRACT = ("Config", "config_from_options", "make_spec", "config_from_spec", "run_one", "preflight", "command",
-            "cli")
+            "cli", "doctor_checks")
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,9 @@ class Track:
 
     def cli(self, argv: list[str] | None = None) -> int:
         return self.load().cli(argv)
+
+    def doctor_checks(self, facts: dict) -> list:
+        return list(self.load().doctor_checks(facts))
 
 
 TRACKS: dict[str, Track] = {t.name: t for t in (

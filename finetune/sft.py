@@ -244,6 +244,13 @@ def cli(argv: list[str] | None = None) -> int:
     return track_cli(build, run, results_dir=ns.results_dir, dry_run=ns.dry_run, debug=ns.debug, done=close)
 
 
+def doctor_checks(facts: dict) -> list:
+    """Which SFT backends can run here (finetune/doctor.py)."""
+    from finetune.doctor import doctor_checks as checks
+
+    return checks(facts)
+
+
 def command(model: str, method: str, task: str, n: int | str, seeds: str, n_eval: str, options: dict | None) -> str:
     """The arguments of this CLI that add the run; `options` (those that differ from the model's defaults) as flags.
     The method is the quantization (qlora: 4-bit)."""

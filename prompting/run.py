@@ -395,6 +395,12 @@ def preflight(spec: RunSpec) -> list[str]:
     return []
 
 
+def doctor_checks(facts: dict) -> list:
+    """Nothing of its own for `python -m eval.doctor`: the Ollama and OpenAI-compatible servers and the models are
+    the doctor's own checks (--host, --base-url, --model)."""
+    return []
+
+
 def command(model: str, method: str, task: str, n: int | str, seeds: str, n_eval: str, options: dict | None) -> str:
     """The arguments of this CLI that add the run: the method names the prompt and mode, n the shots."""
     from eval.cli import flags
