@@ -21,7 +21,7 @@ import numpy as np
 from eval import stats
 from eval.analysis import Row, TestSet, analyse
 from eval.records import load_records
-from eval.tracks import is_trained
+from eval.tracks import TRACKS, Track, is_trained
 
 SEEDS = "0 1 2"
 
@@ -45,6 +45,11 @@ def run_options(record: dict) -> dict | None:
         return track(spec.track).changed_options(spec)
     except Exception:  # noqa: BLE001 -- a record from another checkout or machine: fall back to the shown options
         return None
+
+
+def _starters() -> list[tuple[Track, tuple[str, str, str]]]:
+    """The runs suggested when the records cannot answer: each track's `starter` (eval/tracks.py)."""
+    return [(t, t.starter) for t in TRACKS.values() if t.starter]
 
 
 def command(track: str, model: str, method: str, task: str, n: int | str, seeds: str = SEEDS, n_eval: str = "",
@@ -90,13 +95,9 @@ def recommend(records: list[dict], task: str, labels: int, metric: str = "accura
                  "lead_significant": None, "break_even": {}, "break_even_vs_prompting": {}, "add_runs": [],
                  "notes": list(problems)}
     if task not in sets:
-        out["add_runs"] += [
-            {"why": f"no records for task {task!r}", "command": command("baseline", "tfidf-lr", "tfidf-lr-balanced",
-                                                                      task, labels, SEEDS)},
-            {"why": "a fine-tuned encoder at this budget", "command": command("encoders", "minilm-l6", "full", task,
-                                                                                labels)},
-            {"why": "zero-shot prompting (needs no labels)", "command": command("prompting", "hf/qwen2.5-coder-0.5b",
-                                                                                  "zeroshot", task, 0)}]
+        out["notes"].append(f"no records for task {task!r}")
+        out["add_runs"] += [{"why": why, "command": command(t.name, model, method, task, labels if t.trained else 0)}
+                            for t, (model, method, why) in _starters()]
         return out
     ts = sets[task][0]
     out["test_set"] = {"hash": ts.test_hash, "items": ts.n_items, "approaches": len(ts.curves)}
@@ -135,10 +136,10 @@ def recommend(records: list[dict], task: str, labels: int, metric: str = "accura
     if not candidates or candidates[0].collapse is not None:
         out["notes"].append(f"no usable run needs at most {labels} labels on {task}"
                             + (" within the cost limits" if max_eval_ms or max_train_s else ""))
-        if not any(a[0] == "prompting" and min(p.n_labels for p in pts) == 0 for a, pts in ts.curves.items()):
-            out["add_runs"].append({"why": "zero-shot prompting needs no labels",
-                                    "command": command("prompting", "hf/qwen2.5-coder-0.5b", "zeroshot", task, 0,
-                                                       n_eval=_n_eval_flag(ts))})
+        if not any(not is_trained(a[0]) and min(p.n_labels for p in pts) == 0 for a, pts in ts.curves.items()):
+            out["add_runs"] += [{"why": why, "command": command(t.name, model, method, task, 0,
+                                                                n_eval=_n_eval_flag(ts))}
+                                for t, (model, method, why) in _starters() if not t.trained]
         return out
     best = candidates[0]
     out["best"] = option(ts, best)

@@ -98,6 +98,9 @@ class Track:
     gpu: bool = False  # wants an accelerator (executors ask Ray for one when the cluster has it)
     server: bool = False  # shares one model server: the sweep's max_concurrency caps these runs
     cpus: int = 1  # CPUs a run asks for without a GPU
+    # the run eval/recommend.py suggests when a task has no records: (model, method, why); prompting-style tracks
+    # (learns_from="shots") are suggested zero-shot
+    starter: tuple[str, str, str] | None = None
 
     @property
     def trained(self) -> bool:
@@ -175,11 +178,14 @@ class Track:
 
 
 TRACKS: dict[str, Track] = {t.name: t for t in (
-    Track("baseline", "eval.baseline", "eval/baseline.py", "", "reference", model_is_name=True, line_style=":"),
-    Track("encoders", "encoders.train", "encoders/train.py", "encoders", "encoder", gpu=True, cpus=2),
+    Track("baseline", "eval.baseline", "eval/baseline.py", "", "reference", model_is_name=True, line_style=":",
+          starter=("tfidf-lr", "tfidf-lr-balanced", "the reference line every approach has to beat")),
+    Track("encoders", "encoders.train", "encoders/train.py", "encoders", "encoder", gpu=True, cpus=2,
+          starter=("minilm-l6", "full", "a fine-tuned encoder at this budget")),
     Track("finetune", "finetune.sft", "finetune/sft.py", "finetune", "llm", line_style="--", gpu=True, cpus=2),
     Track("prompting", "prompting.run", "prompting/run.py", "prompting", "llm", learns_from="shots",
-          n_train_flag="--shots", line_style="-.", server=True),
+          n_train_flag="--shots", line_style="-.", server=True,
+          starter=("hf/qwen2.5-coder-0.5b", "zeroshot", "zero-shot prompting (needs no labels)")),
 )}
 
 

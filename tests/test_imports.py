@@ -22,7 +22,7 @@ def _module(path: Path) -> str:
 
 
 def _imports(path: Path, modules: set[str]) -> set[str]:
-    """The project modules `path` imports (`from eval import stats` -> eval.stats; `from eval.x import y` -> eval.x)."""
+    """The project modules `path` imports (`from eval import stats`: eval.stats; `from eval.x import y`: eval.x)."""
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
