@@ -141,13 +141,7 @@ def make_backend(cfg: PromptConfig, scheme, kind: str | None = None) -> Backend:
     over several kinds sets it per group (run_group)."""
     name, model = split_model(cfg.model, cfg.backend)
     kinds = {kind} if kind else {prompt_kind(cfg, k) for k in cfg.shots}
-    opts = BackendOptions(host=cfg.host, base_url=cfg.base_url, concurrency=cfg.concurrency, timeout=cfg.timeout,
-                          retries=cfg.retries, max_new_tokens=max_new_tokens(cfg, next(iter(sorted(kinds)))),
-                          think=cfg.think,
-                          keep_alive=cfg.keep_alive, format=cfg.format, endpoint=cfg.endpoint, raw=cfg.raw,
-                          stream=cfg.stream, num_ctx=cfg.num_ctx, mode=cfg.mode, batch_size=cfg.batch_size,
-                          threads=cfg.threads, dtype=cfg.dtype, batch_check=cfg.batch_check,
-                          reuse_prefix=cfg.reuse_prefix)
+    opts = BackendOptions.of(cfg, max_new_tokens=max_new_tokens(cfg, next(iter(sorted(kinds)))))
     if cfg.mode == "score" and name != "hf":
         raise BackendError("--mode score reads logits in-process: use an hf/ model (servers return text only)")
     if cfg.mode == "score" and "cot" in kinds:
