@@ -44,7 +44,8 @@ def add_run_args(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
     g.add_argument("--results-dir", default="results", help="where run records go (default: results/)")
     g.add_argument("--overwrite", action="store_true", help="rerun runs whose records exist")
-    g.add_argument("--dry-run", action="store_true", help="print the planned runs (run id, done/todo) and stop")
+    g.add_argument("--dry-run", action="store_true",
+                   help="check every run as the run would, print the plan (run id, done/todo), stop")
     g.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
 

@@ -78,7 +78,8 @@ class PromptConfig:
     seeds: list[int] = _opt([0], "one run per seed (the seed picks the few-shot examples)", role="cli")
     results_dir: str = _opt("results", "where records (runs/) and the answer cache (cache/) go", role="cli")
     overwrite: bool = _opt(False, "rerun runs whose records exist (cached answers are still reused)", role="cli")
-    dry_run: bool = _opt(False, "print the planned runs (run id, done/todo) and stop", role="cli")
+    dry_run: bool = _opt(False, "check every run as the run would, print the plan (run id, done/todo), stop",
+                         role="cli")
     debug: bool = _opt(False, "show the full traceback of an error", role="cli")
     retry_errors: bool = _opt(False, "re-ask the examples whose request failed last time", role="runtime")
     # how to reach the model (never changes an answer, so not part of the run id)
