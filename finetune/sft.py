@@ -78,7 +78,7 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Pa
 
         task = task or load_ref(spec.task, spec.data)
         cfg, search = choose(spec, cfg, task)
-    return main(spec, cfg, results_dir, task=task, search=search)
+    return train_and_record(spec, cfg, results_dir, task=task, search=search)
 
 
 def _config_file_values(model: str) -> dict:
@@ -88,8 +88,8 @@ def _config_file_values(model: str) -> dict:
     return load_yaml_config(path, SFTArgs) if path else {}
 
 
-def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = None,
-         search: dict | None = None) -> Path:
+def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = None,
+                     search: dict | None = None) -> Path:
     backend = select_backend(cfg.backend)  # first: unsloth imports before torch/transformers (it patches them)
     import torch
     from transformers import set_seed

@@ -91,7 +91,7 @@ def test_sft_problems_before_loading_anything(tmp_path: Path, capsys: pytest.Cap
     from finetune import sft
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(sft, "main", lambda *a, **k: pytest.fail("a run started despite the problems"))
+    monkeypatch.setattr(sft, "train_and_record", lambda *a, **k: pytest.fail("a run started despite the problems"))
     blocker = tmp_path / "f"
     blocker.write_text("")
     argv = ["--model", "gemma3-27", "--task", "drugs", "--n-train", "64", "--export-gguf", "q4_k_m",
