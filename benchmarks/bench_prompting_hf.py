@@ -15,9 +15,9 @@ import platform
 import time
 
 from eval.data import load_task
+from eval.prompts import load_prompt
 from prompting.backends import BackendOptions
 from prompting.backends.hf import HFBackend
-from prompting.prompts import load_prompt
 
 
 def run(backend: HFBackend, prompts: list[str], mode: str, batch_size: int) -> tuple[float, list[str]]:

@@ -47,7 +47,7 @@ def prompts_for(model: str, kind: str, n: int, shots: int = 0) -> tuple[object, 
     """(task, chat-templated prompts, verbalizers, gold labels) for the rotten task."""
     from eval.data import load_task
     from eval.lm import build_prompt, load_causal_lm
-    from prompting.prompts import load_prompt
+    from eval.prompts import load_prompt
 
     task = load_task("rotten")
     examples = [(e.text, e.label) for e in task.train(shots, 0)] if shots else []
@@ -215,8 +215,8 @@ def part_llama(args) -> list[str]:
     from eval.hardware import configure_threads
     from eval.models import resolve
     from eval.packaged import assembled_file
+    from eval.prompts import load_prompt
     from prompting.backends import BackendOptions, get_backend
-    from prompting.prompts import load_prompt
 
     if not args.server_python:
         return ["llama: needs --server-python (a venv with llama-cpp-python[server])"]

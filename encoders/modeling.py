@@ -43,7 +43,7 @@ def locate_model(name: str) -> tuple[str, str]:
     if where.kind == "offline":
         info = resolve(name)
         if "gguf" in info.offline:  # a causal LM shipped as GGUF (the LLM-with-a-head arm): its converted checkpoint
-            from eval.lm_cache import cached_gguf_checkpoint
+            from eval.packaged import cached_gguf_checkpoint
 
             return str(cached_gguf_checkpoint(name, info.offline)), f"package:{where.ref}"
         path = info.offline_path()

@@ -25,11 +25,12 @@ if __package__ in (None, ""):  # `python encoders/train.py`: make the repo impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from encoders.config import EncoderConfig, default_config_file
-from eval.cli import add_data_args, add_run_args, data_kwargs, parse_track_args, report_errors, values_with_role
+from eval.cli import add_data_args, add_run_args, data_kwargs, parse_track_args, values_with_role
 from eval.data import Example, TaskData, load_task
 from eval.dataref import data_ref, load_ref
 from eval.distributed import accelerator, barrier, close
-from eval.records import RunSpec, finish_run, output_dir, record_path, run_all
+from eval.records import RunSpec, finish_run, output_dir, record_path
+from eval.runner import one_by_one, track_cli
 from eval.sources import DataError
 from eval.tracks import DataRef
 
@@ -66,6 +67,18 @@ def preflight(spec: RunSpec) -> list[str]:
     cfg = config_from_spec(spec)
     problem = prefix_problem(cfg.model, cfg.trust_remote_code) if cfg.method == "prefix" else None
     return [problem] if problem else []
+
+
+def doctor_checks(facts: dict) -> list:
+    """Nothing of its own for `python -m eval.doctor`: torch and the device are the doctor's own checks."""
+    return []
+
+
+def command(model: str, method: str, task: str, n: int | str, seeds: str, n_eval: str, options: dict | None) -> str:
+    """The arguments of this CLI that add the run; `options` (those that differ from the pair's defaults) as flags."""
+    from eval.cli import flags
+
+    return f"--task {task} --model {model} --method {method} --n-train {n} --seeds {seeds}{n_eval}{flags(options)}"
 
 
 def fit(cfg: EncoderConfig, path: str, labels: list[str], train_exs: list[Example], val_exs: list[Example] | None,
@@ -213,7 +226,7 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progr
     return record
 
 
-def main(argv: list[str] | None = None) -> int:
+def cli(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(ap)
     add_run_args(ap)
@@ -226,17 +239,16 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg, args = parse_track_args(EncoderConfig, ap, argv, "encoder options", find_config)
 
-    def body() -> int:
+    def build() -> tuple[list[RunSpec], TaskData]:
         task = load_task(**data_kwargs(args))
         data = DataRef(task.name, data_ref(**data_kwargs(args)))
-        specs = [make_spec(cfg, data, n, seed, args.n_eval) for n in args.n_train for seed in args.seeds]
-        run_all(specs, args.results_dir, args.overwrite, lambda spec: run_one(spec, args.results_dir, task),
-                desc=f"{cfg.model} {cfg.method} {cfg.loss} runs", dry_run=args.dry_run, task=task, debug=args.debug)
-        close()
-        return 0
+        return [make_spec(cfg, data, n, seed, args.n_eval) for n in args.n_train for seed in args.seeds], task
 
-    return report_errors(body, args.debug)
+    run = one_by_one(lambda spec, task: run_one(spec, args.results_dir, task), args.results_dir, args.overwrite,
+                     desc=f"{cfg.model} {cfg.method} {cfg.loss} runs", debug=args.debug)
+    return track_cli(build, run, results_dir=args.results_dir, dry_run=args.dry_run, debug=args.debug,
+                     done=close)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())

@@ -23,9 +23,8 @@ from eval import stats
 from eval.cost import COST_FIELDS, cost_of
 from eval.labels import INVALID
 from eval.records import load_examples
+from eval.tracks import is_trained, sort_key
 
-TRACK_ORDER = {"baseline": 0, "encoders": 1, "finetune": 2, "prompting": 3}
-TRAINED = ("baseline", "encoders", "finetune")  # tracks whose labels are training data (prompting: shots)
 ALPHA = 0.05
 
 
@@ -197,7 +196,7 @@ def _set_shown_options(rows: list[Row]) -> None:
 
 
 def _rank_key(metric: str):
-    return lambda r: (-(r.value(metric) if not np.isnan(r.value(metric)) else -1), TRACK_ORDER.get(r.track, 9),
+    return lambda r: (-(r.value(metric) if not np.isnan(r.value(metric)) else -1), sort_key(r.track),
                       r.approach, r.n_labels, json.dumps(r.options, sort_keys=True))
 
 
@@ -251,9 +250,9 @@ def _curves_and_break_even(ts: TestSet, metric: str) -> None:
         if not np.isnan(r.n_labels):
             by_approach[r.approach].setdefault(r.n_labels, r)
     ts.curves = {a: [pts[n] for n in sorted(pts)] for a, pts in
-                 sorted(by_approach.items(), key=lambda kv: (TRACK_ORDER.get(kv[0][0], 9), kv[0]))}
+                 sorted(by_approach.items(), key=lambda kv: (sort_key(kv[0][0]), kv[0]))}
     for a, pts in ts.curves.items():
-        if a[0] not in TRAINED or not all(id(p) in ts.boot for p in pts):
+        if not is_trained(a[0]) or not all(id(p) in ts.boot for p in pts):
             continue
         pts = [p for p in pts if p.n_labels > 0]
         if not pts:
@@ -265,7 +264,7 @@ def _curves_and_break_even(ts: TestSet, metric: str) -> None:
         args = ([p.n_labels for p in pts], np.array([p.value(metric) for p in pts]) + mask,
                 np.column_stack([ts.boot[id(p)] for p in pts]) + mask)
         ts.break_even[a] = stats.break_even(*args, [o[1:] for o in others])
-        prompting = [o[1:] for o in others if o[0][0] not in TRAINED]
+        prompting = [o[1:] for o in others if not is_trained(o[0][0])]
         if prompting:  # the number arXiv 2402.12819 measures: against prompting alone
             ts.break_even_prompting[a] = stats.break_even(*args, prompting)
 

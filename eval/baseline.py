@@ -18,18 +18,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python eval/baseline.py` puts eval/ on sys.path, not the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.cli import (  # noqa: E402
-    add_data_args,
-    add_run_args,
-    data_kwargs,
-    option,
-    parse_track_args,
-    report_errors,
-    values_with_role,
-)
+from eval.cli import add_data_args, add_run_args, data_kwargs, option, parse_track_args, values_with_role  # noqa: E402
 from eval.data import TaskData, load_task  # noqa: E402
 from eval.dataref import data_ref, load_ref  # noqa: E402
-from eval.records import RunSpec, finish_run, run_all  # noqa: E402
+from eval.records import RunSpec, finish_run  # noqa: E402
+from eval.runner import one_by_one, track_cli  # noqa: E402
 from eval.tracks import DataRef  # noqa: E402
 
 METHODS = {"balanced": "tfidf-lr-balanced", "none": "tfidf-lr"}
@@ -72,6 +65,23 @@ def config_from_spec(spec: RunSpec) -> Config:
     return Config(model=spec.model, method=spec.method, **spec.options)
 
 
+def preflight(spec: RunSpec) -> list[str]:
+    """Nothing beyond the harness's checks (eval/preflight.py): scikit-learn is in the base install and the
+    baseline loads no model."""
+    return []
+
+
+def doctor_checks(facts: dict) -> list:
+    """Nothing of its own for `python -m eval.doctor`: scikit-learn is in the base install."""
+    return []
+
+
+def command(model: str, method: str, task: str, n: int | str, seeds: str, n_eval: str, options: dict | None) -> str:
+    """The arguments of this CLI that add the run (the method names the class weight)."""
+    cw = "balanced" if method.endswith("-balanced") else "none"
+    return f"--task {task} --n-train {n} --seeds {seeds} --class-weight {cw}{n_eval}"
+
+
 def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Path:
     """One baseline run. spec.options: class_weight ("balanced" | "none"), C."""
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -109,7 +119,7 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Pa
                       n_train_examples=len(train), cost={"device": "cpu", "dtype": "float64"})
 
 
-def main(argv: list[str] | None = None) -> int:
+def cli(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(ap)
     add_run_args(ap)
@@ -118,17 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     cfg, args = parse_track_args(Config, ap, argv, "baseline options", lambda known: None,
                                  skip=("model", "method", "class_weight"))
 
-    def body() -> int:
+    def build() -> tuple[list[RunSpec], TaskData]:
         task = load_task(**data_kwargs(args))
         data = DataRef(task.name, data_ref(**data_kwargs(args)))
-        specs = [make_spec(dataclasses.replace(cfg, class_weight=cw, method=None), data, n, seed, args.n_eval)
-                 for cw in args.class_weight for n in args.n_train for seed in args.seeds]
-        run_all(specs, args.results_dir, args.overwrite, lambda spec: run_one(spec, args.results_dir, task),
-                desc="baseline runs", dry_run=args.dry_run, task=task, debug=args.debug)
-        return 0
+        return [make_spec(dataclasses.replace(cfg, class_weight=cw, method=None), data, n, seed, args.n_eval)
+                for cw in args.class_weight for n in args.n_train for seed in args.seeds], task
 
-    return report_errors(body, args.debug)
+    run = one_by_one(lambda spec, task: run_one(spec, args.results_dir, task), args.results_dir, args.overwrite,
+                     desc="baseline runs", debug=args.debug)
+    return track_cli(build, run, results_dir=args.results_dir, dry_run=args.dry_run, debug=args.debug)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())

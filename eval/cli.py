@@ -22,7 +22,7 @@ import yaml
 T = TypeVar("T")
 
 
-def add_data_args(ap: argparse.ArgumentParser, n_eval_many: bool = False) -> None:
+def add_data_args(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("data")
     g.add_argument("--task", help="a task in eval/tasks/ (drugs, sst2, imdb, yelp3) or a path to a task YAML")
     g.add_argument("--data", help="ad-hoc local data: CSV/TSV/JSONL/JSON/parquet, any common encoding")
@@ -30,10 +30,7 @@ def add_data_args(ap: argparse.ArgumentParser, n_eval_many: bool = False) -> Non
     g.add_argument("--text-column", help="text column of --data")
     g.add_argument("--label-column", help="label column of --data")
     g.add_argument("--labels", help="comma-separated label names; rows with other labels are reported")
-    if n_eval_many:
-        g.add_argument("--n-eval", type=int, nargs="+", default=None, help="evaluate the first N test items")
-    else:
-        g.add_argument("--n-eval", type=int, default=None, help="evaluate the first N items of the fixed test order")
+    g.add_argument("--n-eval", type=int, default=None, help="evaluate the first N items of the fixed test order")
 
 
 def data_kwargs(args: argparse.Namespace | dict) -> dict:
@@ -47,8 +44,26 @@ def add_run_args(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
     g.add_argument("--results-dir", default="results", help="where run records go (default: results/)")
     g.add_argument("--overwrite", action="store_true", help="rerun runs whose records exist")
-    g.add_argument("--dry-run", action="store_true", help="print the planned runs (run id, done/todo) and stop")
+    g.add_argument("--dry-run", action="store_true",
+                   help="check every run as the run would, print the plan (run id, done/todo), stop")
     g.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+
+
+def flag(key: str, value: object) -> str:
+    """One CLI flag as `config_parser` reads it: booleans as --x / --no-x, lists as space-separated values."""
+    name = key.replace("_", "-")
+    if isinstance(value, bool):
+        return f" --{name}" if value else f" --no-{name}"
+    if isinstance(value, (list, tuple)):
+        return f" --{name} " + " ".join(str(v) for v in value) if value else ""
+    return f" --{name} {value}"
+
+
+def flags(options: dict | None, skip: tuple[str, ...] = ()) -> str:
+    """The options as flags (each with a leading space), sorted by name; nested mappings, unset values and `skip`
+    (said otherwise) left out."""
+    return "".join(flag(k, v) for k, v in sorted((options or {}).items())
+                   if k not in skip and not isinstance(v, dict) and v is not None)
 
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, LookupError, FileNotFoundError, PermissionError)
@@ -175,21 +190,24 @@ def _is_list(tp: Any) -> bool:
     return typing.get_origin(_unwrap(tp)[0]) in (list, tuple)
 
 
+def _shown(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
 def config_parser(cls: type, ap: argparse.ArgumentParser | None = None, title: str = "options",
-                  file_values: dict | None = None, source: str | None = None, skip: tuple[str, ...] = ()
+                  file_values: dict | None = None, sources: dict[str, str] | None = None, skip: tuple[str, ...] = ()
                   ) -> argparse.ArgumentParser:
-    """Flags for every field of `cls`. `file_values` (from `source`, a config file) are shown as the defaults that
-    apply, so --help never shows a built-in default that the automatic config file replaces."""
+    """Flags for every field of `cls`. `file_values` (each from the config file `sources[name]`) are shown as the
+    defaults that apply, so --help never shows a built-in default that a config file replaces."""
     ap = ap or argparse.ArgumentParser()
-    if source:
-        try:
-            source = str(Path(source).resolve().relative_to(Path.cwd()))
-        except ValueError:
-            pass
-    ap.add_argument("--config", help="YAML file of defaults for these options (the command line wins)"
-                    + (f"; here: {source}" if source else ""))
+    files = list(dict.fromkeys(_shown(p) for p in (sources or {}).values()))
+    ap.add_argument("--config", help="YAML file of defaults for these options, above the model's own config file "
+                    "(the command line wins)" + (f"; here: {', '.join(files)}" if files else ""))
     hints = typing.get_type_hints(cls)
-    g = ap.add_argument_group(title + (f" (defaults from {source} where it sets them)" if source else ""))
+    g = ap.add_argument_group(title + (f" (defaults from {', '.join(files)} where set)" if files else ""))
     for f in dataclasses.fields(cls):
         if f.name in skip:  # the command defines this flag itself
             continue
@@ -199,7 +217,7 @@ def config_parser(cls: type, ap: argparse.ArgumentParser | None = None, title: s
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
         if file_values and f.name in file_values:
-            default = f"{file_values[f.name]}, from {Path(str(source)).name}"
+            default = f"{file_values[f.name]}, from {Path((sources or {}).get(f.name, '?')).name}"
         kw: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f"{helptext} (default: {default})"}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
@@ -245,24 +263,38 @@ def build_config(cls: type[T], namespace: argparse.Namespace) -> T:
 
 
 def parse_track_args(cls: type[T], ap: argparse.ArgumentParser, argv: list[str] | None, title: str,
-                     find_config: Callable[[argparse.Namespace], Path | None], skip: tuple[str, ...] = ()
-                     ) -> tuple[T, argparse.Namespace]:
-    """The track CLI shape: defaults < the config file (--config FILE, else the one `find_config` picks from the
-    spec fields already given, e.g. encoders/configs/<model>_<method>.yaml) < the command line. The file is read
-    before the full parser is built, so --help shows the defaults that will actually apply."""
+                     find_config: Callable[[argparse.Namespace], Path | None], skip: tuple[str, ...] = (),
+                     load: Callable[[Path], dict] | None = None) -> tuple[T, argparse.Namespace]:
+    """Every track's command line, one layering: built-in defaults < the per-model config file < --config FILE <
+    the command line (as a sweep block layers defaults < the per-model file < its options).
+
+    `find_config` picks the per-model file (e.g. encoders/configs/<model>_<method>.yaml) from the spec fields
+    (`role="spec"`: model, method), taken from the command line, else from the --config file, else the defaults;
+    `load` reads it (default: `load_yaml_config`, unknown keys fail). The files are read before the full parser is
+    built, so --help shows the defaults that will actually apply and which file set them."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
-    for name in fields_with_role(cls, "spec"):
-        if name not in skip:
-            pre.add_argument("--" + name.replace("_", "-"), dest=name)
+    spec_fields = [n for n in fields_with_role(cls, "spec") if n not in skip]
+    for name in spec_fields:
+        pre.add_argument("--" + name.replace("_", "-"), dest=name)
     known, _ = pre.parse_known_args(argv)
-    path = known.config or find_config(known)
-    file_values = load_yaml_config(path, cls) if path else {}
-    config_parser(cls, ap, title=title, file_values=file_values, source=str(path) if path else None, skip=skip)
+    config_values = load_yaml_config(known.config, cls) if known.config else {}
+    for name in spec_fields:  # the per-model file of the model the --config file names
+        if getattr(known, name) is None and name in config_values:
+            setattr(known, name, config_values[name])
+    model_file = find_config(known)
+    if model_file is not None and known.config and Path(model_file).resolve() == Path(known.config).resolve():
+        model_file = None  # --config names the per-model file itself
+    model_values = (load or (lambda p: load_yaml_config(p, cls)))(model_file) if model_file else {}
+    file_values = {**model_values, **config_values}
+    sources = {k: str(known.config if k in config_values else model_file) for k in file_values}
+    config_parser(cls, ap, title=title, file_values=file_values, sources=sources, skip=skip)
     ns = ap.parse_args(argv)
-    ns.config = str(path) if path else None
+    ns.config = known.config or (str(model_file) if model_file else None)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    given = {k: v for k, v in vars(ns).items() if k in names and k not in skip}  # only flags given (SUPPRESS)
     try:
-        return build_config(cls, argparse.Namespace(**{k: v for k, v in vars(ns).items() if k not in skip})), ns
+        return cls(**coerce(cls, {**file_values, **given})), ns
     except (ValueError, TypeError) as exc:  # a combination the config refuses: one line and exit 2, like argparse
         ap.error(str(exc))
 

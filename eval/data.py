@@ -165,7 +165,8 @@ class TaskData:
         return self.test_all[:n_eval]
 
     def train(self, n_train: int | str | None, seed: int) -> list[Example]:
-        """The first n of this seed's nested stratified order of the pool; None, 0 or 'full' -> all of it."""
+        """The first n of this seed's nested stratified order of the pool; None or 'full' -> all of it, 0 -> none
+        (zero-shot)."""
         n = parse_n_train(n_train)
         if seed not in self._orders:  # a run asks several times (subset, split hash, few-shot ids); O(n) in Python
             self._orders[seed] = nested_order([ex.label for ex in self.pool], seed)

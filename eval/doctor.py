@@ -13,8 +13,6 @@ code is 1 when a requested thing cannot run: a model that no path here can load,
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
 import re
 import sys
@@ -54,7 +52,7 @@ def torch_checks() -> tuple[list[Check], dict]:
                       "pip install -e '.[demo]' (CPU) or install your CUDA torch first")], facts
     out = [Check(OK, "torch", f"{torch.__version__}")]
     if torch.cuda.is_available():
-        from finetune.backends import cuda_bf16
+        from eval.hardware import cuda_native_bf16
 
         i = torch.cuda.current_device()
         name, cap = torch.cuda.get_device_name(i), torch.cuda.get_device_capability(i)
@@ -62,7 +60,7 @@ def torch_checks() -> tuple[list[Check], dict]:
         facts.update(cuda=True, free_gb=free / 2**30)
         out.append(Check(OK, "CUDA", f"{torch.cuda.device_count()} GPU(s); {name}, compute capability "
                                      f"{cap[0]}.{cap[1]}, {free / 2**30:.1f} of {total / 2**30:.1f} GiB free"))
-        native = cuda_bf16()
+        native = cuda_native_bf16(torch)
         out.append(Check(OK, "bf16", "native on this GPU" if native else
                          "emulated only (capability < 8.0, e.g. a T4): fp16 is used instead"))
     else:
@@ -86,31 +84,21 @@ def _cpu_flags() -> set[str]:
     return set(m.group(1).split()) if m else set()
 
 
-def library_checks(cuda: bool) -> list[Check]:
-    out = []
-    if importlib.util.find_spec("unsloth") is None:
-        out.append(Check(NO, "unsloth", "not installed: SFT uses the hf backend (transformers + peft)",
-                         "on a CUDA machine: pip install -e '.[unsloth]'" if cuda else ""))
-    elif not cuda:
-        out.append(Check(NO, "unsloth", "installed, but it needs a CUDA GPU: SFT uses the hf backend"))
-    else:
-        from finetune.backends import unsloth_import_error
+def track_checks(facts: dict) -> list[Check]:
+    """What each track says about this machine (its `doctor_checks`, eval/tracks.py), e.g. the SFT backends."""
+    from eval.tracks import TRACKS
 
-        reason = unsloth_import_error()
-        out.append(Check(OK, "unsloth", "imports; --backend auto uses it") if reason is None else
-                     Check(NO, "unsloth", reason, "pip install -U -e '.[unsloth]' (or use --backend hf)"))
-    if importlib.util.find_spec("bitsandbytes") is None:
-        out.append(Check(NO, "bitsandbytes", "not installed: no 4-bit on the hf backend, torch AdamW instead of "
-                                             "adamw_8bit", "pip install bitsandbytes" if cuda else ""))
-    elif cuda:
-        from finetune.backends import bitsandbytes_error
-
-        reason = bitsandbytes_error()
-        out.append(Check(OK, "bitsandbytes", "imports") if reason is None else
-                   Check(NO, "bitsandbytes", f"does not import ({reason})", "reinstall bitsandbytes for your CUDA"))
-    else:
-        out.append(Check(OK, "bitsandbytes", "installed (4-bit needs CUDA, so it is unused here)"))
+    out: list[Check] = []
+    for t in TRACKS.values():
+        try:
+            out += t.doctor_checks(facts)
+        except ImportError as exc:  # its extra is not installed: the track says how to install it
+            out.append(Check(NO, f"{t.name} track", str(exc)))
     return out
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
 
 
 def floors() -> dict[str, str]:
@@ -142,8 +130,6 @@ def floors() -> dict[str, str]:
 
 def version_checks() -> list[Check]:
     import importlib.metadata as md
-
-    from finetune.backends import _version_tuple
 
     out, fine, need = [], [], floors()
     for pkg in FLOOR_PACKAGES:
@@ -294,7 +280,7 @@ def model_checks(name: str, facts: dict, hub: bool, pulled: set[str] | None,
 
 def run(models: list[str], host: str | None, base_url: str | None) -> tuple[list[Check], int]:
     checks, facts = torch_checks()
-    checks += library_checks(facts["cuda"])
+    checks += track_checks(facts)
     checks += version_checks()
     ollama_host = host or os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
     server, pulled = ollama_checks(ollama_host, models, explicit=host is not None)

@@ -31,7 +31,6 @@ from eval.records import REPO_ROOT, RunSpec, atomic_write, is_done, record_path
 from eval.tracks import TRACKS
 
 # what each track needs is declared once, on its Track (eval/tracks.py)
-GPU_TRACKS = tuple(t.name for t in TRACKS.values() if t.gpu)  # want an accelerator
 SERVER_TRACKS = tuple(t.name for t in TRACKS.values() if t.server)  # share one model server: max_concurrency
 RUNTIME_ENV_EXCLUDES = [".venv", "results", ".git", "**/artifacts", "*.gguf", "*.safetensors", "*.bin"]
 
@@ -184,7 +183,7 @@ def _ray_run(spec_dict: dict, results_dir: str) -> dict:
     import io
     import traceback
 
-    from eval.tracks import run_spec
+    from eval.runner import run_spec
 
     spec = RunSpec(**spec_dict)
     try:  # a node that cannot write the driver's path (no shared filesystem) writes to scratch instead

@@ -11,7 +11,7 @@ Why it looks like this (docs/pitfalls.md):
 - label scoring reads only the last position's logits (`logits_to_keep`, trap 11);
 - the pad token is never EOS (trap 7): a model fine-tuned with pad = eos never learns to stop;
 - callers record batch size and dtype (trap 2): `info` carries dtype and device.
-Offline weights that ship as GGUF are converted once and cached as safetensors (see `eval/lm_cache.py`).
+Offline weights that ship as GGUF are converted once and cached as safetensors (eval/packaged.py, eval/lm_cache.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eval.lm_cache import cached_gguf_checkpoint
 from eval.lm_infer import (  # noqa: F401  (re-exported: the one import path for callers)
     answer_prefix,
     candidate_ids,
@@ -32,7 +31,8 @@ from eval.lm_infer import (  # noqa: F401  (re-exported: the one import path for
     score_labels,
     shared_prefix,
 )
-from eval.models import package_file, resolve
+from eval.models import resolve
+from eval.packaged import cached_gguf_checkpoint, package_file
 from eval.weights import locate  # where weights come from is decided once, there
 
 log = logging.getLogger(__name__)

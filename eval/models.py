@@ -1,7 +1,8 @@
 """Model aliases: short names -> ids per backend (hf / unsloth / ollama), kind, and offline sources.
 
 `resolve("qwen3-4b")` gives a ModelInfo; an unknown name is taken as a literal id for every backend (so any HF id or
-Ollama tag works). Offline sources are registry packages located through importlib.metadata without importing them.
+Ollama tag works). Offline sources are registry packages located through importlib.metadata without importing them
+(eval/packaged.py); `python -m eval.models ALIAS …` prepares them before a sweep.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
-
-from eval.packaged import package_file  # noqa: F401  (re-exported: eval.sources and eval.lm import it here)
 
 MODELS_FILE = Path(__file__).with_name("models.yaml")
 
@@ -50,7 +49,7 @@ class ModelInfo:
         from eval import packaged
 
         if "parts" not in self.offline:
-            return package_file(self.offline["package"], self.offline.get("path"))
+            return packaged.package_file(self.offline["package"], self.offline.get("path"))
         missing = packaged.missing_packages(self.offline)
         none_installed = len(missing) == len(packaged.packages(self.offline))
         if none_installed and os.environ.get("HF_HUB_OFFLINE") != "1":
@@ -72,10 +71,6 @@ def _table() -> tuple[int, dict]:
     return int(data.get("version", 1)), data["models"]
 
 
-def models_version() -> int:
-    return _table()[0]
-
-
 def aliases(kind: str | None = None) -> list[str]:
     return sorted(k for k, v in _table()[1].items() if kind is None or v.get("kind") == kind)
 
@@ -86,3 +81,44 @@ def resolve(name: str) -> ModelInfo:
         return ModelInfo(name=name)
     fields = {k: entry[k] for k in ("kind", "hf", "unsloth", "ollama", "offline", "thinks", "base") if k in entry}
     return ModelInfo(name=name, alias=True, **fields)
+
+
+def prepare(alias: str) -> Path:
+    """Make an alias's offline weights ready to load: join/unzip its parts, and convert a GGUF to safetensors.
+    Each one-off step announces itself on stderr; a ready alias costs a metadata read."""
+    from eval import packaged
+
+    info = resolve(alias)
+    if not info.offline:
+        raise ValueError(f"{alias!r} has no offline source in eval/models.yaml")
+    if "gguf" in info.offline:
+        return packaged.cached_gguf_checkpoint(alias, info.offline)
+    missing = packaged.missing_packages(info.offline)
+    if missing:
+        raise packaged.MissingPackages(f"the offline copy of {alias} needs: {packaged.install_hint(missing)}")
+    path = info.offline_path()
+    assert path is not None
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m eval.models ALIAS … : prepare offline models before a sweep (whose runs log to files), so the
+    one-off joins and conversions are seen on screen."""
+    import argparse
+
+    from eval.packaged import CorruptSource, _say
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("aliases", nargs="+", help="aliases in eval/models.yaml with an offline source")
+    args = ap.parse_args(argv)
+    for alias in args.aliases:
+        try:
+            _say(f"{alias}: ready ({prepare(alias)})")
+        except (ModuleNotFoundError, CorruptSource, ValueError) as exc:
+            _say(f"error: {exc}")
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

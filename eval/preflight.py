@@ -24,8 +24,6 @@ from eval.records import RunSpec
 PROVIDERS = ("hf", "ollama", "openai", "unsloth")  # `provider/model` prefixes the tracks understand
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _OLLAMA_TAG = re.compile(r"^[A-Za-z0-9][\w.-]*:[\w.-]+$")
-N_TRAIN_FLAG = {"prompting": "--shots"}  # the flag that sets a track's n_train
-TRAINING_TRACKS = ("baseline", "encoders", "finetune")
 
 
 class PreflightError(ValueError):
@@ -60,9 +58,11 @@ def model_problem(track: str, model: str) -> str | None:
     """None when `model` is an alias, a local folder or looks like an id the track can load; else the problem with
     the closest aliases."""
     from eval.models import aliases, resolve
+    from eval.tracks import known
 
-    if track == "baseline":
-        return None  # the baseline's model is its own label (tfidf-lr)
+    t = known(track)
+    if t is not None and t.model_is_name:
+        return None  # e.g. the TF-IDF baseline: its model is its own label (tfidf-lr)
     name = model
     provider, _, rest = model.partition("/")
     if provider in PROVIDERS and rest:
@@ -94,19 +94,22 @@ def _in_hub_cache(repo_id: str) -> bool:
 
 def data_problems(spec: RunSpec, task) -> list[str]:
     """n_train / n_eval against the task's pool and test set, and at least two labels to learn."""
+    from eval.tracks import track
+
     out = []
-    flag = N_TRAIN_FLAG.get(spec.track, "--n-train")
+    t = track(spec.track)
+    flag, trained = t.n_train_flag, t.trained
     pool = len(task.pool)
-    if spec.track in TRAINING_TRACKS and spec.n_train == 0:
+    if trained and spec.n_train == 0:
         out.append(f"{flag} 0: the {spec.track} track learns from labelled examples; give at least 1 (or 'full')")
     elif isinstance(spec.n_train, int) and spec.n_train > pool:
-        what = "few-shot examples come from" if spec.track == "prompting" else "training subsets come from"
+        what = "training subsets come from" if trained else "few-shot examples come from"
         out.append(f"{flag} {spec.n_train} exceeds the {pool} training examples of {task.name} (the {what} there); "
-                   f"use at most {pool}" + (" or 'full'" if spec.track in TRAINING_TRACKS else ""))
+                   f"use at most {pool}" + (" or 'full'" if trained else ""))
     if spec.n_eval is not None and not 1 <= spec.n_eval <= len(task.test_all):
         out.append(f"--n-eval {spec.n_eval} is outside 1..{len(task.test_all)} (the test set of {task.name}); "
                    "leave it out to use the whole test set")
-    if spec.track in TRAINING_TRACKS and len({e.label for e in task.pool}) < 2:
+    if trained and len({e.label for e in task.pool}) < 2:
         found = sorted({e.label for e in task.pool})
         out.append(f"task {task.name} has {len(found)} distinct label(s) in its training data ({', '.join(found)}); "
                    "a classifier needs at least 2: check --label-column and --labels")
@@ -139,7 +142,3 @@ def fail_if(problems: Sequence[str]) -> None:
     if problems:
         raise PreflightError(problems)
 
-
-def debug_enabled(argv_debug: bool = False) -> bool:
-    """--debug, or EVAL_DEBUG=1 in the environment (for commands started by a sweep)."""
-    return argv_debug or os.environ.get("EVAL_DEBUG") == "1"

@@ -21,7 +21,10 @@ from pathlib import Path
 
 from eval.labels import LabelScheme
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"  # read at call time (tests point it elsewhere)
+_CHECKOUT_PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
+# a checkout's prompts/, else the copy a wheel installs as eval/prompt_files/ (pyproject.toml); read at call time
+# (tests point it elsewhere)
+PROMPTS_DIR = _CHECKOUT_PROMPTS if _CHECKOUT_PROMPTS.is_dir() else Path(__file__).resolve().with_name("prompt_files")
 TEMPLATES = {"zeroshot": "zeroshot.txt", "cot": "cot_zeroshot.txt", "fewshot": "fewshot.txt"}
 _PLACEHOLDER = re.compile(r"\{(instruction|labels|labels_or|subject|text|answer|examples)\}")
 _SECTION = re.compile(r"^=== (\w+) ===$", re.MULTILINE)

@@ -19,8 +19,9 @@ import sys
 import numpy as np
 
 from eval import stats
-from eval.analysis import TRAINED, Row, TestSet, analyse
+from eval.analysis import Row, TestSet, analyse
 from eval.records import load_records
+from eval.tracks import TRACKS, Track, is_trained
 
 SEEDS = "0 1 2"
 
@@ -32,63 +33,35 @@ def _n_eval_flag(ts: TestSet, row: Row | None = None) -> str:
     return f" --n-eval {n}" if n else ""
 
 
-def _flag(key: str, value: object) -> str:
-    """One CLI flag as eval.cli.config_parser reads it: booleans as --x / --no-x, lists as space-separated values."""
-    name = key.replace("_", "-")
-    if isinstance(value, bool):
-        return f" --{name}" if value else f" --no-{name}"
-    if isinstance(value, (list, tuple)):
-        return f" --{name} " + " ".join(str(v) for v in value) if value else ""
-    return f" --{name} {value}"
-
-
-def _flags(options: dict | None, skip: tuple[str, ...] = ()) -> str:
-    """The options as flags, sorted by name; nested mappings, unset values and `skip` (said otherwise) left out."""
-    return "".join(_flag(k, v) for k, v in sorted((options or {}).items())
-                   if k not in skip and not isinstance(v, dict) and v is not None)
-
-
 def run_options(record: dict) -> dict | None:
     """The result-changing settings of a record's run that differ from what its track's command gives by default for
     the same model and method, so that a suggested command adds seeds to *this* configuration (the same run id
     apart from the seed) rather than to the default one. None when the config cannot be rebuilt here."""
-    import dataclasses
-
-    from eval.cli import fields_with_role
     from eval.records import RunSpec
     from eval.tracks import track
 
     try:
         spec = RunSpec.from_record(record)
-        t = track(spec.track)
-        cfg, default = t.config_from_spec(spec), t.config_from_options(spec.model, spec.method, {})
+        return track(spec.track).changed_options(spec)
     except Exception:  # noqa: BLE001 -- a record from another checkout or machine: fall back to the shown options
         return None
-    names = [f.name for f in dataclasses.fields(cfg) if f.name in fields_with_role(type(cfg), "result")]
-    return {k: getattr(cfg, k) for k in names if getattr(cfg, k) != getattr(default, k)
-            and not isinstance(getattr(cfg, k), dict)}
+
+
+def _starters() -> list[tuple[Track, tuple[str, str, str]]]:
+    """The runs suggested when the records cannot answer: each track's `starter` (eval/tracks.py)."""
+    return [(t, t.starter) for t in TRACKS.values() if t.starter]
 
 
 def command(track: str, model: str, method: str, task: str, n: int | str, seeds: str = SEEDS, n_eval: str = "",
             options: dict | None = None) -> str:
-    """The track command that adds a run (each track's CLI; options that tell configurations apart as flags)."""
-    opts = _flags(options)
-    if track == "baseline":
-        cw = "balanced" if method.endswith("-balanced") else "none"
-        return f"python eval/baseline.py --task {task} --n-train {n} --seeds {seeds} --class-weight {cw}{n_eval}"
-    if track == "encoders":
-        return (f"python encoders/train.py --task {task} --model {model} --method {method} --n-train {n} "
-                f"--seeds {seeds}{n_eval}{opts}")
-    if track == "finetune":
-        return f"python finetune/sft.py --task {task} --model {model} --n-train {n} --seeds {seeds}{n_eval}{opts}"
-    if track == "prompting":
-        kind = method.removesuffix("-score")
-        prompt = {"score": "zeroshot"}.get(kind, kind)
-        mode = " --mode score" if method.endswith("score") else ""
-        rest = _flags(options, skip=("prompt", "mode", "shots"))  # these three are said by the command itself
-        return (f"python prompting/run.py --task {task} --model {model} --prompt {prompt} --shots {n} "
-                f"--seeds {seeds}{mode}{n_eval}{rest}")
-    return f"# add a {track} run of {model} {method} at n={n} on {task}"
+    """The track command that adds a run (its CLI, eval.tracks.Track.command; options that tell configurations
+    apart as flags)."""
+    from eval.tracks import known
+
+    t = known(track)
+    if t is None:
+        return f"# add a {track} run of {model} {method} at n={n} on {task}"
+    return t.command(model, method, task, n, seeds, n_eval, options)
 
 
 def _row_command(ts: TestSet, row: Row, n: int | str | None = None, seeds: str = SEEDS) -> str:
@@ -122,13 +95,9 @@ def recommend(records: list[dict], task: str, labels: int, metric: str = "accura
                  "lead_significant": None, "break_even": {}, "break_even_vs_prompting": {}, "add_runs": [],
                  "notes": list(problems)}
     if task not in sets:
-        out["add_runs"] += [
-            {"why": f"no records for task {task!r}", "command": command("baseline", "tfidf-lr", "tfidf-lr-balanced",
-                                                                      task, labels, SEEDS)},
-            {"why": "a fine-tuned encoder at this budget", "command": command("encoders", "minilm-l6", "full", task,
-                                                                                labels)},
-            {"why": "zero-shot prompting (needs no labels)", "command": command("prompting", "hf/qwen2.5-coder-0.5b",
-                                                                                  "zeroshot", task, 0)}]
+        out["notes"].append(f"no records for task {task!r}")
+        out["add_runs"] += [{"why": why, "command": command(t.name, model, method, task, labels if t.trained else 0)}
+                            for t, (model, method, why) in _starters()]
         return out
     ts = sets[task][0]
     out["test_set"] = {"hash": ts.test_hash, "items": ts.n_items, "approaches": len(ts.curves)}
@@ -144,7 +113,7 @@ def recommend(records: list[dict], task: str, labels: int, metric: str = "accura
             for a in missing:
                 fit = [r for r in other.curves[a] if r.n_labels <= labels] or other.curves[a][:1]
                 row = max(fit, key=lambda r: r.value(metric))
-                n = row.n_train if a[0] not in TRAINED else labels  # the user's budget; prompting: its shots
+                n = row.n_train if not is_trained(a[0]) else labels  # the user's budget; prompting: its shots
                 out["add_runs"].append({"why": f"{a[0]}: {a[1]} {a[2]} on the shared test set ({ts.n_items} items)",
                                         "command": command(a[0], a[1], a[2], task, n, SEEDS, _n_eval_flag(ts),
                                                            row.shown_options)})
@@ -156,7 +125,7 @@ def recommend(records: list[dict], task: str, labels: int, metric: str = "accura
                                          and x.n_labels <= labels):
                 per_approach[r.approach] = r
     for a, pts in ts.curves.items():
-        if a[0] in TRAINED and pts and not any(p.n_labels == labels for p in pts) and labels < max(
+        if is_trained(a[0]) and pts and not any(p.n_labels == labels for p in pts) and labels < max(
                 p.n_labels for p in pts) * 4:
             below = [p for p in pts if p.n_labels < labels]
             ref = below[-1] if below else pts[0]
@@ -167,10 +136,10 @@ def recommend(records: list[dict], task: str, labels: int, metric: str = "accura
     if not candidates or candidates[0].collapse is not None:
         out["notes"].append(f"no usable run needs at most {labels} labels on {task}"
                             + (" within the cost limits" if max_eval_ms or max_train_s else ""))
-        if not any(a[0] == "prompting" and min(p.n_labels for p in pts) == 0 for a, pts in ts.curves.items()):
-            out["add_runs"].append({"why": "zero-shot prompting needs no labels",
-                                    "command": command("prompting", "hf/qwen2.5-coder-0.5b", "zeroshot", task, 0,
-                                                       n_eval=_n_eval_flag(ts))})
+        if not any(not is_trained(a[0]) and min(p.n_labels for p in pts) == 0 for a, pts in ts.curves.items()):
+            out["add_runs"] += [{"why": why, "command": command(t.name, model, method, task, 0,
+                                                                n_eval=_n_eval_flag(ts))}
+                                for t, (model, method, why) in _starters() if not t.trained]
         return out
     best = candidates[0]
     out["best"] = option(ts, best)

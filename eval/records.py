@@ -2,7 +2,7 @@
 
     spec = RunSpec(track="encoders", task="drugs", model="minilm-l6", method="lora", n_train=64, seed=0,
                    options={"loss": "weighted-ce"})
-    if not should_run(spec, results_dir, overwrite): ...
+    if not is_done(spec, results_dir) or overwrite: ...   # eval/runner.py runs the loop
     finish_run(spec, task, test, preds, results_dir=..., model_id=..., backend=..., timing=..., config=...)
 
 The run id is derived from the spec's content, so the same spec always maps to the same file: a run whose record
@@ -20,7 +20,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -116,65 +116,6 @@ def is_done(spec: RunSpec, results_dir: str | Path) -> bool:
     except (OSError, json.JSONDecodeError):
         return False  # a corrupt record does not count as done
     return True
-
-
-def should_run(spec: RunSpec, results_dir: str | Path, overwrite: bool = False, quiet: bool = False) -> bool:
-    if overwrite or not is_done(spec, results_dir):
-        return True
-    if not quiet:
-        print(f"skip {spec.run_id}: record exists at {record_path(spec, results_dir)} (--overwrite reruns it)",
-              file=sys.stderr)
-    return False
-
-
-def print_plan(specs: Sequence[RunSpec], results_dir: str | Path) -> None:
-    """One line per run: its id and whether its record exists (a track command's --dry-run)."""
-    for spec in specs:
-        print(f"{spec.track}  {spec.run_id}  {'done' if is_done(spec, results_dir) else 'todo'}")
-
-
-def run_all(specs: Sequence[RunSpec], results_dir: str | Path, overwrite: bool, run: Callable[[RunSpec], object],
-            desc: str, note: str = "", dry_run: bool = False, task: Any = None, debug: bool = False) -> int:
-    """The loop every track's CLI ends with: preflight every run (eval/preflight.py: all problems at once, before
-    any model is loaded), skip runs whose record exists (unless `overwrite`), run the rest with a progress bar over
-    runs, then say what was done. A run that fails does not lose the others: its error is printed, the remaining
-    runs go on (unless the same error repeats, which no other run will escape), and a RunsFailed error at the end
-    lists the failures. Returns how many runs were written."""
-    from tqdm.auto import tqdm
-
-    from eval.preflight import check, fail_if
-
-    if dry_run:
-        print_plan(specs, results_dir)
-        return 0
-    fail_if(check(specs, results_dir, task))
-    todo = [s for s in specs if should_run(s, results_dir, overwrite)]
-    failed: list[tuple[RunSpec, str]] = []
-    written = 0
-    for spec in tqdm(todo, desc=desc, disable=not todo):
-        try:
-            run(spec)
-            written += 1
-        except Exception as exc:  # noqa: BLE001 -- reported below; the finished runs keep their records
-            if debug:
-                raise
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            print(f"run {spec.run_id} failed: {msg}", file=sys.stderr)
-            failed.append((spec, msg))
-            if len(failed) >= 2 and failed[-1][1] == failed[-2][1]:
-                break
-    where = f"{results_dir}/runs/{_slug(specs[0].task)}/{specs[0].track}/" if specs else str(results_dir)
-    print(f"{written} run(s) written, {len(specs) - len(todo)} already done, under {where}{note}", file=sys.stderr)
-    if failed:
-        skipped = len(todo) - written - len(failed)
-        rest = f", {skipped} not started after the same error twice" if skipped > 0 else ""
-        raise RunsFailed(f"{len(failed)} run(s) failed{rest}: {failed[-1][1]} (the finished runs' records are "
-                         "kept; fix the cause, then the same command runs only what is missing)")
-    return written
-
-
-class RunsFailed(RuntimeError):
-    """Some runs of a command failed; the message says how many and the last error."""
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -311,6 +252,5 @@ def varying_options(groups: Iterable[Sequence[dict]]) -> list[list[str]]:
     return out
 
 
-__all__ = ["INVALID", "RunSpec", "finish_run", "is_done", "should_run", "record_path", "output_dir",
-           "load_records", "load_examples", "env_info", "atomic_write", "evaluate", "varying_options",
-           "run_all"]
+__all__ = ["INVALID", "RunSpec", "finish_run", "is_done", "record_path", "output_dir", "load_records",
+           "load_examples", "env_info", "atomic_write", "evaluate", "varying_options"]

@@ -32,7 +32,6 @@ from eval.versions import spread_text
 
 BUDGETS = (16, 64, 256)
 RAW_LIMIT = 2000  # characters of a raw answer kept in the page (long chains of thought are cut, and say so)
-LLM_TRACKS = ("finetune", "prompting")
 
 
 def esc(x: object) -> str:
@@ -190,6 +189,13 @@ def _wrong_everywhere(ts: TestSet, best: dict[tuple, Row]) -> list[int]:
     return np.flatnonzero(wrong).tolist()
 
 
+def _kind(track: str) -> str | None:
+    from eval.tracks import known
+
+    t = known(track)
+    return t.kind if t else None
+
+
 def render_error_analysis(ts: TestSet, examples: dict) -> str:
     from eval.plots import best_per_approach
 
@@ -200,8 +206,8 @@ def render_error_analysis(ts: TestSet, examples: dict) -> str:
                "configuration, every seed) got wrong</summary>")
     out.append(_example_table(examples, wrong, []))
     out.append("</details>")
-    enc = [r for r in best.values() if r.track == "encoders" and r.preds is not None]
-    llm = [r for r in best.values() if r.track in LLM_TRACKS and r.preds is not None]
+    enc = [r for r in best.values() if _kind(r.track) == "encoder" and r.preds is not None]
+    llm = [r for r in best.values() if _kind(r.track) == "llm" and r.preds is not None]
     if enc and llm:
         e = max(enc, key=lambda r: r.value(ts.metric))
         m = max(llm, key=lambda r: r.value(ts.metric))

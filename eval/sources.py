@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from eval.models import package_file
+from eval.packaged import package_file
 
 COMPRESSIONS = {".bz2": bz2.decompress, ".gz": gzip.decompress, ".xz": lzma.decompress}
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",

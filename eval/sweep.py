@@ -277,7 +277,7 @@ def format_plan(sweep: Sweep, results_dir: str | Path) -> tuple[str, list[RunSpe
 
 def run_one_json(spec_json: str, results_dir: str) -> int:
     """Run one spec given as JSON; on failure print the traceback and return 1, so the caller's log has the cause."""
-    from eval.tracks import run_spec
+    from eval.runner import run_spec
 
     try:
         spec = RunSpec(**json.loads(spec_json))

@@ -1,7 +1,9 @@
 """The Track contract: everything the harness knows about a track, in one place.
 
-A track is a module (imported lazily: a missing extra costs nothing until the track is used, then raises an install
-hint) that defines:
+The harness never names a track: what it asks (what a track learns from, its size flag, where it sorts, whether it
+is an LLM, the command that reproduces a run, its preflight and doctor checks) is answered by the track's entry in
+`TRACKS` below or by its module. A track is a module, imported lazily (a missing extra costs nothing until the track
+is used, then raises an install hint), that implements `TrackModule`:
 
 - `Config`: its typed config dataclass; each field's metadata says whether it changes the result (`role="result"`,
   part of `RunSpec.options` and the run id) or not (`"runtime"`, `"spec"`, `"cli"`; see eval.cli.option);
@@ -10,12 +12,17 @@ hint) that defines:
 - `make_spec(config, data, n_train, seed, n_eval) -> RunSpec`: the one place a run's identity is built; the track's
   CLI and eval/sweep.py both call it, so the same run has the same run id whichever way it is started;
 - `config_from_spec(spec) -> Config`: the inverse, so a spec alone reproduces the run;
-- `run_one(spec, results_dir) -> Path`: run it and return the record path;
-- optionally `preflight(spec) -> list[str]`: cheap checks (no model load) that name the fix.
+- `run_one(spec, results_dir, task=None) -> Path`: run it and return the record path (`task`: the loaded data,
+  when the caller has it);
+- `preflight(spec) -> list[str]`: cheap checks (no model load) that name the fix;
+- `command(model, method, task, n, seeds, n_eval, options) -> str`: the arguments of its CLI that add this run;
+- `cli(argv) -> int`: its command line (eval/runner.py's `track_cli` loop);
+- `doctor_checks(facts) -> list[eval.doctor.Check]`: what `python -m eval.doctor` says about it on this machine.
 
 `data` is a `DataRef`: the task name and, for ad-hoc `--data` files, their reference with content hashes
 (eval.dataref). Building the config *is* the validation: an unknown option or a bad value fails there, before any
-work, in the CLI and in `eval/sweep.py --dry-run` alike.
+work, in the CLI and in `eval/sweep.py --dry-run` alike. tests/test_track_battery.py runs the same checks over every
+registered track; a new track that passes them is done (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from eval.records import RunSpec
 
@@ -47,14 +54,66 @@ class DataRef:
         return load_ref(self.task, self.ref)
 
 
+class TrackModule(Protocol):
+    """What a track module defines, with these signatures (checked for every track by tests/test_track_battery.py)."""
+
+    Config: type
+
+    def config_from_options(self, model: str, method: str, options: dict) -> Any: ...
+
+    def make_spec(self, cfg: Any, data: DataRef, n_train: int | str, seed: int, n_eval: int | None) -> RunSpec: ...
+
+    def config_from_spec(self, spec: RunSpec) -> Any: ...
+
+    def run_one(self, spec: RunSpec, results_dir: str, task: Any = None) -> Path: ...
+
+    def preflight(self, spec: RunSpec) -> list[str]: ...
+
+    def command(self, model: str, method: str, task: str, n: int | str, seeds: str, n_eval: str,
+                options: dict | None) -> str: ...
+
+    def cli(self, argv: list[str] | None = None) -> int: ...
+
+    def doctor_checks(self, facts: dict) -> list: ...
+
+
+CONTRACT = ("Config", "config_from_options", "make_spec", "config_from_spec", "run_one", "preflight", "command",
+            "cli", "doctor_checks")
+
+
 @dataclass(frozen=True)
 class Track:
+    """A registered track: its facts, and its module's contract behind typed methods."""
+
     name: str
-    module: str  # where Config, config_from_options, make_spec, config_from_spec and run_one live
+    module: str  # where the TrackModule functions live
+    script: str  # the command users type, relative to the repo root
     extra: str  # the pyproject extra that installs its dependencies ("" for the base install)
+    kind: Literal["reference", "encoder", "llm"]  # what sort of model it runs (the report pairs encoders with LLMs)
+    learns_from: Literal["labels", "shots"] = "labels"  # its n_train: training examples, or examples in the prompt
+    n_train_flag: str = "--n-train"  # the flag that sets n_train on its command line
+    model_is_name: bool = False  # its `model` is only a name on the leaderboard (nothing to resolve or load)
+    line_style: str = "-"  # matplotlib line style of its learning curves
     gpu: bool = False  # wants an accelerator (executors ask Ray for one when the cluster has it)
     server: bool = False  # shares one model server: the sweep's max_concurrency caps these runs
     cpus: int = 1  # CPUs a run asks for without a GPU
+    # the run eval/recommend.py suggests when a task has no records: (model, method, why); prompting-style tracks
+    # (learns_from="shots") are suggested zero-shot
+    starter: tuple[str, str, str] | None = None
+
+    @property
+    def trained(self) -> bool:
+        """Its labelled examples are training data (for a prompting track they are shots in the prompt)."""
+        return self.learns_from == "labels"
+
+    @property
+    def is_llm(self) -> bool:
+        return self.kind == "llm"
+
+    @property
+    def order(self) -> int:
+        """Where its rows sort in tables: the order of `TRACKS`."""
+        return list(TRACKS).index(self.name)
 
     def load(self) -> ModuleType:
         try:
@@ -84,22 +143,48 @@ class Track:
         return dataclasses.replace(rebuilt, runtime={**rebuilt.runtime, **spec.runtime})
 
     def preflight(self, spec: RunSpec) -> list[str]:
-        hook = getattr(self.load(), "preflight", None)
-        return list(hook(spec)) if hook else []
+        return list(self.load().preflight(spec))
 
-    def run(self, spec: RunSpec, results_dir: str) -> Path:
-        return self.load().run_one(spec, results_dir)
+    def run(self, spec: RunSpec, results_dir: str, task: Any = None) -> Path:
+        return self.load().run_one(spec, results_dir, task)
 
-    def label(self, record: dict) -> str:
-        """How the leaderboard names a run's series."""
-        return f"{record.get('model')} {record.get('method')}"
+    def command(self, model: str, method: str, task: str, n: int | str, seeds: str, n_eval: str = "",
+                options: dict | None = None) -> str:
+        """The shell command that adds this run (`n_eval`: the flag text, e.g. " --n-eval 50", or "")."""
+        args = self.load().command(model, method, task, n, seeds, n_eval, options)
+        return f"python {self.script} {args}"
+
+    def changed_options(self, spec: RunSpec) -> dict:
+        """The result-changing settings of `spec` that differ from what this track's command gives by default for
+        the same model and method (nested mappings left out): the flags that make its command reproduce `spec`."""
+        from eval.cli import fields_with_role
+
+        cfg, default = self.config_from_spec(spec), self.config_from_options(spec.model, spec.method, {})
+        return {k: getattr(cfg, k) for k in fields_with_role(type(cfg), "result")
+                if getattr(cfg, k) != getattr(default, k) and not isinstance(getattr(cfg, k), dict)}
+
+    def reproduce(self, spec: RunSpec) -> str:
+        """The command that runs `spec` again (the same run id)."""
+        n_eval = f" --n-eval {spec.n_eval}" if spec.n_eval else ""
+        return self.command(spec.model, spec.method, spec.task, spec.n_train, str(spec.seed), n_eval,
+                            self.changed_options(spec))
+
+    def cli(self, argv: list[str] | None = None) -> int:
+        return self.load().cli(argv)
+
+    def doctor_checks(self, facts: dict) -> list:
+        return list(self.load().doctor_checks(facts))
 
 
 TRACKS: dict[str, Track] = {t.name: t for t in (
-    Track("baseline", "eval.baseline", ""),
-    Track("encoders", "encoders.train", "encoders", gpu=True, cpus=2),
-    Track("finetune", "finetune.sft", "finetune", gpu=True, cpus=2),
-    Track("prompting", "prompting.run", "prompting", server=True),
+    Track("baseline", "eval.baseline", "eval/baseline.py", "", "reference", model_is_name=True, line_style=":",
+          starter=("tfidf-lr", "tfidf-lr-balanced", "the reference line every approach has to beat")),
+    Track("encoders", "encoders.train", "encoders/train.py", "encoders", "encoder", gpu=True, cpus=2,
+          starter=("minilm-l6", "full", "a fine-tuned encoder at this budget")),
+    Track("finetune", "finetune.sft", "finetune/sft.py", "finetune", "llm", line_style="--", gpu=True, cpus=2),
+    Track("prompting", "prompting.run", "prompting/run.py", "prompting", "llm", learns_from="shots",
+          n_train_flag="--shots", line_style="-.", server=True,
+          starter=("hf/qwen2.5-coder-0.5b", "zeroshot", "zero-shot prompting (needs no labels)")),
 )}
 
 
@@ -109,33 +194,18 @@ def track(name: str) -> Track:
     return TRACKS[name]
 
 
-def spec_mismatch(spec: RunSpec, rebuilt: RunSpec) -> str | None:
-    """None when equal; else which parts differ, for a one-line error."""
-    if rebuilt == spec:
-        return None
-    a, b = spec.identity(), rebuilt.identity()
-    diffs = [k for k in a if k != "options" and a.get(k) != b.get(k)]
-    oa, ob = a.get("options") or {}, b.get("options") or {}
-    diffs += [f"options.{k} ({oa.get(k)!r} in the spec, {ob.get(k)!r} here)" for k in sorted(set(oa) | set(ob))
-              if oa.get(k) != ob.get(k)]
-    return ", ".join(diffs) or "data reference"
+def known(name: str) -> Track | None:
+    """The registered track of this name, or None (records from another checkout may name other tracks)."""
+    return TRACKS.get(name)
 
 
-def run_spec(spec: RunSpec, results_dir: str) -> Path:
-    """Run one spec (what every executor calls). The spec must be what this checkout builds for it; otherwise the
-    record would carry a run id that does not describe the run (a prompt file or default changed since it was
-    planned), so it stops with the difference and the fix."""
-    from eval.preflight import check, fail_if
-
-    t = track(spec.track)
-    diff = spec_mismatch(spec, t.respec(spec))
-    if diff:
-        raise ValueError(f"run {spec.run_id} was planned with other settings than this checkout gives it: {diff}; "
-                         "plan it again (rerun the sweep or the track command) to get its current run id")
-    fail_if(check([spec], results_dir, DataRef.of(spec).load()))
-    return t.run(spec, results_dir)
+def sort_key(name: str) -> int:
+    """Where a track's rows sort: registry order, unknown tracks last."""
+    t = known(name)
+    return t.order if t else len(TRACKS)
 
 
-def runner(name: str) -> Any:
-    """The track's `run_one` (kept for callers of the earlier registry)."""
-    return track(name).load().run_one
+def is_trained(name: str) -> bool:
+    """Its labels are training data (an unknown track counts as not trained, as the tables always did)."""
+    t = known(name)
+    return t.trained if t else False

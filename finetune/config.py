@@ -1,6 +1,6 @@
 """The SFT run configuration: one typed dataclass. `finetune/configs/<model>.yaml` (or --config) sets defaults, the
 command line wins, unknown keys fail (eval.cli). Fields that change results go into RunSpec.options; the rest
-(role "runtime", `RUNTIME_ONLY`) only change where or how fast it runs."""
+(role "runtime") only change where or how fast it runs."""
 
 from __future__ import annotations
 
@@ -91,8 +91,6 @@ class SFTArgs:
         steps = max(math.ceil(self.num_train_epochs * per_epoch), self.min_steps)
         return min(steps, self.max_steps) if self.max_steps else steps
 
-
-RUNTIME_ONLY = {f.name for f in dataclasses.fields(SFTArgs) if f.metadata.get("role") == "runtime"}
 
 
 def default_config_file(model: str) -> Path | None:

@@ -2,7 +2,7 @@
 of epochs, chosen on a validation split carved from the run's own training subset, by generate-and-parse accuracy
 (the users' metric: greedy answer, harness extraction, an invalid answer counts wrong) — not by loss.
 
-    cfg, search = choose(spec, cfg, task)     # when cfg.learning_rate is None; then main() trains on all n
+    cfg, search = choose(spec, cfg, task)     # when cfg.learning_rate is None; then sft.py trains on all n
 
 For each LR of `lr_grid`: a fresh LoRA model trains on the fit part for `num_train_epochs` epochs (at least
 `min_steps`), and the validation part is generated and parsed at the end of every epoch. The (LR, epochs) with the

@@ -23,13 +23,14 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python finetune/sft.py`: import from the repo root, not from finetune/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from eval.cli import add_data_args, add_run_args, data_kwargs, parse_track_args, report_errors, values_with_role
+from eval.cli import add_data_args, add_run_args, data_kwargs, parse_track_args, values_with_role
 from eval.data import TaskData, load_task
 from eval.dataref import data_ref, load_ref
 from eval.distributed import barrier, close, is_main, world_size
 from eval.labels import INVALID
 from eval.models import resolve
-from eval.records import RunSpec, finish_run, output_dir, record_path, run_all
+from eval.records import RunSpec, finish_run, output_dir, record_path
+from eval.runner import one_by_one, track_cli
 from eval.tracks import DataRef
 from finetune.backends import BackendError, cuda_available, select_backend
 from finetune.config import SFTArgs, default_config_file, trainer_args
@@ -67,7 +68,7 @@ def config_from_spec(spec: RunSpec) -> SFTArgs:
     return SFTArgs.from_options({**options, "model": spec.model}, **runtime)
 
 
-def run_one(spec: RunSpec, results_dir: str, *, task: TaskData | None = None) -> Path:
+def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Path:
     """Run one spec; returns the record path (the record's config holds every effective value). Without a
     learning rate, LR x epochs are chosen on a split of the run's own training subset first (finetune/select.py):
     the same tuning effort as every training-based track."""
@@ -77,7 +78,7 @@ def run_one(spec: RunSpec, results_dir: str, *, task: TaskData | None = None) ->
 
         task = task or load_ref(spec.task, spec.data)
         cfg, search = choose(spec, cfg, task)
-    return main(spec, cfg, results_dir, task=task, search=search)
+    return train_and_record(spec, cfg, results_dir, task=task, search=search)
 
 
 def _config_file_values(model: str) -> dict:
@@ -87,8 +88,8 @@ def _config_file_values(model: str) -> dict:
     return load_yaml_config(path, SFTArgs) if path else {}
 
 
-def main(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = None,
-         search: dict | None = None) -> Path:
+def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = None,
+                     search: dict | None = None) -> Path:
     backend = select_backend(cfg.backend)  # first: unsloth imports before torch/transformers (it patches them)
     import torch
     from transformers import set_seed
@@ -232,17 +233,31 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, SFTAr
 def cli(argv: list[str] | None = None) -> int:
     ns, cfg = parse_args(argv)
 
-    def body() -> int:
+    def build() -> tuple[list[RunSpec], TaskData]:
         task = load_task(**data_kwargs(ns))
         data = DataRef(task.name, data_ref(**data_kwargs(ns)))
-        specs = [make_spec(cfg, data, n, seed, ns.n_eval) for n in ns.n_train for seed in ns.seeds]
-        run_all(specs, ns.results_dir, ns.overwrite, lambda spec: run_one(spec, ns.results_dir, task=task),
-                desc=f"{cfg.model} SFT runs", note=f" (config: {ns.config or 'built-in defaults'})",
-                dry_run=ns.dry_run, task=task, debug=ns.debug)
-        close()
-        return 0
+        return [make_spec(cfg, data, n, seed, ns.n_eval) for n in ns.n_train for seed in ns.seeds], task
 
-    return report_errors(body, ns.debug)
+    run = one_by_one(lambda spec, task: run_one(spec, ns.results_dir, task), ns.results_dir, ns.overwrite,
+                     desc=f"{cfg.model} SFT runs", note=f" (config: {ns.config or 'built-in defaults'})",
+                     debug=ns.debug)
+    return track_cli(build, run, results_dir=ns.results_dir, dry_run=ns.dry_run, debug=ns.debug, done=close)
+
+
+def doctor_checks(facts: dict) -> list:
+    """Which SFT backends can run here (finetune/doctor.py)."""
+    from finetune.doctor import doctor_checks as checks
+
+    return checks(facts)
+
+
+def command(model: str, method: str, task: str, n: int | str, seeds: str, n_eval: str, options: dict | None) -> str:
+    """The arguments of this CLI that add the run; `options` (those that differ from the model's defaults) as flags.
+    The method is the quantization (qlora: 4-bit)."""
+    from eval.cli import flags
+
+    quant = " --quantization 4bit" if method == "qlora" else ""
+    return f"--task {task} --model {model} --n-train {n} --seeds {seeds}{n_eval}{quant}{flags(options)}"
 
 
 def preflight(spec: RunSpec) -> list[str]:

@@ -45,11 +45,13 @@ def model_config_file(model: str) -> Path | None:
 
 def model_config_values(model: str, cls: type) -> dict[str, Any]:
     """The model config's values (checked against `cls`'s fields; experiment keys are refused), or {}."""
+    path = model_config_file(model)
+    return {} if path is None else model_config_values_at(path, cls)
+
+
+def model_config_values_at(path: Path, cls: type) -> dict[str, Any]:
     from eval.cli import load_yaml_config
 
-    path = model_config_file(model)
-    if path is None:
-        return {}
     values = load_yaml_config(path, cls)
     bad = sorted(set(values) & NOT_MODEL_KEYS)
     if bad:
@@ -74,16 +76,16 @@ def default_max_new_tokens(cot: bool, backend: str) -> int:
 
 
 def parse_prompt_config(cls: type, argv: list[str] | None = None, description: str | None = None) -> Any:
-    """The prompting CLI: built-in < prompting/configs/<model>.yaml < --config FILE < command line."""
-    from eval.cli import coerce, config_parser, load_yaml_config
+    """The prompting CLI, layered as every track's (eval.cli.parse_track_args): built-in defaults <
+    prompting/configs/<model>.yaml < --config FILE < command line."""
+    from eval.cli import parse_track_args
 
     ap = argparse.ArgumentParser(description=description, epilog=COST_HELP,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ns = config_parser(cls, ap).parse_args(argv)
-    file_values = load_yaml_config(ns.config, cls) if getattr(ns, "config", None) else {}
-    cli = {k: v for k, v in vars(ns).items() if k in cls.__dataclass_fields__}  # only flags given (SUPPRESS)
-    model = cli.get("model") or file_values.get("model") or cls.__dataclass_fields__["model"].default
-    return cls(**coerce(cls, {**model_config_values(model, cls), **file_values, **cli}))
+    default_model = cls.__dataclass_fields__["model"].default
+    cfg, _ = parse_track_args(cls, ap, argv, "options", lambda known: model_config_file(known.model or default_model),
+                              load=lambda path: model_config_values_at(path, cls))
+    return cfg
 
 
 def cost_note(n_prompts: int, max_new_tokens: int, batch_size: int, backend: str, mode: str) -> str:

@@ -27,21 +27,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python prompting/run.py`: import this checkout, not an installed copy
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.cli import (
-    check_choices,
-    data_kwargs,
-    fields_with_role,
-    option,
-    report_errors,
-    think_text,
-    values_with_role,
-)
+from eval.cli import check_choices, data_kwargs, fields_with_role, option, think_text, values_with_role
 from eval.data import TaskData, load_task
 from eval.dataref import data_ref, load_ref
 from eval.labels import parse_answer
-from eval.preflight import check, fail_if
 from eval.prompts import Prompt, load_prompt, prompt_version
-from eval.records import RunSpec, finish_run, print_plan, should_run
+from eval.records import RunSpec, finish_run, record_path
+from eval.runner import should_run, track_cli
 from eval.sources import DataError
 from eval.tracks import DataRef
 from prompting.backends import Backend, BackendError, BackendOptions, get_backend, split_model
@@ -86,7 +78,8 @@ class PromptConfig:
     seeds: list[int] = _opt([0], "one run per seed (the seed picks the few-shot examples)", role="cli")
     results_dir: str = _opt("results", "where records (runs/) and the answer cache (cache/) go", role="cli")
     overwrite: bool = _opt(False, "rerun runs whose records exist (cached answers are still reused)", role="cli")
-    dry_run: bool = _opt(False, "print the planned runs (run id, done/todo) and stop", role="cli")
+    dry_run: bool = _opt(False, "check every run as the run would, print the plan (run id, done/todo), stop",
+                         role="cli")
     debug: bool = _opt(False, "show the full traceback of an error", role="cli")
     retry_errors: bool = _opt(False, "re-ask the examples whose request failed last time", role="runtime")
     # how to reach the model (never changes an answer, so not part of the run id)
@@ -149,13 +142,7 @@ def make_backend(cfg: PromptConfig, scheme, kind: str | None = None) -> Backend:
     over several kinds sets it per group (run_group)."""
     name, model = split_model(cfg.model, cfg.backend)
     kinds = {kind} if kind else {prompt_kind(cfg, k) for k in cfg.shots}
-    opts = BackendOptions(host=cfg.host, base_url=cfg.base_url, concurrency=cfg.concurrency, timeout=cfg.timeout,
-                          retries=cfg.retries, max_new_tokens=max_new_tokens(cfg, next(iter(sorted(kinds)))),
-                          think=cfg.think,
-                          keep_alive=cfg.keep_alive, format=cfg.format, endpoint=cfg.endpoint, raw=cfg.raw,
-                          stream=cfg.stream, num_ctx=cfg.num_ctx, mode=cfg.mode, batch_size=cfg.batch_size,
-                          threads=cfg.threads, dtype=cfg.dtype, batch_check=cfg.batch_check,
-                          reuse_prefix=cfg.reuse_prefix)
+    opts = BackendOptions.of(cfg, max_new_tokens=max_new_tokens(cfg, next(iter(sorted(kinds)))))
     if cfg.mode == "score" and name != "hf":
         raise BackendError("--mode score reads logits in-process: use an hf/ model (servers return text only)")
     if cfg.mode == "score" and "cot" in kinds:
@@ -277,49 +264,52 @@ def all_specs(cfg: PromptConfig, task: TaskData) -> list[RunSpec]:
             for n in cfg.n_eval or [None]]
 
 
-def plan(cfg: PromptConfig, task: TaskData) -> dict[tuple[int, int], list[RunSpec]]:
+def plan(cfg: PromptConfig, specs: list[RunSpec]) -> dict[tuple[int, int], list[RunSpec]]:
     """(seed, shots) -> the specs still to run, one per --n-eval size."""
     groups: dict[tuple[int, int], list[RunSpec]] = {}
-    for spec in all_specs(cfg, task):
+    for spec in specs:
         if should_run(spec, cfg.results_dir, cfg.overwrite):
             groups.setdefault((spec.seed, int(spec.n_train)), []).append(spec)
     return groups
 
 
-def main(cfg: PromptConfig, groups: dict[tuple[int, int], list[RunSpec]] | None = None,
-         task: TaskData | None = None) -> int:
-    """The CLI run; `groups` (from run_one) replaces the planned specs, so a sweep's spec keeps its run id.
-    Every problem that can be seen before the first request is reported at once (eval/preflight.py)."""
+def run_groups(cfg: PromptConfig, groups: dict[tuple[int, int], list[RunSpec]], task: TaskData) -> list[Path]:
+    """Run these specs (grouped by (seed, shots)) through one backend and the shared answer cache; raises on the
+    first error, keeping what was answered before it (the cache) and the records already written."""
     written: list[Path] = []
+    backend = make_backend(cfg, task.scheme)  # lazily imported backend (nothing loaded yet)
+    try:
+        with AnswerCache(Path(cfg.results_dir) / "cache" / "prompting.sqlite") as cache:
+            # per (seed, shots): cached answers, then the rest asked (the server is checked before the first
+            # request: down, model not pulled, bad URL), extracted, one record per --n-eval size
+            for (seed, shots), group in groups.items():
+                written.extend(run_group(cfg, task, backend, cache, seed, shots, group))
+    except BackendError as exc:  # the server went away or refused: what it answered is kept
+        raise BackendError(f"{exc} (answers received before this are cached: once it is fixed, the same command "
+                           "resumes where it stopped)") from exc
+    finally:
+        backend.close()
+    return written
 
-    def body() -> int:
-        data = task or load_task(**data_kwargs(asdict(cfg)))  # 1. data: fixed test order, nested train subsets
-        backend = make_backend(cfg, data.scheme)  # 2. model: lazily imported backend (nothing loaded yet)
-        specs = [s for g in groups.values() for s in g] if groups else all_specs(cfg, data)
-        if cfg.dry_run:
-            print_plan(specs, cfg.results_dir)
-            return 0
-        fail_if(check(specs, cfg.results_dir, data))
-        todo = groups or plan(cfg, data)  # 3. which records are missing
+
+def main(cfg: PromptConfig) -> int:
+    """The command for a parsed config (eval/runner.py's loop): data, every run preflighted at once
+    (eval/preflight.py; the same checks with --dry-run), then the plan or the runs still missing."""
+
+    def build() -> tuple[list[RunSpec], TaskData]:
+        task = load_task(**data_kwargs(asdict(cfg)))  # fixed test order, nested train subsets
+        return all_specs(cfg, task), task
+
+    def run(specs: list[RunSpec], task: TaskData) -> None:
+        todo = plan(cfg, specs)  # which records are missing
         if not todo:
             print("nothing to do: every record exists (--overwrite reruns them)", file=sys.stderr)
-            return 0
-        try:
-            with AnswerCache(Path(cfg.results_dir) / "cache" / "prompting.sqlite") as cache:
-                # 4. per (seed, shots): cached answers, then the rest asked (the server is checked before the first
-                # request: down, model not pulled, bad URL), extracted, one record per --n-eval size
-                for (seed, shots), group in todo.items():
-                    written.extend(run_group(cfg, data, backend, cache, seed, shots, group))
-        except BackendError as exc:  # the server went away or refused: what it answered is kept
-            raise BackendError(f"{exc} (answers received before this are cached: once it is fixed, the same command "
-                               "resumes where it stopped)") from exc
-        finally:
-            backend.close()
-        print(f"{len(written)} record(s) written under {cfg.results_dir}/runs/{data.name}/prompting/",
+            return
+        written = run_groups(cfg, todo, task)
+        print(f"{len(written)} record(s) written under {cfg.results_dir}/runs/{task.name}/prompting/",
               file=sys.stderr)
-        return 0
 
-    return report_errors(body, cfg.debug)
+    return track_cli(build, run, results_dir=cfg.results_dir, dry_run=cfg.dry_run, debug=cfg.debug)
 
 
 # --- the track contract (eval/tracks.py, eval/sweep.py): a RunSpec alone reproduces a run -------------------------
@@ -394,15 +384,34 @@ def config_from_spec(spec: RunSpec, **cli: object) -> PromptConfig:
                                   "n_eval": [spec.n_eval] if spec.n_eval else None, **cli})
 
 
-def run_one(spec: RunSpec, results_dir: str, **how: object) -> Path:
-    """Run exactly `spec` (its run id, as a sweep planned it); answers come from the shared cache when known.
-    `how` adds what a spec does not carry (e.g. where the server is)."""
-    from eval.records import record_path
+def preflight(spec: RunSpec) -> list[str]:
+    """Nothing beyond the harness's checks (eval/preflight.py): a backend that cannot serve the spec (e.g. --mode
+    score on a server) is refused when its spec is built, and a server is checked before its first request."""
+    return []
 
-    cfg = config_from_spec(spec, results_dir=results_dir, overwrite=True, **how)
-    task = None if "data" in how or "task" in how else load_ref(spec.task, spec.data)
-    if main(cfg, groups={(spec.seed, int(spec.n_train)): [spec]}, task=task) != 0:
-        raise RuntimeError(f"prompting run {spec.run_id} failed (see the error above)")
+
+def doctor_checks(facts: dict) -> list:
+    """Nothing of its own for `python -m eval.doctor`: the Ollama and OpenAI-compatible servers and the models are
+    the doctor's own checks (--host, --base-url, --model)."""
+    return []
+
+
+def command(model: str, method: str, task: str, n: int | str, seeds: str, n_eval: str, options: dict | None) -> str:
+    """The arguments of this CLI that add the run: the method names the prompt and mode, n the shots."""
+    from eval.cli import flags
+
+    kind = method.removesuffix("-score")
+    prompt = {"score": "zeroshot"}.get(kind, kind)
+    mode = " --mode score" if method.endswith("score") else ""
+    rest = flags(options, skip=("prompt", "mode", "shots"))  # these three are said by the command itself
+    return f"--task {task} --model {model} --prompt {prompt} --shots {n} --seeds {seeds}{mode}{n_eval}{rest}"
+
+
+def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Path:
+    """Run exactly `spec` (its run id, as a sweep planned it); answers come from the shared cache when known. An
+    error is raised as it happened (the caller reports it)."""
+    cfg = config_from_spec(spec, results_dir=results_dir, overwrite=True)
+    run_groups(cfg, {(spec.seed, int(spec.n_train)): [spec]}, task or load_ref(spec.task, spec.data))
     return record_path(spec, results_dir)
 
 

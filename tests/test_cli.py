@@ -47,10 +47,10 @@ def test_unknown_yaml_key_fails_with_known_keys(tmp_path):
 ])
 def test_encoder_help_shows_the_defaults_that_apply(argv, shown, capsys):
     """The automatic encoders/configs/<model>_<method>.yaml is read before --help is printed."""
-    from encoders.train import main
+    from encoders.train import cli
 
     with pytest.raises(SystemExit):
-        main([*argv, "--help"])
+        cli([*argv, "--help"])
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
     for text in shown:
         assert text in out

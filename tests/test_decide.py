@@ -147,6 +147,6 @@ def test_suggested_commands_add_seeds_to_the_same_configuration(tmp_path, capsys
     cmd = recommend.command("encoders", "minilm-l6", "full", "drugs", 64, "0", " --n-eval 50", opts)
     assert "--no-refit" in cmd and "--max-steps 48" in cmd and "--max-length 96" in cmd
     argv = cmd.split()[2:] + ["--dry-run", "--results-dir", str(tmp_path)]
-    assert enc.main(argv) == 0
+    assert enc.cli(argv) == 0
     assert spec.run_id in capsys.readouterr().out  # the same run id: these seeds pool with the record's
     assert recommend.run_options({"track": "nope"}) is None  # unreadable: fall back to the shown options

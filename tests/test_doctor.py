@@ -84,7 +84,7 @@ def test_floors_come_from_this_checkout() -> None:
 def test_gpu_check_refuses_clearly_on_cpu(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     import torch
 
-    from eval import gpu_check
+    from finetune import gpu_check
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu_check.main([]) == 2
@@ -96,7 +96,7 @@ def test_gpu_check_refuses_clearly_on_cpu(monkeypatch: pytest.MonkeyPatch, capsy
 def test_gpu_check_commands_are_valid_sft_command_lines(backend: str, tmp_path) -> None:
     """Every flag the smoke script passes exists in the real SFT CLI (so it runs without editing)."""
     pytest.importorskip("trl")
-    from eval import gpu_check
+    from finetune import gpu_check
     from finetune.sft import parse_args
 
     cmd = gpu_check.sft_command("qwen3-1.7b", "drugs", backend, tmp_path)
@@ -106,7 +106,7 @@ def test_gpu_check_commands_are_valid_sft_command_lines(backend: str, tmp_path) 
 
 
 def test_gpu_check_report_lines_from_a_record() -> None:
-    from eval.gpu_check import summarize
+    from finetune.gpu_check import summarize
 
     record = {"model_id": "unsloth/Qwen3-1.7B-unsloth-bnb-4bit", "n_eval": 64,
               "metrics": {"accuracy": 0.7, "valid_rate": 1.0}, "before_training": {"accuracy": 0.4, "valid_rate": 0.5},

@@ -26,7 +26,7 @@ def run_cli(tiny: dict, model: str, method: str, loss: str, results: Path, *extr
             "--results-dir", str(results), "--min-steps", "2", "--max-steps", "2", "--evals", "1",
             "--batch-size", "6", "--max-length", "24", "--num-virtual-tokens", "4", "--no-save-model",
             "--lr", "1e-3", "--no-refit", *extra]  # one fit per run here; the search has its own tests
-    assert enc_train.main(argv) == 0
+    assert enc_train.cli(argv) == 0
     records = [json.loads(p.read_text()) for p in results.glob("runs/*/encoders/*.json")]
     assert records, "no record written"
     return records
@@ -121,7 +121,7 @@ def test_unsupported_prefix_is_refused_by_preflight_in_one_line(tiny, tmp_path, 
         pytest.skip(f"{model} takes prefix tuning with transformers {transformers.__version__}")
     argv = ["--data", tiny["csv"], "--text-column", "text", "--label-column", "label", "--model",
             tiny["paths"][model], "--method", "prefix", "--n-train", "12", "--results-dir", str(tmp_path)]
-    assert enc_train.main(argv) == 2
+    assert enc_train.cli(argv) == 2
     err = capsys.readouterr().err
     assert "prefix tuning does not apply" in err and "Traceback" not in err
     assert not list(tmp_path.rglob("*.json"))  # refused before any model load or record
@@ -171,7 +171,7 @@ def test_early_stopping_waits_for_min_steps(tiny, tmp_path):
             tiny["paths"]["bert"], "--n-train", "12", "--results-dir", str(tmp_path), "--batch-size", "6",
             "--epochs", "10", "--min-steps", "5", "--max-steps", "10", "--evals", "10", "--patience", "1",
             "--max-length", "24", "--no-save-model", "--lr", "1e-3", "--no-refit"]
-    assert enc_train.main(argv) == 0
+    assert enc_train.cli(argv) == 0
     search = json.loads(next(tmp_path.glob("runs/*/encoders/*.json")).read_text())["details"]["training"]["search"]
     (trial,) = search["trials"]
     assert trial["steps"] >= 5
@@ -200,7 +200,7 @@ def test_kfold_records_mean_and_std(tiny, tmp_path):
 
 def test_run_one_reproduces_from_the_spec_alone(tiny, tmp_path):
     from eval.records import RunSpec
-    from eval.tracks import run_spec
+    from eval.runner import run_spec
 
     (rec,) = run_cli(tiny, "bert", "lora", "ce", tmp_path / "a")
     spec = RunSpec.from_record(rec)
@@ -216,7 +216,7 @@ def test_predict_classifies_with_a_saved_run(tiny, tmp_path, model, method, caps
     argv = ["--data", tiny["csv"], "--text-column", "text", "--label-column", "label", "--model",
             tiny["paths"][model], "--method", method, "--n-train", "12", "--results-dir", str(tmp_path),
             "--min-steps", "2", "--max-steps", "2", "--evals", "1", "--max-length", "24", "--num-virtual-tokens", "4"]
-    assert enc_train.main(argv) == 0
+    assert enc_train.cli(argv) == 0
     (run_dir,) = list(tmp_path.glob("runs/*/encoders/artifacts/*"))
     assert list((run_dir / "model").glob("*.safetensors")) and not list(run_dir.rglob("*.bin"))
     texts = tmp_path / "in.txt"
@@ -259,6 +259,6 @@ def test_minilm_on_drugs_learns(tmp_path):
     """Real model, real data: a short weighted-ce run must beat a constant predictor."""
     argv = ["--task", "drugs", "--config", "encoders/configs/minilm-l6_full.yaml", "--loss", "weighted-ce",
             "--n-train", "64", "--results-dir", str(tmp_path), "--n-eval", "100"]
-    assert enc_train.main(argv) == 0
+    assert enc_train.cli(argv) == 0
     rec = json.loads(next(tmp_path.glob("runs/drugs/encoders/*.json")).read_text())
     assert not rec["metrics"]["collapsed"]

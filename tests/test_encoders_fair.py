@@ -100,7 +100,7 @@ def test_refit_keeps_the_epochs_of_the_best_checkpoint():
 
 
 def test_search_records_grid_choice_and_counts_its_cost(tiny, st_model, tmp_path):
-    assert enc_train.main(argv(tiny, st_model, "lora", tmp_path, "--lr-grid", "1e-4", "3e-3")) == 0
+    assert enc_train.cli(argv(tiny, st_model, "lora", tmp_path, "--lr-grid", "1e-4", "3e-3")) == 0
     rec = record(tmp_path)
     search, training = rec["details"]["training"]["search"], rec["details"]["training"]
     assert search["grid"] == [1e-4, 3e-3] and search["searched"] and search["refit"]
@@ -117,7 +117,7 @@ def test_setfit_runs_end_to_end_and_predicts_from_its_saved_run(tiny, st_model, 
     pytest.importorskip("setfit")
     from encoders import predict
 
-    assert enc_train.main(argv(tiny, st_model, "setfit", tmp_path, "--lr", "1e-4", "--setfit-iterations", "2",
+    assert enc_train.cli(argv(tiny, st_model, "setfit", tmp_path, "--lr", "1e-4", "--setfit-iterations", "2",
                                "--loss", "weighted-ce")) == 0
     rec = record(tmp_path)
     assert rec["method"] == "setfit" and rec["details"]["training"]["pooling"] == "setfit"
@@ -143,7 +143,7 @@ def test_decoder_llm_gets_a_last_token_head_with_lora_on_attention_and_mlp(tiny,
     assert any("score" in n and "modules_to_save" in n for n in trainable)  # the head, trained in full
     assert tok.pad_token is not None and model.config.pad_token_id == tok.pad_token_id
     # end to end through the CLI: a record with valid rate 1 by construction (no answer parsing)
-    assert enc_train.main(argv(tiny, path, "lora", tmp_path, "--lr", "1e-3", "--no-refit")) == 0
+    assert enc_train.cli(argv(tiny, path, "lora", tmp_path, "--lr", "1e-3", "--no-refit")) == 0
     rec = record(tmp_path)
     assert rec["details"]["training"]["pooling"] == "last" and rec["metrics"]["valid_rate"] == 1.0
 

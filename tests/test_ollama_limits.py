@@ -13,10 +13,10 @@ import pytest
 from prompting_fixtures import SCHEME
 
 from eval.labels import INVALID
+from eval.prompts import load_prompt
 from prompting.backends import BackendOptions, get_backend
 from prompting.backends import ollama as ollama_backend
 from prompting.fake_server import FakeServer, Reply, fake_tokens
-from prompting.prompts import load_prompt
 from prompting.run import predict
 
 FAST = {"timeout": 5.0, "retries": 1, "backoff": 0.01}

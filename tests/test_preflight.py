@@ -39,7 +39,7 @@ def test_unwritable_results_dir_is_found_before_any_run(tmp_path: Path, capsys: 
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     argv = [*data_args(reviews(tmp_path / "r.csv")), "--n-train", "8", "--results-dir", str(blocker / "results")]
-    assert baseline.main(argv) == 2
+    assert baseline.cli(argv) == 2
     err = one_line_error(capsys.readouterr().err)
     assert "cannot write records under" in err and "--results-dir" in err
 
@@ -47,7 +47,7 @@ def test_unwritable_results_dir_is_found_before_any_run(tmp_path: Path, capsys: 
 def test_one_class_file_and_n_train_zero_are_reported_together(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     argv = [*data_args(reviews(tmp_path / "one.csv", labels="a")), "--n-train", "0", "8",
             "--results-dir", str(tmp_path / "results")]
-    assert baseline.main(argv) == 2
+    assert baseline.cli(argv) == 2
     err = one_line_error(capsys.readouterr().err)
     assert "2 problems, nothing was run" in err
     assert "--n-train 0: the baseline track learns from labelled examples" in err
@@ -57,7 +57,7 @@ def test_one_class_file_and_n_train_zero_are_reported_together(tmp_path: Path, c
 
 def test_n_train_above_the_pool(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     argv = [*data_args(reviews(tmp_path / "r.csv")), "--n-train", "1000", "--results-dir", str(tmp_path / "x")]
-    assert baseline.main(argv) == 2
+    assert baseline.cli(argv) == 2
     err = one_line_error(capsys.readouterr().err)
     assert "--n-train 1000 exceeds the" in err and "'full'" in err
 
@@ -91,7 +91,7 @@ def test_sft_problems_before_loading_anything(tmp_path: Path, capsys: pytest.Cap
     from finetune import sft
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(sft, "main", lambda *a, **k: pytest.fail("a run started despite the problems"))
+    monkeypatch.setattr(sft, "train_and_record", lambda *a, **k: pytest.fail("a run started despite the problems"))
     blocker = tmp_path / "f"
     blocker.write_text("")
     argv = ["--model", "gemma3-27", "--task", "drugs", "--n-train", "64", "--export-gguf", "q4_k_m",
@@ -119,7 +119,7 @@ def test_a_failing_run_keeps_the_finished_records(tmp_path: Path, capsys: pytest
     results = tmp_path / "results"
     argv = [*data_args(reviews(tmp_path / "r.csv")), "--n-train", "8", "16", "24", "--class-weight", "none",
             "--results-dir", str(results)]
-    assert baseline.main(argv) == 2
+    assert baseline.cli(argv) == 2
     full = capsys.readouterr().err
     err = one_line_error(full)
     assert "run tfidf-lr__tfidf-lr__n16__" in full and "failed: the disk filled up" in full
@@ -127,14 +127,14 @@ def test_a_failing_run_keeps_the_finished_records(tmp_path: Path, capsys: pytest
     written = sorted(json.loads(p.read_text())["n_train"] for p in results.glob("runs/*/baseline/*.json"))
     assert written == [8, 24] and calls == [8, 16, 24]  # the others ran and kept their records
     monkeypatch.setattr(baseline, "run_one", real)
-    assert baseline.main(argv) == 0  # the same command then runs only what is missing
+    assert baseline.cli(argv) == 0  # the same command then runs only what is missing
     assert "1 run(s) written, 2 already done" in capsys.readouterr().err
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     argv = [*data_args(reviews(tmp_path / "r.csv")), "--n-train", "0", "--results-dir", str(tmp_path), "--debug"]
     with pytest.raises(PreflightError, match="--n-train 0"):
-        baseline.main(argv)
+        baseline.cli(argv)
 
 
 def test_check_reports_each_problem_once(tmp_path: Path) -> None:

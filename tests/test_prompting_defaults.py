@@ -73,3 +73,19 @@ def test_every_shipped_model_config_is_valid():
     for p in model_files:
         assert defaults.model_config_values(p.stem, PromptConfig) is not None
     assert defaults.model_config_values("hf/gemma3-270m", PromptConfig)["mode"] == "score"  # a base model scores
+
+
+def test_backend_options_are_derived_from_the_config_and_share_its_defaults():
+    """BackendOptions.of copies every field PromptConfig has by name; a default written twice must agree (the
+    answer budget is decided per prompt kind, prompting/defaults.py)."""
+    import dataclasses
+
+    from prompting.backends import BackendOptions
+
+    cfg = PromptConfig(host="http://box:11434", batch_size=3, dtype="float32", think="false")
+    opts = BackendOptions.of(cfg, max_new_tokens=7)
+    shared = [f.name for f in dataclasses.fields(BackendOptions) if f.name in PromptConfig.__dataclass_fields__]
+    assert len(shared) >= 19 and opts.max_new_tokens == 7
+    assert all(getattr(opts, k) == getattr(cfg, k) for k in shared if k != "max_new_tokens")
+    ours, theirs = PromptConfig.__dataclass_fields__, BackendOptions.__dataclass_fields__
+    assert not [k for k in shared if k != "max_new_tokens" and ours[k].default != theirs[k].default]

@@ -134,7 +134,8 @@ def test_a_sweep_spec_runs_under_its_own_run_id_and_shares_the_cache(tmp_path: P
     """eval/tracks.py's contract as eval/sweep.py uses it: the spec's names, the spec's run id, no repeated calls,
     and the CLI would have planned the very same spec."""
     from eval.dataref import data_ref
-    from eval.tracks import DataRef, run_spec, track
+    from eval.runner import run_spec
+    from eval.tracks import DataRef, track
 
     t = track("prompting")
     opts = {"backend": "ollama", "prompt": "cot_zeroshot", "mode": "generate"}

@@ -6,7 +6,8 @@ import pytest
 from eval import baseline, leaderboard, score
 from eval.data import load_task
 from eval.labels import INVALID
-from eval.records import RunSpec, finish_run, is_done, load_records, record_path, should_run
+from eval.records import RunSpec, finish_run, is_done, load_records, record_path
+from eval.runner import should_run
 
 
 @pytest.fixture
@@ -81,12 +82,12 @@ def test_baseline_cli_records_skip_and_leaderboard(tmp_path, capsys):
     pd.DataFrame(rows, columns=["text", "label"]).to_csv(data, index=False)
     args = ["--data", str(data), "--text-column", "text", "--label-column", "label", "--n-train", "8", "32",
             "full", "--seeds", "0", "1", "--results-dir", str(tmp_path / "res")]
-    assert baseline.main(args) == 0
+    assert baseline.cli(args) == 0
     records, _ = load_records(tmp_path / "res")
     assert len(records) == 12 and {r["track"] for r in records} == {"baseline"}
     assert all(r["metrics"]["accuracy"] > 0.9 for r in records if r["n_train"] == "full")
     capsys.readouterr()
-    assert baseline.main(args) == 0
+    assert baseline.cli(args) == 0
     assert "0 run(s) written, 12 already done" in capsys.readouterr().err
 
     out, problems = leaderboard.build(tmp_path / "res")

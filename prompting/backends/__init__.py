@@ -7,6 +7,7 @@ A model string `provider/name` picks the backend when `provider` is a registered
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,13 @@ class BackendOptions:
     batch_check: bool = True  # hf: the batch canary (and bf16-vs-fp32 guard) before the first batch
     canary_k: int = 16  # hf: prompts the canary compares
     reuse_prefix: bool | None = None  # hf: reuse the shared prefix's KV cache (None: when >= 16 tokens)
+
+    @classmethod
+    def of(cls, config: Any, **values: Any) -> BackendOptions:
+        """The options a run's config sets: every field the config has by the same name (prompting.run.PromptConfig,
+        whose help documents them), then `values`; the rest keep the defaults above."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{**{k: getattr(config, k) for k in names if hasattr(config, k)}, **values})
 
 
 class Backend:

@@ -1,8 +1,8 @@
 """GPU smoke check for users: run it on a CUDA machine (an RTX 4090, a Colab/Kaggle T4, ...) without editing, and
 paste the one-page report it prints into an issue.
 
-    make gpu-check                                  # = python -m eval.gpu_check
-    python -m eval.gpu_check --model qwen3-1.7b --task drugs --budget-s 540
+    make gpu-check                                  # = python -m finetune.gpu_check
+    python -m finetune.gpu_check --model qwen3-1.7b --task drugs --budget-s 540
 
 What it runs, each step as the real CLI (`finetune/sft.py`) in a subprocess with its own time limit, on the offline
 drug-review task (no data download): with every SFT backend that can run here (unsloth when it imports, and hf):
