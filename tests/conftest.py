@@ -99,7 +99,15 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "drug", "was", "it", "very"]
     vocab += sorted({w for ws in WORDS.values() for w in ws})
     (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(root / "vocab.txt"))
+    # transformers 5 builds the fast tokenizer from `vocab=` and silently ignores `vocab_file=` (every word became
+    # [UNK], so the encoder tests trained on nothing); 4.x takes the file
+    import inspect
+
+    if "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters:
+        tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)})
+    else:
+        tok = BertTokenizerFast(vocab_file=str(root / "vocab.txt"))
+    assert tok.unk_token_id not in tok("the drug was great it was very bad")["input_ids"], "tiny vocab not loaded"
     v = len(vocab)
     builders = {
         "bert": (BertForMaskedLM, BertConfig(vocab_size=v, **TINY)),

@@ -5,6 +5,7 @@ tests/test_encoders_fair.py."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -25,9 +26,7 @@ def test_mlm_pretraining_saves_a_loadable_model_and_summarises_its_loss(tiny, tm
     summary = mlm_pretrain(tiny["paths"]["bert"], texts, cfg, tmp_path / "mlm", seed=0, device=torch.device("cpu"),
                            progress=False)
     assert summary["steps"] == 3 and summary["texts"] == 5
-    # the loss is recorded; its value is not checked here: the tiny fixture's tokenizer (tests/conftest.py) maps
-    # these words to [UNK] under transformers 5, a special token the collator never masks, so the loss is NaN
-    assert {"loss_first", "loss_last"} <= set(summary)
+    assert math.isfinite(summary["loss_first"]) and math.isfinite(summary["loss_last"]) and summary["loss_first"] > 0
     assert (tmp_path / "mlm" / "model.safetensors").exists()
     AutoModelForMaskedLM.from_pretrained(tmp_path / "mlm", use_safetensors=True)  # the classifier stage loads it
     with pytest.raises(ValueError, match="needs unlabelled text"):
