@@ -22,10 +22,19 @@ import yaml
 T = TypeVar("T")
 
 
+def task_help() -> str:
+    """--task's help: the tasks there are (read from eval/tasks/, so the list is never stale)."""
+    names = sorted(p.stem for p in Path(__file__).with_name("tasks").glob("*.yaml"))
+    return (f"a task in eval/tasks/ ({', '.join(names)}) or a path to a task YAML; with --data, the name of your "
+            "data (its results folder; default: folder, file name and content hash)")
+
+
 def add_data_args(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("data")
-    g.add_argument("--task", help="a task in eval/tasks/ (drugs, sst2, imdb, yelp3) or a path to a task YAML")
+    g.add_argument("--task", help=task_help())
     g.add_argument("--data", help="ad-hoc local data: CSV/TSV/JSONL/JSON/parquet, any common encoding")
+    g.add_argument("--encoding", help="the encoding of --data (and --test-data), e.g. cp1252, cp1251, gbk, "
+                   "shift_jis; default: UTF-8 if valid, else the Western rule or detection (docs/encodings.md)")
     g.add_argument("--test-data", help="test file for --data (default: a fixed stratified 20%% of --data)")
     g.add_argument("--text-column", help="text column of --data")
     g.add_argument("--label-column", help="label column of --data")
@@ -35,7 +44,7 @@ def add_data_args(ap: argparse.ArgumentParser) -> None:
 
 def data_kwargs(args: argparse.Namespace | dict) -> dict:
     d = vars(args) if isinstance(args, argparse.Namespace) else args
-    return {k: d.get(k) for k in ("task", "data", "test_data", "text_column", "label_column", "labels")}
+    return {k: d.get(k) for k in ("task", "data", "test_data", "text_column", "label_column", "labels", "encoding")}
 
 
 def add_run_args(ap: argparse.ArgumentParser) -> None:

@@ -22,8 +22,8 @@ SERVER_COT_TOKENS = 1024  # reasoning models need this much (a <think> block cut
 CPU_COT_TOKENS = 256  # in-process on a CPU: enough for a short review's reasoning, ~4x cheaper than 1024
 ANSWER_TOKENS = 16  # zero-/few-shot: one label word plus some slack
 # what a model config may not set: it describes the model, not the experiment or where results go
-NOT_MODEL_KEYS = {"model", "task", "data", "test_data", "text_column", "label_column", "labels", "results_dir",
-                  "overwrite", "retry_errors", "seeds", "n_eval"}
+NOT_MODEL_KEYS = {"model", "task", "data", "test_data", "text_column", "label_column", "labels", "encoding",
+                  "results_dir", "overwrite", "retry_errors", "seeds", "n_eval"}
 
 COST_HELP = f"""\
 what the defaults cost:
