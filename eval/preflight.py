@@ -6,8 +6,9 @@ reported at once, one line per problem naming the fix.
 
 Checked here: the results directory is writable; the model is an alias, a local folder or a plausible id (near
 matches listed); ad-hoc data named with --task is not pooled with other data under that name; the task has at
-least two labels in its training pool; n_train is >= 1 for the training tracks and no larger than the pool, with the flag the user typed (`--shots` for prompting); n_eval fits the test set; and the
-track's own `preflight(spec)` (eval/tracks.py), e.g. an SFT export or backend that cannot run on this machine.
+least two labels in its training pool; n_train is >= 1 for the training tracks and no larger than the pool, with
+the flag the user typed (`--shots` for prompting); n_eval fits the test set; and the track's own `preflight(spec)`
+(eval/tracks.py), e.g. an SFT export or backend that cannot run on this machine.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ import importlib.metadata as md
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
