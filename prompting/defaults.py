@@ -50,13 +50,13 @@ def model_config_values(model: str, cls: type) -> dict[str, Any]:
 
 
 def model_config_values_at(path: Path, cls: type) -> dict[str, Any]:
-    from eval.cli import load_yaml_config
+    from eval.cli import ConfigError, load_yaml_config
 
     values = load_yaml_config(path, cls)
     bad = sorted(set(values) & NOT_MODEL_KEYS)
     if bad:
-        raise SystemExit(f"error: {path}: {bad} describe an experiment, not the model; put them in a --config file "
-                         "or on the command line")
+        raise ConfigError(f"{path}: {bad} describe an experiment, not the model; put them in a --config file "
+                          "or on the command line")
     return values
 
 

@@ -1,0 +1,110 @@
+"""A user's mistake is one line naming the fix and exit code 2, before any work and with nothing written; --debug
+shows the traceback (#23 points 4-5): config files, task YAML, one-class data, sweep option types (every problem of
+a block at once)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+from eval import data as data_mod
+from tests.test_preflight import one_line_error, reviews
+
+CLIS = {"baseline": "eval.baseline", "encoders": "encoders.train", "finetune": "finetune.sft",
+        "prompting": "prompting.run"}
+
+
+def exit_code(fn, argv: list[str]) -> int:
+    try:
+        return fn(argv)
+    except SystemExit as exc:  # argparse and the config-file check exit
+        return int(exc.code or 0)
+
+
+@pytest.fixture(params=sorted(CLIS))
+def track_cli(request):
+    try:
+        return importlib.import_module(CLIS[request.param]).cli
+    except ImportError as exc:  # an extra that is not installed here
+        pytest.skip(f"{request.param}: {exc}")
+
+
+@pytest.mark.parametrize(("content", "expect"), [
+    (None, "config file {path} not found: check the path given to --config"),
+    ("lr: [1\n", "{path} is not valid YAML at line 2, column 1"),
+    ("- 1\n- 2\n", "{path} must be a mapping of option: value"),
+    ("seedz: 3\n", "unknown options ['seedz']"),
+])
+def test_a_bad_config_file_is_one_line_in_every_track(track_cli, tmp_path: Path, capsys, content, expect) -> None:
+    path = tmp_path / "my.yaml"
+    if content is not None:
+        path.write_text(content)
+    results = tmp_path / "results"
+    assert exit_code(track_cli, ["--task", "drugs", "--config", str(path), "--results-dir", str(results)]) == 2
+    assert expect.format(path=path) in one_line_error(capsys.readouterr().err)
+    assert not results.exists()
+
+
+def test_a_config_value_of_the_wrong_type_is_named(tmp_path: Path, capsys) -> None:
+    from eval.baseline import cli
+
+    path = tmp_path / "my.yaml"
+    path.write_text("C: big\n")
+    assert exit_code(cli, ["--task", "drugs", "--config", str(path)]) == 2
+    assert f"{path}: C: expected a number, got 'big'" in one_line_error(capsys.readouterr().err)
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    from eval.baseline import cli
+    from eval.cli import ConfigError
+
+    with pytest.raises(ConfigError):
+        cli(["--task", "drugs", "--config", str(tmp_path / "none.yaml"), "--debug"])
+
+
+def test_a_task_yaml_with_a_syntax_error_is_one_line(tmp_path: Path, capsys) -> None:
+    task = tmp_path / "mine.yaml"
+    task.write_text("name: mine\nlabels: [a, b\n")
+    assert data_mod.main(["--task", str(task)]) == 2
+    assert f"{task} is not valid YAML at line" in one_line_error(capsys.readouterr().err)
+    from eval.baseline import cli
+
+    assert cli(["--task", str(task), "--results-dir", str(tmp_path / "r")]) == 2
+    assert "is not valid YAML" in one_line_error(capsys.readouterr().err)
+
+
+def test_data_py_on_a_one_class_file_and_debug(tmp_path: Path, capsys) -> None:
+    f = reviews(tmp_path / "one.csv", labels="a")
+    argv = ["--data", str(f), "--text-column", "text", "--label-column", "label"]
+    assert data_mod.main(argv) == 2
+    assert "every example has the label 'a'" in one_line_error(capsys.readouterr().err)
+    with pytest.raises(data_mod.DataError):
+        data_mod.main([*argv, "--debug"])
+
+
+def test_unknown_task_says_did_you_mean(capsys) -> None:
+    assert data_mod.main(["--task", "rotton"]) == 2
+    assert "unknown task 'rotton'; did you mean rotten?" in one_line_error(capsys.readouterr().err)
+
+
+def test_a_sweep_block_lists_every_problem(tmp_path: Path, capsys) -> None:
+    from eval import sweep
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: t\ntask: drugs\nblocks:\n"
+                    "  - {track: baseline, model: tfidf-lr, method: tfidf-lr, n_train: [16, lots], "
+                    "options: {C: big, class_weight: 3}}\n")
+    with pytest.raises(sweep.SweepError) as exc:
+        sweep.load_sweep(spec)
+    text = str(exc.value)
+    assert "n_train: --n-train takes whole numbers or 'full', got 'lots'" in text
+    assert "C: expected a number, got 'big'" in text
+    spec.write_text("name: t\ntask: drugs\nblocks:\n"
+                    "  - {track: baseline, model: tfidf-lr, method: tfidf-lr, options: {C: big}}\n"
+                    "  - {track: encoders, model: minilm-l6, method: full, options: {lr: fast, epochs: many}}\n")
+    text = "\n".join(sweep.load_sweep(spec).problems)
+    assert "blocks[0]" in text and "C: expected a number, got 'big'" in text
+    if "No module" not in text:  # the encoders extra is installed: both of its options are named at once
+        assert "lr: expected a number, got 'fast'; epochs: expected a number, got 'many'" in text
