@@ -108,3 +108,36 @@ def test_a_sweep_block_lists_every_problem(tmp_path: Path, capsys) -> None:
     assert "blocks[0]" in text and "C: expected a number, got 'big'" in text
     if "No module" not in text:  # the encoders extra is installed: both of its options are named at once
         assert "lr: expected a number, got 'fast'; epochs: expected a number, got 'many'" in text
+
+
+def _one_record(results: Path, tmp_path: Path) -> None:
+    from eval.baseline import cli
+
+    f = reviews(tmp_path / "r.csv")
+    assert cli(["--data", str(f), "--task", "mine", "--text-column", "text", "--label-column", "label",
+                "--class-weight", "none", "--results-dir", str(results)]) == 0
+
+
+@pytest.mark.parametrize("reader", ["report", "leaderboard", "recommend"])
+def test_readers_refuse_a_results_dir_without_records(reader, tmp_path: Path, monkeypatch, capsys) -> None:
+    mod = importlib.import_module(f"eval.{reader}")
+    monkeypatch.chdir(tmp_path)
+    _one_record(tmp_path / "results", tmp_path)
+    capsys.readouterr()
+    argv = ["--results-dir", "resuts"] + (["--task", "mine", "--labels", "16"] if reader == "recommend" else [])
+    assert mod.main(argv) == 2
+    err = one_line_error(capsys.readouterr().err)
+    assert "no run records under resuts: did you mean --results-dir results?" in err
+    assert not (tmp_path / "resuts").exists()  # nothing written
+
+
+def test_recommend_refuses_an_unknown_task(tmp_path: Path, capsys) -> None:
+    from eval import recommend
+
+    results = tmp_path / "results"
+    _one_record(results, tmp_path)
+    capsys.readouterr()
+    assert recommend.main(["--task", "mien", "--labels", "16", "--results-dir", str(results)]) == 2
+    err = one_line_error(capsys.readouterr().err)
+    assert "did you mean mine?" in err and "tasks with records there: mine" in err
+    assert recommend.main(["--task", "mine", "--labels", "16", "--results-dir", str(results)]) == 0
