@@ -141,3 +141,28 @@ def test_recommend_refuses_an_unknown_task(tmp_path: Path, capsys) -> None:
     err = one_line_error(capsys.readouterr().err)
     assert "did you mean mine?" in err and "tasks with records there: mine" in err
     assert recommend.main(["--task", "mine", "--labels", "16", "--results-dir", str(results)]) == 0
+
+
+DRY = {"baseline": [], "encoders": ["--model", "minilm-l6", "--method", "full"],
+       "finetune": ["--model", "gemma3-270m"], "prompting": ["--model", "hf/qwen2.5-coder-0.5b"]}
+
+
+@pytest.mark.parametrize("name", sorted(DRY))
+def test_dry_run_makes_the_run_checks_and_lists_every_problem(name: str, tmp_path: Path, capsys) -> None:
+    """--dry-run of every track (#23 point 3): a size above the pool, a size of 0 and --n-eval 0 are exit 2 with
+    every problem listed, before any model is loaded and with nothing written."""
+    try:
+        cli = importlib.import_module(CLIS[name]).cli
+    except ImportError as exc:
+        pytest.skip(f"{name}: {exc}")
+    f = reviews(tmp_path / "r.csv", n=60)  # a pool of 43
+    size = "--shots" if name == "prompting" else "--n-train"
+    argv = ["--data", str(f), "--text-column", "text", "--label-column", "label", *DRY[name], size, "5000",
+            *([] if name == "prompting" else ["0"]), "--n-eval", "0", "--results-dir", str(tmp_path / "res")]
+    assert exit_code(cli, [*argv, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "nothing was run" in err
+    assert f"{size} 5000 exceeds the 43 training examples" in err and "--n-eval 0 is outside 1..12" in err
+    if name != "prompting":
+        assert "--n-train 0: the" in err
+    assert not (tmp_path / "res" / "runs").exists()
