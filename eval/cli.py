@@ -86,7 +86,10 @@ def report_errors(body: Callable[[], int], debug: bool = False) -> int:
     import os
     import sys
 
+    from eval.noise import quiet_libraries
+
     debug = debug or os.environ.get("EVAL_DEBUG") == "1"
+    quiet_libraries(verbose=debug)  # library warnings that are not the user's problem (eval/noise.py)
     try:
         return body()
     except KeyboardInterrupt:

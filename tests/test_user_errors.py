@@ -247,3 +247,40 @@ def test_data_summary_lengths_are_rounded_and_chinese_counts_characters(capsys) 
     out = capsys.readouterr().out
     assert "chars mean" in out and "words mean" not in out
     assert not re.search(r"p95 \d+\.\d{2,}", out)  # no "p95 33.049999999999955"
+
+
+def test_library_noise_is_filtered_and_noted_in_verbose_mode(capsys) -> None:
+    import logging
+    import warnings
+
+    from eval.noise import quiet_libraries
+
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        msg = ("Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'. Please make "
+               "sure you already `pip install kernels` and the kernels >= 0.11.1")  # bitsandbytes 0.50.2's text
+        quiet_libraries(verbose=False)
+        logger.warning(msg)
+        logger.warning("a real problem")  # other warnings of the same logger still show
+        assert seen == ["a real problem"] and capsys.readouterr().err == ""
+        quiet_libraries(verbose=True)
+        logger.warning(msg)
+        assert "note: filtered a bitsandbytes.backends.cpu.ops warning" in capsys.readouterr().err
+        quiet_libraries(verbose=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # what a user's -W would do: quiet_libraries' filter must still win
+            quiet_libraries(verbose=False)
+            warnings.warn_explicit("`foo` is deprecated", FutureWarning, "x.py", 1, module="transformers.trainer")
+            warnings.warn_explicit("mine", UserWarning, "x.py", 1, module="transformers.trainer")
+        assert [str(w.message) for w in caught] == ["mine"]
+    finally:
+        logger.removeHandler(handler)
+        quiet_libraries(verbose=False)
