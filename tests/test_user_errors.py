@@ -284,3 +284,36 @@ def test_library_noise_is_filtered_and_noted_in_verbose_mode(capsys) -> None:
     finally:
         logger.removeHandler(handler)
         quiet_libraries(verbose=False)
+
+
+def test_prompting_names_a_server_that_is_not_ollama() -> None:
+    """A server that answers 404 to Ollama's API is not "model not pulled" (#23 point 5)."""
+    import http.server
+    import threading
+
+    pytest.importorskip("ollama")
+    from prompting.backends import BackendError, BackendOptions, get_backend
+    from tests.prompting_fixtures import SCHEME
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>404 page not found</html>")
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = get_backend("ollama")("llama3.1", BackendOptions(host=f"http://127.0.0.1:{server.server_address[1]}",
+                                                                   timeout=5.0), SCHEME)
+        with pytest.raises(BackendError, match="not Ollama's API \\(HTTP 404 on /api/tags\\)") as exc:
+            backend.check()
+        assert "ollama pull" not in str(exc.value)
+    finally:
+        server.shutdown()
