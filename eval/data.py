@@ -538,6 +538,8 @@ def _describe(td: TaskData, as_json: bool) -> int:
                         f"classifier needs at least two classes: check --label-column ({td.config.label_field}) or "
                         "add examples of the other class")
     info = td.describe()
+    if td.derived_name:  # how the name came about, and how to set one
+        print(td.summary(), file=sys.stderr)
     if as_json:
         print(json.dumps(info, indent=2, ensure_ascii=False))
         return 0
