@@ -32,6 +32,7 @@ WESTERN_FAMILY = {"cp1252", "latin_1", "iso8859_15", "ascii"}
 # soft hyphen. Any other symbol inside a word ("wi³¹cz", "Õâ²¿") is the mark of a wrong code page.
 JOINERS = set("\u2019\u2018\u00b7\u00ad'")
 MAX_DETECT_BYTES = 2_000_000
+SAMPLE_CHARS = 1_000_000  # the plausibility checks look at the first million characters (a pure-Python loop)
 EXAMPLES = "utf-8, cp1252, latin-1, cp1250, cp1251, gbk, big5, shift_jis, euc-kr"
 
 
@@ -89,7 +90,8 @@ def suspicious(text: str) -> int:
 def looks_western(text: str) -> bool:
     """Text as Western European languages write it: a minority of the letters are non-ASCII (French ~3%, German ~1%,
     Portuguese ~4%; Cyrillic or CJK bytes read as windows-1252 are nearly all non-ASCII "letters"), and nothing is
-    suspicious more than once per thousand letters."""
+    suspicious more than once per thousand letters (in the first SAMPLE_CHARS characters)."""
+    text = text[:SAMPLE_CHARS]
     letters = sum(ch.isalpha() for ch in text)
     if not letters:
         return True
@@ -178,7 +180,7 @@ def decode(raw: bytes, name: str = "file", encoding: str | None = None) -> Decod
     if western is not None and looks_western(western):
         rival = next(((n, t) for n, _, t in found if n not in WESTERN_FAMILY and t != western), None)
         best_is_rival = bool(found) and rival is not None and found[0][0] == rival[0]
-        if best_is_rival and suspicious(rival[1]) * 1000 <= max(sum(c.isalpha() for c in rival[1]), 1):
+        if best_is_rival and suspicious(rival[1]) * 1000 <= max(sum(c.isalpha() for c in rival[1][:SAMPLE_CHARS]), 1):
             return Decoded(western, WESTERN, "western", _note(WESTERN, western, rival[0], rival[1]))
         return Decoded(western, WESTERN, "western")
     if not found:
