@@ -27,7 +27,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python prompting/run.py`: import this checkout, not an installed copy
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.cli import check_choices, data_kwargs, fields_with_role, option, think_text, values_with_role
+from eval.cli import check_choices, data_kwargs, fields_with_role, option, task_help, think_text, values_with_role
 from eval.data import TaskData, load_task
 from eval.dataref import data_ref, load_ref
 from eval.labels import parse_answer
@@ -67,8 +67,7 @@ class PromptConfig:
                          choices=["generate", "chat"])
     raw: bool = _opt(False, "Ollama generate: send the prompt verbatim, without the model's chat template")
     # the data (same flags as every track)
-    task: str | None = _opt(None, "a task in eval/tasks/ or a task YAML path (drugs when neither --task nor --data "
-                            "is given); with --data, the name of your data", role="cli")
+    task: str | None = _opt(None, task_help() + "; neither --task nor --data: drugs", role="cli")
     data: str | None = _opt(None, "ad-hoc local data file (with --text-column, --label-column)", role="cli")
     encoding: str | None = _opt(None, "the encoding of --data, e.g. cp1252, gbk; unset: UTF-8 if valid, else the "
                                 "Western rule or detection (docs/encodings.md)", role="cli")

@@ -76,6 +76,10 @@ def test_help_shows_the_defaults_that_apply(modname: str, argv: list[str], monke
         assert shown == str(value), f"{modname} {' '.join(argv)}: --{m.group(1)} shows {shown!r}, applies {value!r}"
         checked += 1
     assert checked >= (1 if modname == "eval.baseline" else 5), text
+    from eval.data import task_names
+
+    task_entry = next(e for e in entries if re.match(r"\s+--task\b", e))
+    assert all(t in task_entry for t in task_names()), task_entry  # rotten and chnsenti too
 
 
 def test_the_readme_lists_what_exists() -> None:
