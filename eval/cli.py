@@ -22,10 +22,19 @@ import yaml
 T = TypeVar("T")
 
 
+def task_help() -> str:
+    """--task's help: the tasks there are (read from eval/tasks/, so the list is never stale)."""
+    names = sorted(p.stem for p in Path(__file__).with_name("tasks").glob("*.yaml"))
+    return (f"a task in eval/tasks/ ({', '.join(names)}) or a path to a task YAML; with --data, the name of your "
+            "data (its results folder; default: folder, file name and content hash)")
+
+
 def add_data_args(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("data")
-    g.add_argument("--task", help="a task in eval/tasks/ (drugs, sst2, imdb, yelp3) or a path to a task YAML")
+    g.add_argument("--task", help=task_help())
     g.add_argument("--data", help="ad-hoc local data: CSV/TSV/JSONL/JSON/parquet, any common encoding")
+    g.add_argument("--encoding", help="the encoding of --data (and --test-data), e.g. cp1252, cp1251, gbk, "
+                   "shift_jis; default: UTF-8 if valid, else the Western rule or detection (docs/encodings.md)")
     g.add_argument("--test-data", help="test file for --data (default: a fixed stratified 20%% of --data)")
     g.add_argument("--text-column", help="text column of --data")
     g.add_argument("--label-column", help="label column of --data")
@@ -35,7 +44,7 @@ def add_data_args(ap: argparse.ArgumentParser) -> None:
 
 def data_kwargs(args: argparse.Namespace | dict) -> dict:
     d = vars(args) if isinstance(args, argparse.Namespace) else args
-    return {k: d.get(k) for k in ("task", "data", "test_data", "text_column", "label_column", "labels")}
+    return {k: d.get(k) for k in ("task", "data", "test_data", "text_column", "label_column", "labels", "encoding")}
 
 
 def add_run_args(ap: argparse.ArgumentParser) -> None:
@@ -77,7 +86,10 @@ def report_errors(body: Callable[[], int], debug: bool = False) -> int:
     import os
     import sys
 
+    from eval.noise import quiet_libraries
+
     debug = debug or os.environ.get("EVAL_DEBUG") == "1"
+    quiet_libraries(verbose=debug)  # library warnings that are not the user's problem (eval/noise.py)
     try:
         return body()
     except KeyboardInterrupt:
@@ -239,17 +251,92 @@ def coerce(cls: type, values: dict) -> dict:
     return out
 
 
+class ConfigError(ValueError):
+    """A config file that cannot be used (missing, not YAML, not a mapping, unknown options); the message names it
+    and the fix."""
+
+
+_KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+
+
+def _type_problem(tp: Any, value: Any) -> str | None:
+    inner, optional = _unwrap(tp)
+    if value is None:
+        return None if optional else "a value (not empty)"
+    if typing.get_origin(inner) in (list, tuple):
+        (item,) = typing.get_args(inner)[:1] or (str,)
+        if not isinstance(value, (list, tuple)):
+            value = [value]  # one value for a list option is a list of one (as on the command line)
+        bad = [_type_problem(item, v) for v in value]
+        return next((f"a list of {b}" for b in bad if b), None)
+    ok = {bool: lambda v: isinstance(v, bool),
+          int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          str: lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool)}.get(inner)
+    return None if ok is None or ok(value) else _KINDS[inner]
+
+
+def type_problems(cls: type, values: dict, choices: bool = True) -> list[str]:
+    """Every option of `values` whose value is not of its field's declared type (or not one of its choices), one
+    message each, so a config file or a sweep block lists all its problems at once. Unknown names are left to the
+    caller (a sweep block's track may take keys of its own), and so are `choices` when False (a track may translate
+    a value, e.g. a sweep's method name, before its config checks it)."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = []
+    for k, v in values.items():
+        if k not in fields:
+            continue
+        want = _type_problem(hints[k], v)
+        allowed = fields[k].metadata.get("choices") if choices else None
+        if want:
+            out.append(f"{k}: expected {want}, got {v!r}")
+        elif allowed and v is not None and not isinstance(v, (list, tuple)) and v not in allowed:
+            out.append(f"{k}: one of {', '.join(map(str, allowed))}, got {v!r}")
+    return out
+
+
 def load_yaml_config(path: str | Path, cls: type) -> dict:
-    """Read a config YAML; unknown keys fail with the list of known ones."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    """Read a config YAML; unknown keys fail with the list of known ones. Every problem is a ConfigError."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {path} not found: check the path given to --config")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path} is not valid YAML{at} ({getattr(exc, 'problem', None) or exc}): fix the "
+                          "file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text: save it as UTF-8") from exc
     if not isinstance(data, dict):
-        raise SystemExit(f"error: {path} must be a mapping of option: value")
+        raise ConfigError(f"{path} must be a mapping of option: value, e.g. `lr: 0.0002`")
     names = {f.name for f in dataclasses.fields(cls)}
-    normalised = {k.replace("-", "_"): v for k, v in data.items()}
+    normalised = {str(k).replace("-", "_"): v for k, v in data.items()}
     unknown = sorted(set(normalised) - names)
     if unknown:
-        raise SystemExit(f"error: {path}: unknown options {unknown}; known options are {sorted(names)}")
+        import difflib
+
+        close = {k: difflib.get_close_matches(k, names, n=1) for k in unknown}
+        hints = "".join(f"; {k}: did you mean {c[0]}?" for k, c in close.items() if c)
+        raise ConfigError(f"{path}: unknown options {unknown}{hints}; known options are {sorted(names)}")
+    wrong = type_problems(cls, normalised)
+    if wrong:
+        raise ConfigError(f"{path}: {'; '.join(wrong)}")
     return coerce(cls, normalised)
+
+
+def exit_on_config_error(exc: ConfigError, argv: list[str] | None) -> None:
+    """A command line's config file problem: one line and exit 2 (the traceback with --debug or EVAL_DEBUG=1)."""
+    import os
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if "--debug" in args or os.environ.get("EVAL_DEBUG") == "1":
+        raise exc
+    print(f"error: {exc}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def build_config(cls: type[T], namespace: argparse.Namespace) -> T:
@@ -278,16 +365,19 @@ def parse_track_args(cls: type[T], ap: argparse.ArgumentParser, argv: list[str] 
     for name in spec_fields:
         pre.add_argument("--" + name.replace("_", "-"), dest=name)
     known, _ = pre.parse_known_args(argv)
-    config_values = load_yaml_config(known.config, cls) if known.config else {}
-    for name in spec_fields:  # the per-model file of the model the --config file names
-        if getattr(known, name) is None and name in config_values:
-            setattr(known, name, config_values[name])
-    model_file = find_config(known)
-    if model_file is not None and known.config and Path(model_file).resolve() == Path(known.config).resolve():
-        model_file = None  # --config names the per-model file itself
-    model_values = (load or (lambda p: load_yaml_config(p, cls)))(model_file) if model_file else {}
-    file_values = {**model_values, **config_values}
-    sources = {k: str(known.config if k in config_values else model_file) for k in file_values}
+    try:
+        config_values = load_yaml_config(known.config, cls) if known.config else {}
+        for name in spec_fields:  # the per-model file of the model the --config file names
+            if getattr(known, name) is None and name in config_values:
+                setattr(known, name, config_values[name])
+        model_file = find_config(known)
+        if model_file is not None and known.config and Path(model_file).resolve() == Path(known.config).resolve():
+            model_file = None  # --config names the per-model file itself
+        model_values = (load or (lambda p: load_yaml_config(p, cls)))(model_file) if model_file else {}
+        file_values = {**model_values, **config_values}
+        sources = {k: str(known.config if k in config_values else model_file) for k in file_values}
+    except ConfigError as exc:
+        exit_on_config_error(exc, argv)
     config_parser(cls, ap, title=title, file_values=file_values, sources=sources, skip=skip)
     ns = ap.parse_args(argv)
     ns.config = known.config or (str(model_file) if model_file else None)
@@ -296,11 +386,16 @@ def parse_track_args(cls: type[T], ap: argparse.ArgumentParser, argv: list[str] 
     try:
         return cls(**coerce(cls, {**file_values, **given})), ns
     except (ValueError, TypeError) as exc:  # a combination the config refuses: one line and exit 2, like argparse
-        ap.error(str(exc))
+        exit_on_config_error(ConfigError(f"{ap.prog}: {exc}"), argv)
+        raise  # not reached
 
 
 def parse_config(cls: type[T], argv: list[str] | None = None, ap: argparse.ArgumentParser | None = None
                  ) -> tuple[T, argparse.Namespace]:
     ap = config_parser(cls, ap)
     ns = ap.parse_args(argv)
-    return build_config(cls, ns), ns
+    try:
+        return build_config(cls, ns), ns
+    except ConfigError as exc:
+        exit_on_config_error(exc, argv)
+        raise  # not reached

@@ -26,11 +26,12 @@ import numpy as np
 import yaml
 
 from eval.labels import LabelScheme
-from eval.sources import DataError, read_file, read_hf, read_package_lines, read_package_member
+from eval.sources import DataError, Decoded, read_file, read_hf, read_package_lines, read_package_member
 
 TASKS_DIR = Path(__file__).with_name("tasks")
 _TAG = re.compile(r"<[^>]{1,200}>")
 _WS = re.compile(r"\s+")
+CHAR_LANGUAGES = ("zh", "ja")  # written without spaces between words: lengths are counted in characters
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,10 @@ class TaskData:
     test_all: list[Example]  # fixed shuffled order
     unlabelled: list[str]
     report: dict
+    encodings: dict[str, str] = field(default_factory=dict)  # split -> the codec its file was read with
+    readings: dict[str, str] = field(default_factory=dict)  # split -> codec and why, e.g. "cp1252 (Western rule)"
     _orders: dict[int, list[int]] = field(default_factory=dict, repr=False)  # seed -> nested order of the pool
+    derived_name: bool = False  # ad-hoc data not named with --task (eval.data.adhoc_name)
 
     @property
     def name(self) -> str:
@@ -183,19 +187,48 @@ class TaskData:
         return {"test": split_hash(self.test(n_eval)), "validation": split_hash(self.validation),
                 "train": split_hash(train)}
 
+    def summary(self) -> str:
+        """The data line every run command prints: the task (and how to name ad-hoc data), sizes, and how each file
+        was decoded."""
+        src = self.config.source
+        enc = "".join(f"; {src.get(k, k)} read as {v}" for k, v in self.readings.items())
+        how = " (from the folder, file name and content hash; name it with --task NAME)" if self.derived_name else ""
+        return (f"data: task {self.name}{how}: train pool {len(self.pool)}, validation {len(self.validation)}, "
+                f"test {len(self.test_all)}{enc}")
+
     def describe(self) -> dict:
+        chars = self.config.language in CHAR_LANGUAGES  # no spaces between words: count characters
+
         def stats(exs: Sequence[Example]) -> dict:
-            lens = np.array([len(e.text.split()) for e in exs]) if exs else np.zeros(1)
+            lens = np.array([len(e.text) if chars else len(e.text.split()) for e in exs]) if exs else np.zeros(1)
             return {"n": len(exs), "labels": dict(sorted(Counter(e.label for e in exs).items())),
-                    "words_mean": round(float(lens.mean()), 1), "words_median": float(np.median(lens)),
-                    "words_p95": float(np.percentile(lens, 95)), "words_max": int(lens.max()),
+                    "unit": "chars" if chars else "words", "len_mean": round(float(lens.mean()), 1),
+                    "len_median": round(float(np.median(lens)), 1),
+                    "len_p95": round(float(np.percentile(lens, 95)), 1), "len_max": int(lens.max()),
                     "hash": split_hash(exs)}
 
         return {"task": self.name, "version": self.config.version, "description": self.config.description,
                 "labels": self.labels, "verbalizers": self.scheme.to_dict()["verbalizers"],
                 "splits": {"train_pool": stats(self.pool), "validation": stats(self.validation),
                            "test": stats(self.test_all)},
-                "unlabelled": len(self.unlabelled), "report": self.report, "notes": self.config.notes}
+                "unlabelled": len(self.unlabelled), "report": self.report, "notes": self.config.notes,
+                "encoding": dict(self.readings), "warnings": self.warnings()}
+
+    def warnings(self) -> list[str]:
+        """What is legal but probably not meant: a declared label no example has, a class too rare to be in both
+        the training pool and the test set."""
+        out = []
+        seen = Counter(e.label for e in self.pool + self.validation + self.test_all)
+        missing = [lab for lab in self.labels if not seen[lab]]
+        if missing:
+            out.append(f"labels {missing} have no example in the data: check --labels (or the task's labels)")
+        for split, exs in (("training pool", self.pool), ("test set", self.test_all)):
+            absent = [lab for lab in self.labels if seen[lab] and not any(e.label == lab for e in exs)]
+            if absent:
+                counts = ", ".join(f"{a}: {seen[a]} in all" for a in absent)
+                out.append(f"the {split} has no example of {absent} ({counts}): add examples of it or leave it "
+                           "out with --labels")
+        return out
 
 
 def parse_n_train(n: int | str | None) -> int | None:
@@ -211,59 +244,127 @@ def parse_n_train(n: int | str | None) -> int | None:
     return value
 
 
+def task_names() -> list[str]:
+    """The named tasks (eval/tasks/*.yaml)."""
+    return sorted(q.stem for q in TASKS_DIR.glob("*.yaml"))
+
+
+def unknown_task(name: str) -> str:
+    """The one line for a task name that is not a task, with the closest names."""
+    import difflib
+
+    close = difflib.get_close_matches(name, task_names(), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return (f"unknown task {name!r}; {hint}tasks are: {', '.join(task_names())} (or a path to a task YAML, or "
+            "--data FILE)")
+
+
 def task_path(name: str) -> Path:
     p = Path(name)
     if p.suffix in (".yaml", ".yml") and p.exists():
         return p
     p = TASKS_DIR / f"{name}.yaml"
     if not p.exists():
-        known = ", ".join(sorted(q.stem for q in TASKS_DIR.glob("*.yaml")))
-        raise DataError(f"unknown task {name!r}; tasks are: {known} (or a path to a task YAML, or --data FILE)")
+        raise DataError(unknown_task(name))
     return p
 
 
 def load_config(name: str) -> TaskConfig:
     p = task_path(name)
-    return TaskConfig.from_dict(yaml.safe_load(p.read_text()) or {}, origin=str(p))
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        raise DataError(f"{p} is not valid YAML{at} ({getattr(exc, 'problem', None) or exc}): fix the file") from exc
+    if data is not None and not isinstance(data, dict):
+        raise DataError(f"{p} must be a mapping of key: value (name, labels, text_field, label_field, source)")
+    return TaskConfig.from_dict(data or {}, origin=str(p))
+
+
+def slug(name: str) -> str:
+    """A task's name as its results folder spells it (results/runs/<slug>/); one spelling everywhere."""
+    return re.sub(r"[^A-Za-z0-9.]+", "-", name).strip("-").lower()
+
+
+def adhoc_name(data: str | Path, test_data: str | Path | None = None) -> str:
+    """The name of ad-hoc data that is not named with --task: its folder, its file name and a hash of its content
+    (and of the test file's), so two projects' train.csv never share a task, a folder or a leaderboard table."""
+    h = hashlib.sha256()
+    for p in filter(None, (data, test_data)):
+        h.update(Path(p).read_bytes() if Path(p).is_file() else b"")
+    p = Path(data).resolve()
+    parts = [p.parent.name, p.name.split(".")[0]] if p.parent.name else [p.name.split(".")[0]]
+    return slug("-".join(parts) + "-" + h.hexdigest()[:6])
+
+
+def check_task_name(name: str) -> str:
+    """`--task NAME` with --data: a results folder name that is not a named task's."""
+    if name in task_names() or Path(name).suffix in (".yaml", ".yml"):
+        raise DataError(f"--task {name} with --data names your data, but {name} is a task of eval/tasks/: "
+                        f"pick another name (e.g. --task my-{slug(Path(name).stem)}) or leave --data out")
+    if slug(name) != name:
+        raise DataError(f"--task {name!r} names the results folder: use lower-case letters, digits, '.' and '-', "
+                        f"e.g. --task {slug(name) or 'my-data'}")
+    return name
 
 
 def local_config(data: str, text_column: str, label_column: str, labels: Sequence[str] | None = None,
-                 test_data: str | None = None) -> TaskConfig:
-    """A task for ad-hoc local data: --data FILE [--test-data FILE] --text-column C --label-column C [--labels …]."""
+                 test_data: str | None = None, encoding: str | None = None, name: str | None = None,
+                 test_encoding: str | None = None) -> TaskConfig:
+    """A task for ad-hoc local data: --data FILE [--test-data FILE] --text-column C --label-column C [--labels …]
+    [--encoding E] [--task NAME]. Without a name it is `adhoc_name` (folder, file, content hash)."""
     digest = hashlib.sha256(Path(data).read_bytes() if Path(data).exists() else b"").hexdigest()[:8]
-    source = {"type": "file", "train": str(data)}
+    source: dict = {"type": "file", "train": str(data)}
     if test_data:
         source["test"] = str(test_data)
-    return TaskConfig(name=re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(data).stem), labels=list(labels or []),
+    if encoding:
+        source["encoding"] = encoding
+    if test_encoding and test_data:
+        source["test_encoding"] = test_encoding
+    return TaskConfig(name=check_task_name(name) if name else adhoc_name(data, test_data), labels=list(labels or []),
                       text_field=text_column, label_field=label_column, source=source, version=f"local-{digest}",
                       description=f"local data {data}", split={"test": {"from": "train", "size": 0.2}}
                       if not test_data else {})
 
 
-def _read_split(cfg: TaskConfig, split: str) -> tuple[object, str] | None:
+def _read_split(cfg: TaskConfig, split: str) -> tuple[object, str, Decoded | None] | None:
+    """(table, where it came from, how it was decoded) of one split, or None when the source has no such split."""
     src = cfg.source
     kind = src.get("type")
+    enc = src.get(f"{split}_encoding") or src.get("encoding")  # the YAML's or --encoding; unset: eval/encoding.py
     if kind == "hf":
         name = (src.get("splits") or {}).get(split)
-        return (read_hf(src["path"], src.get("name"), name), f"hf:{src['path']}:{name}") if name else None
+        return (read_hf(src["path"], src.get("name"), name), f"hf:{src['path']}:{name}", None) if name else None
     if kind == "package":
         member = src.get(split)
         if not member:
             return None
-        df, enc = read_package_member(src["package"], src.get("archive"), member, src.get("format"))
-        return df, f"{src['package']}:{member} ({enc})"
+        df, dec = read_package_member(src["package"], src.get("archive"), member, src.get("format"), enc)
+        return df, f"{src['package']}:{member}", dec
     if kind == "package_lines":  # one file per class, one text per line; no test file (split.test carves it)
         if split != "train":
             return None
-        df, enc = read_package_lines(src["package"], src["files"], cfg.text_field, cfg.label_field)
-        return df, f"{src['package']}:{'+'.join(src['files'].values())} ({enc})"
+        df, dec = read_package_lines(src["package"], src["files"], cfg.text_field, cfg.label_field, enc)
+        return df, f"{src['package']}:{'+'.join(src['files'].values())}", dec
     if kind == "file":
         path = src.get(split)
         if not path:
             return None
-        df, enc = read_file(path, src.get("format"))
-        return df, f"{path} ({enc})"
+        df, dec = read_file(path, src.get("format"), enc)
+        return df, str(path), dec
     raise DataError(f"task {cfg.name}: source type must be hf, package, package_lines or file, got {kind!r}")
+
+
+def _reading(split: str, origin: str, dec: Decoded | None, encodings: dict[str, str], readings: dict[str, str]
+             ) -> None:
+    """Keep how a split was decoded (the summary and the record show it) and say it when it is uncertain."""
+    if dec is None:
+        return
+    encodings[split] = dec.encoding
+    readings[split] = dec.describe()
+    if dec.note:
+        print(f"warning: {origin}: {dec.note}", file=sys.stderr)
 
 
 def _to_examples(cfg: TaskConfig, df, split: str, origin: str, report: dict) -> list[Example]:
@@ -335,6 +436,8 @@ def _stratified_carve(exs: list[Example], size: int, seed: int) -> tuple[list[Ex
 
 def build(cfg: TaskConfig) -> TaskData:
     report: dict = {}
+    encodings: dict[str, str] = {}
+    readings: dict[str, str] = {}
     seed = int(cfg.split.get("seed", 0))
     train_raw = _read_split(cfg, "train")
     if train_raw is None:
@@ -344,9 +447,11 @@ def build(cfg: TaskConfig) -> TaskData:
         if cfg.label_field in df.columns:
             cfg.labels = sorted({cfg.value_map.get(_key(v), _key(v)) for v in df[cfg.label_field].dropna()
                                  if _key(v)})
+    _reading("train", train_raw[1], train_raw[2], encodings, readings)
     train = _to_examples(cfg, train_raw[0], "train", train_raw[1], report)
     test_raw = _read_split(cfg, "test")
     if test_raw is not None:
+        _reading("test", test_raw[1], test_raw[2], encodings, readings)
         test = _to_examples(cfg, test_raw[0], "test", test_raw[1], report)
     else:
         rule = cfg.split.get("test") or {}
@@ -361,6 +466,7 @@ def build(cfg: TaskConfig) -> TaskData:
         train, test = _stratified_carve(train, n_test, int(rule.get("seed", 42)))
     if not train or not test:
         raise DataError(f"task {cfg.name}: after cleaning, train has {len(train)} and test {len(test)} examples")
+
     test, report["test_duplicates_removed"], _ = _dedup(test)
     test_keys = {_WS.sub(" ", e.text.casefold()) for e in test}
     train, report["train_duplicates_removed"], report["train_test_overlap_removed"] = _dedup(train, test_keys)
@@ -374,7 +480,7 @@ def build(cfg: TaskConfig) -> TaskData:
     if un is not None:
         unlabelled = [t for t in (clean_text(x) for x in un[0][cfg.text_field].tolist()) if t]
     return TaskData(config=cfg, pool=pool, validation=validation, test_all=test_all, unlabelled=unlabelled,
-                    report=report)
+                    report=report, encodings=encodings, readings=readings)
 
 
 _CACHE: dict[str, TaskData] = {}
@@ -382,15 +488,24 @@ _CACHE: dict[str, TaskData] = {}
 
 def load_task(task: str | None = None, *, data: str | None = None, test_data: str | None = None,
               text_column: str | None = None, label_column: str | None = None,
-              labels: Sequence[str] | str | None = None) -> TaskData:
-    """A named task (eval/tasks/NAME.yaml or a YAML path) or ad-hoc local data. Cached per process."""
+              labels: Sequence[str] | str | None = None, encoding: str | None = None,
+              test_encoding: str | None = None) -> TaskData:
+    """A named task (eval/tasks/NAME.yaml or a YAML path) or ad-hoc local data (`task` then names it; unset, the
+    name is derived from the folder, the file and its content hash). Cached per process; the first load of ad-hoc
+    data prints its summary (name, encoding) on stderr."""
     if isinstance(labels, str):
         labels = [x.strip() for x in labels.split(",") if x.strip()]
     if data:
         if not text_column or not label_column:
             raise DataError("--data needs --text-column and --label-column")
-        cfg = local_config(data, text_column, label_column, labels, test_data)
+        if not Path(data).is_file():
+            raise DataError(f"data file not found: {data}")
+        cfg = local_config(data, text_column, label_column, labels, test_data, encoding, name=task,
+                           test_encoding=test_encoding)
     elif task:
+        if test_data or encoding:
+            raise DataError(f"--test-data and --encoding go with --data; task {task} defines its own files "
+                            "(source.encoding in its YAML)")
         cfg = load_config(task)
         if labels and list(labels) != cfg.labels:
             raise DataError(f"--labels {list(labels)} differs from task {cfg.name}'s labels {cfg.labels}")
@@ -399,36 +514,49 @@ def load_task(task: str | None = None, *, data: str | None = None, test_data: st
     key = json.dumps(cfg.__dict__, sort_keys=True, default=str)
     if key not in _CACHE:
         _CACHE[key] = build(cfg)
+        _CACHE[key].derived_name = bool(data) and not task
     return _CACHE[key]
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from eval.cli import add_data_args, data_kwargs
+    from eval.cli import add_data_args, data_kwargs, report_errors
 
     ap = argparse.ArgumentParser(description="Describe a task: split sizes, labels, duplicates, text lengths.")
     add_data_args(ap)
     ap.add_argument("--json", action="store_true", help="machine-readable output")
+    ap.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     args = ap.parse_args(argv)
-    try:
-        td = load_task(**data_kwargs(args))
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return report_errors(lambda: _describe(load_task(**data_kwargs(args)), args.json), args.debug)
+
+
+def _describe(td: TaskData, as_json: bool) -> int:
+    classes = sorted({e.label for e in td.pool + td.validation + td.test_all})
+    if len(classes) < 2:  # (the run commands' preflight says the same, with their other problems)
+        raise DataError(f"{td.config.source.get('train', td.name)}: every example has the label {classes[0]!r}; a "
+                        f"classifier needs at least two classes: check --label-column ({td.config.label_field}) or "
+                        "add examples of the other class")
     info = td.describe()
-    if args.json:
+    if td.derived_name:  # how the name came about, and how to set one
+        print(td.summary(), file=sys.stderr)
+    if as_json:
         print(json.dumps(info, indent=2, ensure_ascii=False))
         return 0
+    unit = "chars" if td.config.language in CHAR_LANGUAGES else "words"
     print(f"task {info['task']} (version {info['version']}): {info['description']}")
     print(f"labels: {', '.join(info['labels'])}")
     for name, s in info["splits"].items():
         dist = ", ".join(f"{k} {v} ({v / max(s['n'], 1):.0%})" for k, v in s["labels"].items())
-        print(f"  {name:<11} n={s['n']:<6} {dist}   words mean {s['words_mean']} median {s['words_median']} "
-              f"p95 {s['words_p95']} max {s['words_max']}   hash {s['hash']}")
+        print(f"  {name:<11} n={s['n']:<6} {dist}   {unit} mean {s['len_mean']:g} median {s['len_median']:g} "
+              f"p95 {s['len_p95']:g} max {s['len_max']}   hash {s['hash']}")
     if info["unlabelled"]:
         print(f"  unlabelled  n={info['unlabelled']}")
+    if info["encoding"]:
+        print("encoding: " + ", ".join(f"{k} {v}" for k, v in info["encoding"].items()))
     print("removed: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in info["report"].items()))
+    for warning in info["warnings"]:
+        print(f"warning: {warning}")
     if info["notes"]:
         print(f"notes: {info['notes']}")
     return 0

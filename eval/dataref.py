@@ -28,9 +28,10 @@ def _label_list(labels: Sequence[str] | str | None) -> list[str] | None:
 
 def data_ref(task: str | None = None, *, data: str | None = None, test_data: str | None = None,
              text_column: str | None = None, label_column: str | None = None,
-             labels: Sequence[str] | str | None = None) -> dict | None:
+             labels: Sequence[str] | str | None = None, encoding: str | None = None) -> dict | None:
     """What a RunSpec records about ad-hoc data so the run can be reproduced from its record alone: the file(s),
-    their content hashes and the columns. None for a named task (its YAML's version is in the record)."""
+    their content hashes, the columns and the encoding each file was read with (detected or --encoding; a run whose
+    file reads differently is another run). None for a named task (its YAML's version is in the record)."""
     if not data:
         return None
     for p in filter(None, (data, test_data)):
@@ -40,6 +41,11 @@ def data_ref(task: str | None = None, *, data: str | None = None, test_data: str
                  "label_column": label_column, "labels": _label_list(labels)}
     if test_data:
         ref.update(test_file=str(test_data), test_sha256=file_sha256(test_data))
+    read = load_task(task, data=data, test_data=test_data, text_column=text_column, label_column=label_column,
+                     labels=labels, encoding=encoding).encodings  # cached: the CLI has just loaded it
+    ref["encoding"] = read.get("train")
+    if test_data:
+        ref["test_encoding"] = read.get("test")
     return ref
 
 
@@ -58,5 +64,6 @@ def load_ref(task: str, ref: dict | None) -> TaskData:
         if now != ref[hkey]:
             raise DataError(f"{ref[key]} changed since this run was specified (sha256 {now[:12]}… now, "
                             f"{ref[hkey][:12]}… in the spec): rerun the track command to plan runs for the new data")
-    return load_task(data=ref["file"], test_data=ref.get("test_file"), text_column=ref.get("text_column"),
-                     label_column=ref.get("label_column"), labels=ref.get("labels"))
+    return load_task(task, data=ref["file"], test_data=ref.get("test_file"), text_column=ref.get("text_column"),
+                     label_column=ref.get("label_column"), labels=ref.get("labels"), encoding=ref.get("encoding"),
+                     test_encoding=ref.get("test_encoding"))

@@ -152,17 +152,32 @@ def ollama_checks(host: str, models: list[str], explicit: bool) -> tuple[list[Ch
     import httpx
 
     url = host if "://" in host else f"http://{host}"
+    status = BAD if explicit else NO
     try:
         with httpx.Client(base_url=url, timeout=3.0) as client:
-            version = client.get("/api/version").json().get("version", "?")
-            tags = client.get("/api/tags").json().get("models", [])
-    except (httpx.HTTPError, ValueError) as e:
-        status = BAD if explicit else NO
+            answer = client.get("/api/version")
+            if answer.status_code != 200 or "version" not in _json(answer):  # something else listens there
+                return [Check(status, "Ollama", f"a server answers at {url} but it is not Ollama (HTTP "
+                              f"{answer.status_code} on /api/version, which Ollama serves)",
+                              "point --host / OLLAMA_HOST at the Ollama server (default port 11434); an "
+                              "OpenAI-compatible server goes in --base-url")], None
+            version = _json(answer).get("version", "?")
+            tags = _json(client.get("/api/tags")).get("models", [])
+    except httpx.HTTPError as e:
         return [Check(status, "Ollama", f"no server at {url} ({type(e).__name__})",
                       "start it with `ollama serve` (or pass --host / set OLLAMA_HOST)")], None
     pulled = {t.get("name") or t.get("model") for t in tags}
     pulled |= {p.removesuffix(":latest") for p in pulled if p}
     return [Check(OK, "Ollama", f"{url}, version {version}, {len(tags)} model(s) pulled")], pulled
+
+
+def _json(response) -> dict:
+    """A response's JSON object, or {} when it is not one (a web page, an error text)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def openai_checks(base_url: str) -> tuple[list[Check], set[str] | None]:
@@ -190,19 +205,32 @@ def hub_check() -> tuple[Check, bool]:
                  "set HF_ENDPOINT to a mirror, or use models with an offline package (e.g. gemma3-270m)"), False
 
 
-def offline_packages_check() -> Check:
-    """The registry packages that ship model weights or data (eval/models.yaml `offline`, eval/tasks `package`)."""
-    import importlib.metadata as md
+def offline_packages() -> set[str]:
+    """The registry packages that ship model weights or data: eval/models.yaml `offline` (the package and every
+    part of a byte-split model) and eval/tasks sources of type package / package_lines."""
 
     import yaml
 
     from eval.models import _table
 
-    wanted = {e["offline"]["package"] for e in _table()[1].values() if e.get("offline")}
+    wanted: set[str] = set()
+    for e in _table()[1].values():
+        offline = e.get("offline") or {}
+        if offline.get("package"):
+            wanted.add(offline["package"])
+        wanted |= {str(part).split(":", 1)[0] for part in offline.get("parts") or []}  # every part of a split model
     for task in sorted((REPO / "eval" / "tasks").glob("*.yaml")):
-        source = (yaml.safe_load(task.read_text()) or {}).get("source") or {}
-        if isinstance(source, dict) and source.get("type") == "package" and source.get("package"):
-            wanted.add(source["package"])
+        source = (yaml.safe_load(task.read_text(encoding="utf-8")) or {}).get("source") or {}
+        if isinstance(source, dict) and source.get("type") in ("package", "package_lines") and source.get("package"):
+            wanted.add(source["package"])  # the data of the offline tasks (drugs, rotten, chnsenti)
+    return wanted
+
+
+def offline_packages_check() -> Check:
+    """Which of `offline_packages()` are installed."""
+    import importlib.metadata as md
+
+    wanted = offline_packages()
     have, missing = [], []
     for pkg in sorted(wanted):
         try:
@@ -237,6 +265,12 @@ def model_checks(name: str, facts: dict, hub: bool, pulled: set[str] | None,
     from eval.models import resolve
 
     info = resolve(name)
+    if not info.alias and not Path(name).expanduser().is_dir() and "/" not in name and ":" not in name:
+        from eval.models import aliases
+        from eval.preflight import near
+
+        return Check(BAD, f"model {name}", "not an alias in eval/models.yaml, a local folder, an org/name hub id or "
+                     f"an Ollama name:tag{near(name, aliases())}", "use an alias from eval/models.yaml")
     ways, missing = [], []
     if Path(name).expanduser().is_dir():
         ways.append("local folder")

@@ -180,8 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args(argv)
     from eval.preflight import writable_problem
+    from eval.record import reader_problem
 
-    if problem := writable_problem(args.results_dir):  # one line naming the fix, before reading every record
+    # one line naming the fix, before reading every record: no records there (a typo), or not writable
+    if problem := reader_problem(args.results_dir) or writable_problem(args.results_dir):
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:

@@ -5,9 +5,10 @@ reported at once, one line per problem naming the fix.
     fail_if(problems)                               # raises PreflightError with the whole list
 
 Checked here: the results directory is writable; the model is an alias, a local folder or a plausible id (near
-matches listed); the task has at least two labels in its training pool; n_train is >= 1 for the training tracks and
-no larger than the pool, with the flag the user typed (`--shots` for prompting); n_eval fits the test set; and the
-track's own `preflight(spec)` (eval/tracks.py), e.g. an SFT export or backend that cannot run on this machine.
+matches listed); ad-hoc data named with --task is not pooled with other data under that name; the task has at
+least two labels in its training pool; n_train is >= 1 for the training tracks and no larger than the pool, with
+the flag the user typed (`--shots` for prompting); n_eval fits the test set; and the track's own `preflight(spec)`
+(eval/tracks.py), e.g. an SFT export or backend that cannot run on this machine.
 """
 
 from __future__ import annotations
@@ -116,6 +117,32 @@ def data_problems(spec: RunSpec, task) -> list[str]:
     return out
 
 
+def same_name_problem(spec: RunSpec, results_dir: str | Path) -> str | None:
+    """Ad-hoc data named with --task: the records already under that name must be of the same file content, so one
+    name (one results folder, one leaderboard table) never pools two data sets."""
+    import json
+
+    from eval.data import slug
+
+    if not spec.data:
+        return None
+    mine = (spec.data.get("sha256"), spec.data.get("test_sha256"))
+    for path in sorted((Path(results_dir) / "runs" / slug(spec.task)).glob("*/*.json")):
+        try:
+            ref = json.loads(path.read_text(encoding="utf-8")).get("data")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if ref is None:
+            return (f"task name {spec.task!r} is taken by the named task's records under {path.parent.parent}: name "
+                    "your data another --task")
+        theirs = (ref.get("sha256"), ref.get("test_sha256"))
+        if theirs != mine:
+            return (f"task name {spec.task!r} already has runs of other data ({ref.get('file')}, sha256 "
+                    f"{str(theirs[0])[:12]}…, in {path.parent.parent}): name this data another --task, or leave "
+                    "--task out for a name derived from its content")
+    return None
+
+
 def check(specs: Sequence[RunSpec], results_dir: str | Path, task=None) -> list[str]:
     """All problems of these runs, each once, in the order found. `task` (the loaded TaskData) enables the data
     checks; without it (a sweep's dry run loads no data) they are skipped."""
@@ -130,6 +157,7 @@ def check(specs: Sequence[RunSpec], results_dir: str | Path, task=None) -> list[
     add(writable_problem(results_dir))
     for spec in specs:
         add(model_problem(spec.track, spec.model))
+        add(same_name_problem(spec, results_dir))
         if task is not None:
             for p in data_problems(spec, task):
                 add(p)

@@ -235,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.labels < 0:
         print("error: --labels must be >= 0", file=sys.stderr)
         return 2
+    from eval.record import reader_problem
+
+    if problem := reader_problem(args.results_dir, args.task):  # no records, or none of this task (eval/record.py)
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     records, problems = load_records(args.results_dir)
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)

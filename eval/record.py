@@ -150,3 +150,43 @@ def load_records(results_dir: str | Path) -> tuple[list[dict], list[str]]:
         rec["_path"] = str(p)
         records.append(rec)
     return records, problems
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _has_records(runs: Path) -> bool:
+    return runs.is_dir() and any(p for p in runs.rglob("*.json") if "artifacts" not in p.parts)
+
+
+def reader_problem(results_dir: str | Path, task: str | None = None) -> str | None:
+    """What the readers (report, leaderboard, recommend) check before reading: None when `results_dir` holds run
+    records (and, given `task`, records of that task); else one line naming the fix ("did you mean ...?": nearby
+    folders that hold records, or the tasks that have some). A typo never shows as an empty page."""
+    import difflib
+
+    root = Path(results_dir)
+    runs = root / "runs"
+    if not _has_records(runs):
+        here = {root.parent, Path.cwd()}
+        found = sorted({_shown(p.parent) for base in here if base.is_dir() for p in base.glob("*/runs")
+                        if _has_records(p) and p.parent.resolve() != root.resolve()})
+        close = difflib.get_close_matches(str(results_dir), found, n=2, cutoff=0.5) or found[:2]
+        hint = f": did you mean {' or '.join(f'--results-dir {c}' for c in close)}?" if close else (
+            ": run a track command or a sweep first, or point --results-dir at the folder that has runs/")
+        return f"no run records under {root}{hint}"
+    if task is None:
+        return None
+    from eval.data import slug, task_names
+
+    tasks = sorted(p.name for p in runs.iterdir() if p.is_dir() and _has_records(p))
+    if slug(task) in tasks or task in task_names():  # a named task without records: the reader suggests runs
+        return None
+    close = difflib.get_close_matches(slug(task), sorted(set(tasks) | set(task_names())), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return (f"task {task!r} has no records under {root} and is not a task of eval/tasks/; {hint}tasks with "
+            f"records there: {', '.join(tasks)}")

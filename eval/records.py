@@ -16,7 +16,6 @@ import importlib.metadata as md
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from eval.data import Example, TaskData, parse_n_train
+from eval.data import Example, TaskData, parse_n_train, slug
 from eval.labels import INVALID
 from eval.metrics import compute_metrics
 from eval.record import SCHEMA as RECORD_SCHEMA  # noqa: F401 - the schema lives with the typed Record
@@ -38,7 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", s).strip("-").lower()
+    return slug(s)  # one spelling of a task's folder everywhere (eval.data.slug)
 
 
 @dataclass(frozen=True)

@@ -315,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metric", default="accuracy", choices=["accuracy", "macro_f1"])
     ap.add_argument("--out", help="output file (default: RESULTS_DIR/report.html)")
     args = ap.parse_args(argv)
+    from eval.record import reader_problem
+
+    if problem := reader_problem(args.results_dir):  # a typo is not an empty page (eval/record.py)
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         path, problems = build(args.results_dir, args.metric, args.out)
     except OSError as exc:

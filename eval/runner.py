@@ -92,6 +92,10 @@ def track_cli(build: Callable[[], tuple[Sequence[RunSpec], Any]], run: Callable[
 
     def body() -> int:
         specs, task = build()
+        if hasattr(task, "summary"):  # the data line: task name, sizes, how each file was decoded; then what is
+            print(task.summary(), file=sys.stderr)  # legal but probably not meant (a declared label with no example)
+            for warning in task.warnings():
+                print(f"warning: {warning}", file=sys.stderr)
         fail_if(check(specs, results_dir, task))
         if dry_run:
             print_plan(specs, results_dir)

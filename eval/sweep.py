@@ -56,6 +56,7 @@ import yaml
 if __package__ in (None, ""):  # `python eval/sweep.py` puts eval/ on sys.path, not the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from eval.cli import type_problems  # noqa: E402
 from eval.data import DataError, parse_n_train, task_path  # noqa: E402
 from eval.preflight import model_problem  # noqa: E402
 from eval.records import RunSpec, is_done, varying_options  # noqa: E402
@@ -123,15 +124,23 @@ def _option_sets(options: dict) -> list[dict]:
 def expand_block(block: dict, where: str, problems: list[str]) -> list[RunSpec]:
     """The block's runs, each built by its track's `make_spec`; a combination whose config does not build is a
     problem (one line per distinct message), not a run."""
+    found: list[str] = []  # every problem of the block, not just the first
     missing = [k for k in REQUIRED_BLOCK_KEYS if block.get(k) in (None, [], "")]
     if missing:
         raise SweepError(f"{where}: missing {missing} (set them in the block or at the top level)")
-    try:
-        n_trains = [parse_n_train(n) for n in _as_list(block.get("n_train", "full"))]
-        n_evals = [None if n is None else int(n) for n in _as_list(block.get("n_eval"))]
-        seeds = [int(s) for s in _as_list(block.get("seeds", [0]))]
-    except (DataError, TypeError, ValueError) as exc:
-        raise SweepError(f"{where}: {exc}") from exc
+
+    def each(key: str, default: object, parse) -> list:
+        out = []
+        for v in _as_list(block.get(key, default)):
+            try:
+                out.append(parse(v))
+            except (DataError, TypeError, ValueError) as exc:
+                found.append(f"{key}: {exc}" if key == "n_train" else f"{key}: {v!r} is not a whole number")
+        return out
+
+    n_trains = each("n_train", "full", parse_n_train)
+    n_evals = each("n_eval", None, lambda n: None if n is None else int(n))
+    seeds = each("seeds", [0], int)
     runs = []
     for name, task, model, method, opts in itertools.product(
             _as_list(block["track"]), _as_list(block["task"]), _as_list(block["model"]), _as_list(block["method"]),
@@ -139,13 +148,20 @@ def expand_block(block: dict, where: str, problems: list[str]) -> list[RunSpec]:
         label = f"{where}: {name}/{task}/{model}/{method}"
         try:
             t = track(str(name))
+            wrong = type_problems(t.load().Config, opts, choices=False)
+            if wrong:  # every option of the wrong type at once, before the config's own (first-problem) checks
+                raise ValueError("; ".join(wrong))
             cfg = t.config_from_options(str(model), str(method), opts)
             runs += [t.make_spec(cfg, DataRef(str(task)), "full" if n is None else n, seed, n_eval)
                      for n in n_trains for n_eval in n_evals for seed in seeds]
         except (DataError, TypeError, ValueError, ImportError, FileNotFoundError) as exc:
             msg = f"{label}: {exc}"
-            if msg not in problems:
+            if found:  # the block's sizes are wrong too: one error with all of it
+                found.append(f"{name}/{task}/{model}/{method}: {exc}")
+            elif msg not in problems:
                 problems.append(msg)
+    if found:
+        raise SweepError(f"{where}: {'; '.join(dict.fromkeys(found))}")
     return runs
 
 

@@ -54,6 +54,20 @@ class DataRef:
         return load_ref(self.task, self.ref)
 
 
+def data_flags(ref: dict | None) -> str:
+    """The flags (leading space) that give a command the ad-hoc data of a data reference (eval/dataref.py), with
+    the encoding each file was read with, so the command reads the same text; "" for a named task."""
+    if not ref:
+        return ""
+    import shlex
+
+    pairs = [("--data", ref.get("file")), ("--test-data", ref.get("test_file")),
+             ("--text-column", ref.get("text_column")), ("--label-column", ref.get("label_column")),
+             ("--labels", ",".join(ref["labels"]) if ref.get("labels") else None),
+             ("--encoding", ref.get("encoding") if ref.get("encoding") not in (None, "utf-8") else None)]
+    return "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in pairs if value)
+
+
 class TrackModule(Protocol):
     """What a track module defines, with these signatures (checked for every track by tests/test_track_battery.py)."""
 
@@ -149,10 +163,11 @@ class Track:
         return self.load().run_one(spec, results_dir, task)
 
     def command(self, model: str, method: str, task: str, n: int | str, seeds: str, n_eval: str = "",
-                options: dict | None = None) -> str:
-        """The shell command that adds this run (`n_eval`: the flag text, e.g. " --n-eval 50", or "")."""
+                options: dict | None = None, data: dict | None = None) -> str:
+        """The shell command that adds this run (`n_eval`: the flag text, e.g. " --n-eval 50", or ""; `data`: the
+        data reference of ad-hoc data, whose files the command must name: its task name alone is no task)."""
         args = self.load().command(model, method, task, n, seeds, n_eval, options)
-        return f"python {self.script} {args}"
+        return f"python {self.script} {args}{data_flags(data)}"
 
     def changed_options(self, spec: RunSpec) -> dict:
         """The result-changing settings of `spec` that differ from what this track's command gives by default for
@@ -167,7 +182,7 @@ class Track:
         """The command that runs `spec` again (the same run id)."""
         n_eval = f" --n-eval {spec.n_eval}" if spec.n_eval else ""
         return self.command(spec.model, spec.method, spec.task, spec.n_train, str(spec.seed), n_eval,
-                            self.changed_options(spec))
+                            self.changed_options(spec), spec.data)
 
     def cli(self, argv: list[str] | None = None) -> int:
         return self.load().cli(argv)

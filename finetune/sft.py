@@ -2,7 +2,8 @@
 on the same test items, in one record per (n_train, seed).
 
     python finetune/sft.py --model qwen3-4b --task imdb --n-train 1024 --seeds 0
-    python finetune/sft.py --model gemma3-270m --task drugs --n-train 256 --seeds 0    # offline, CPU, ~20 min
+    python finetune/sft.py --model gemma3-270m --task drugs --n-train 256 --seeds 0 --n-eval 80
+        # offline, CPU: ~32 min on 2 loaded cores (BENCHMARKS.md: 1,476 s training + 460 s for two evaluations)
     python -m finetune.sft --model llama3.2-1b --task sst2 --n-train 64 256 --seeds 0 1 --lora-r 32 --backend hf
     python finetune/sft.py --model mistral-7b --task imdb --n-train 1024 --merge --export-gguf q4_k_m   # CUDA
 

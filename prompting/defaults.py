@@ -22,8 +22,8 @@ SERVER_COT_TOKENS = 1024  # reasoning models need this much (a <think> block cut
 CPU_COT_TOKENS = 256  # in-process on a CPU: enough for a short review's reasoning, ~4x cheaper than 1024
 ANSWER_TOKENS = 16  # zero-/few-shot: one label word plus some slack
 # what a model config may not set: it describes the model, not the experiment or where results go
-NOT_MODEL_KEYS = {"model", "task", "data", "test_data", "text_column", "label_column", "labels", "results_dir",
-                  "overwrite", "retry_errors", "seeds", "n_eval"}
+NOT_MODEL_KEYS = {"model", "task", "data", "test_data", "text_column", "label_column", "labels", "encoding",
+                  "results_dir", "overwrite", "retry_errors", "seeds", "n_eval"}
 
 COST_HELP = f"""\
 what the defaults cost:
@@ -50,13 +50,13 @@ def model_config_values(model: str, cls: type) -> dict[str, Any]:
 
 
 def model_config_values_at(path: Path, cls: type) -> dict[str, Any]:
-    from eval.cli import load_yaml_config
+    from eval.cli import ConfigError, load_yaml_config
 
     values = load_yaml_config(path, cls)
     bad = sorted(set(values) & NOT_MODEL_KEYS)
     if bad:
-        raise SystemExit(f"error: {path}: {bad} describe an experiment, not the model; put them in a --config file "
-                         "or on the command line")
+        raise ConfigError(f"{path}: {bad} describe an experiment, not the model; put them in a --config file "
+                          "or on the command line")
     return values
 
 

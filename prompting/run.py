@@ -27,7 +27,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python prompting/run.py`: import this checkout, not an installed copy
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.cli import check_choices, data_kwargs, fields_with_role, option, think_text, values_with_role
+from eval.cli import check_choices, data_kwargs, fields_with_role, option, task_help, think_text, values_with_role
 from eval.data import TaskData, load_task
 from eval.dataref import data_ref, load_ref
 from eval.labels import parse_answer
@@ -67,8 +67,10 @@ class PromptConfig:
                          choices=["generate", "chat"])
     raw: bool = _opt(False, "Ollama generate: send the prompt verbatim, without the model's chat template")
     # the data (same flags as every track)
-    task: str | None = _opt("drugs", "a task in eval/tasks/ or a task YAML path", role="cli")
+    task: str | None = _opt(None, task_help() + "; neither --task nor --data: drugs", role="cli")
     data: str | None = _opt(None, "ad-hoc local data file (with --text-column, --label-column)", role="cli")
+    encoding: str | None = _opt(None, "the encoding of --data, e.g. cp1252, gbk; unset: UTF-8 if valid, else the "
+                                "Western rule or detection (docs/encodings.md)", role="cli")
     test_data: str | None = _opt(None, "test file for --data", role="cli")
     text_column: str | None = _opt(None, "text column of --data", role="cli")
     label_column: str | None = _opt(None, "label column of --data", role="cli")
@@ -257,9 +259,15 @@ def choose_variant(cfg: PromptConfig, task: TaskData, backend: Backend, cache: A
                     "chosen": scores[best]["variant"], "seconds": round(time.perf_counter() - t0, 3)}
 
 
+def _data(cfg: PromptConfig) -> dict:
+    """The data flags; neither --task nor --data: the demo task drugs."""
+    d = data_kwargs(asdict(cfg))
+    return {**d, "task": "drugs"} if not d["task"] and not d["data"] else d
+
+
 def all_specs(cfg: PromptConfig, task: TaskData) -> list[RunSpec]:
     """Every run of the command: seeds x shots x --n-eval sizes."""
-    data = DataRef(task.name, data_ref(**data_kwargs(asdict(cfg))))
+    data = DataRef(task.name, data_ref(**_data(cfg)))
     return [make_spec(cfg, data, shots, seed, n) for seed in cfg.seeds for shots in cfg.shots
             for n in cfg.n_eval or [None]]
 
@@ -297,7 +305,7 @@ def main(cfg: PromptConfig) -> int:
     (eval/preflight.py; the same checks with --dry-run), then the plan or the runs still missing."""
 
     def build() -> tuple[list[RunSpec], TaskData]:
-        task = load_task(**data_kwargs(asdict(cfg)))  # fixed test order, nested train subsets
+        task = load_task(**_data(cfg))  # fixed test order, nested train subsets
         return all_specs(cfg, task), task
 
     def run(specs: list[RunSpec], task: TaskData) -> None:
@@ -378,7 +386,7 @@ def config_from_spec(spec: RunSpec, **cli: object) -> PromptConfig:
     ref = spec.data or {}
     data = {"task": spec.task, "data": ref.get("file"), "test_data": ref.get("test_file"),
             "text_column": ref.get("text_column"), "label_column": ref.get("label_column"),
-            "labels": ",".join(ref["labels"]) if ref.get("labels") else None}
+            "labels": ",".join(ref["labels"]) if ref.get("labels") else None, "encoding": ref.get("encoding")}
     return config_from_options(spec.model, spec.method, {**spec.options, **spec.runtime},
                                **{**data, "shots": [int(spec.n_train)], "seeds": [spec.seed],
                                   "n_eval": [spec.n_eval] if spec.n_eval else None, **cli})

@@ -33,7 +33,7 @@ def write_task(folder: Path, n: int = 400) -> TaskData:
         for i in range(n):
             w.writerow([f"review number {i} says {'good' if i % 5 < 3 else 'bad'}",
                         "pos" if i % 5 < 3 else "neg"])
-    return load_task(data=str(path), text_column="text", label_column="label")
+    return load_task("toy", data=str(path), text_column="text", label_column="label")
 
 
 def predictions(task: TaskData, how: float | str, key: tuple) -> tuple[list[str], list[dict] | None]:

@@ -111,8 +111,9 @@ def test_recommend_answers_and_says_what_is_missing(results, capsys):
     assert recommend.main(["--task", "toy", "--labels", "256", "--max-eval-ms", "1", "--results-dir",
                            str(results)]) == 0
     assert "no usable run needs at most 256 labels on toy within the cost limits" in capsys.readouterr().out
-    assert recommend.main(["--task", "nope", "--labels", "16", "--results-dir", str(results)]) == 0
-    assert "python eval/baseline.py --task nope --n-train 16" in capsys.readouterr().out
+    # a task with no records that is no task either: one line, not suggested commands that would fail (#23)
+    assert recommend.main(["--task", "nope", "--labels", "16", "--results-dir", str(results)]) == 2
+    assert "task 'nope' has no records" in capsys.readouterr().err
 
 
 def test_report_is_one_offline_file(results):

@@ -71,11 +71,11 @@ def test_every_config_loads_and_its_first_line_is_its_command(path: Path) -> Non
 
 
 def test_unknown_config_keys_fail(tmp_path: Path) -> None:
-    from eval.cli import load_yaml_config
+    from eval.cli import ConfigError, load_yaml_config
     from prompting.run import PromptConfig
 
     (tmp_path / "bad.yaml").write_text("model: llama3.1\nconcurency: 8\n")
-    with pytest.raises(SystemExit, match="concurency"):
+    with pytest.raises(ConfigError, match="concurency.*did you mean concurrency"):  # one line in every CLI
         load_yaml_config(tmp_path / "bad.yaml", PromptConfig)
 
 

@@ -80,8 +80,8 @@ def test_baseline_cli_records_skip_and_leaderboard(tmp_path, capsys):
     words = {"pos": "great lovely fine", "neg": "awful bad poor"}
     rows = [(f"{words['pos' if i % 2 else 'neg']} item {i}", "pos" if i % 2 else "neg") for i in range(120)]
     pd.DataFrame(rows, columns=["text", "label"]).to_csv(data, index=False)
-    args = ["--data", str(data), "--text-column", "text", "--label-column", "label", "--n-train", "8", "32",
-            "full", "--seeds", "0", "1", "--results-dir", str(tmp_path / "res")]
+    args = ["--data", str(data), "--task", "d", "--text-column", "text", "--label-column", "label", "--n-train", "8",
+            "32", "full", "--seeds", "0", "1", "--results-dir", str(tmp_path / "res")]
     assert baseline.cli(args) == 0
     records, _ = load_records(tmp_path / "res")
     assert len(records) == 12 and {r["track"] for r in records} == {"baseline"}

@@ -141,7 +141,13 @@ class OllamaBackend(Backend):
     def check(self) -> None:
         client = ollama.Client(host=self.host, timeout=min(self.options.timeout, 30.0))
         try:
-            client.list()  # /api/tags: is the server there at all
+            try:
+                client.list()  # /api/tags: is the server there at all, and is it Ollama
+            except (ollama.ResponseError, ValueError) as e:  # an error page or not JSON: another server listens
+                status = f"HTTP {e.status_code}" if isinstance(e, ollama.ResponseError) else "not JSON"
+                raise BackendError(f"a server answers at {self.host} but not Ollama's API ({status} on /api/tags): "
+                                   "point --host / OLLAMA_HOST at Ollama (default port 11434); an OpenAI-compatible "
+                                   "server goes in --base-url with --model openai/NAME") from None
             info = client.show(self.model)
         except ConnectionError:
             raise self._unreachable() from None
