@@ -54,8 +54,9 @@ def _starters() -> list[tuple[Track, tuple[str, str, str]]]:
     return [(t, t.starter) for t in TRACKS.values() if t.starter]
 
 
-def data_flags(ref: dict | None) -> str:
-    """The data flags of an ad-hoc `--data` run (its record's data reference), or "" for a named task."""
+def data_flags(ref: dict | None, labels_flag: str = "--labels") -> str:
+    """The data flags of an ad-hoc `--data` run (its record's data reference), or "" for a named task (settle and
+    recommend take the label list as --label-names: their --labels is the budget)."""
     if not ref:
         return ""
     out = f"--data {ref['file']}"
@@ -63,7 +64,7 @@ def data_flags(ref: dict | None) -> str:
         out += f" --test-data {ref['test_file']}"
     out += f" --text-column {ref['text_column']} --label-column {ref['label_column']}"
     if ref.get("labels"):
-        out += f" --labels {','.join(ref['labels'])}"
+        out += f" {labels_flag} {','.join(ref['labels'])}"
     return out
 
 
@@ -288,7 +289,7 @@ def recommend(records: list[dict], task: str, labels: int, metric: str = "accura
             t = known(row.track)
             if t is not None and t.seed_matters(row.n_train, ctx.pool) and len(row.seeds) < 3:
                 add(f"more seeds for {row.name} at n={row.n_train} (has {len(row.seeds)})", _row_command(ts, row, ctx))
-        where = data_flags(ctx.ref) if ctx.ref else f"--task {task}"
+        where = data_flags(ctx.ref, "--label-names") if ctx.ref else f"--task {task}"
         add("gather just enough evidence to decide (more test items, then seeds, until decided or the budget is "
             "spent)", f"python eval/settle.py {where} --labels {labels} --budget-min 20")
     return out

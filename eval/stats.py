@@ -84,7 +84,8 @@ def item_weights(n: int, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
     """(n_boot, n) multiplicities of the test items in each replicate: a function of (n, n_boot, seed) only, so
     every reader resamples the same items the same way."""
     rng = np.random.default_rng([seed, n])
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+    draws = rng.integers(0, n, (n_boot, n)) + (np.arange(n_boot) * n)[:, None]  # row b's draws, offset by b * n
+    return np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n).astype(float)
 
 
 def bootstrap_metric(

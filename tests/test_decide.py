@@ -178,3 +178,85 @@ def test_suggested_commands_add_seeds_to_the_same_configuration(tmp_path, capsys
     assert enc.cli(argv) == 0
     assert spec.run_id in capsys.readouterr().out  # the same run id: these seeds pool with the record's
     assert recommend.run_options({"track": "nope"}) is None  # unreadable: fall back to the shown options
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "results"
+
+
+def _dry_run(cmd: str, results_dir: Path) -> int:
+    """Run a suggested command's own CLI in-process with --dry-run (its preflight and plan, no model)."""
+    import shlex
+
+    from eval.tracks import TRACKS
+
+    argv = shlex.split(cmd)
+    assert argv[0] == "python", cmd
+    script, args = argv[1], argv[2:] + ["--dry-run", "--results-dir", str(results_dir)]
+    if script == "eval/settle.py":
+        from eval import settle
+
+        return settle.main(args)
+    track = next(t for t in TRACKS.values() if t.script == script)
+    return track.cli(args)
+
+
+def _suggested(results_dir: Path, task: str, budgets: tuple[int, ...]) -> list[str]:
+    from eval.analysis import analyse
+    from eval.records import load_records
+
+    records, _ = load_records(results_dir)
+    analysed = analyse(records, task=task)
+    cmds = []
+    for n in budgets:
+        res = recommend.recommend(records, task, n, analysed=analysed)
+        here = [a["command"] for a in res["add_runs"]]
+        assert len(here) == len(set(here)), f"duplicate suggestions at {n}: {here}"
+        cmds += here
+    return list(dict.fromkeys(cmds))
+
+
+@pytest.mark.parametrize("task", ["drugs", "rotten", "chnsenti"])
+def test_every_suggested_command_passes_its_dry_run_committed(task, tmp_path, capsys):
+    """Every command recommend prints for the committed records (budgets 0 to past the pool) passes its own
+    track's preflight here; no run asks for more examples than the pool, no zero-shot run for several seeds."""
+    cmds = _suggested(COMMITTED, task, (0, 16, 64, 256, 1024, 100_000))
+    assert cmds
+    for cmd in cmds:
+        assert "--n-train 0 " not in cmd and "--n-train 100000" not in cmd, cmd
+        if "--shots 0 " in cmd:
+            assert "--seeds 0 " in cmd + " " and "--seeds 0 1" not in cmd, cmd
+        assert _dry_run(cmd, tmp_path) == 0, (cmd, capsys.readouterr().err)
+
+
+def test_every_suggested_command_passes_its_dry_run_data_task(results, tmp_path, capsys):
+    cmds = _suggested(results, "toy", (0, 16, 64, 128, 256, 1024))
+    assert any("--n-train full" in c for c in cmds)  # 1024 > the 256-example pool: capped, not refused
+    for cmd in cmds:
+        assert "--data " in cmd and "--task toy" not in cmd, cmd
+        assert _dry_run(cmd, tmp_path) == 0, (cmd, capsys.readouterr().err)
+
+
+def test_labels_zero_suggests_only_what_needs_no_labels(tmp_path, capsys):
+    res = recommend.recommend([], "sst2", 0)
+    assert res["add_runs"] and all("--n-train" not in a["command"] for a in res["add_runs"])
+    for a in res["add_runs"]:
+        assert _dry_run(a["command"], tmp_path) == 0, capsys.readouterr().err
+
+
+def test_never_recommends_what_does_not_beat_the_constant(capsys):
+    """drugs at 64 labels (committed records): SetFit is the most accurate (0.665) but its paired difference to
+    always answering 'positive' straddles 0 -- it is not called best anywhere."""
+    assert recommend.main(["--task", "drugs", "--labels", "64", "--results-dir", str(COMMITTED), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["best"] is None and res["leader"]["approach"] == "encoders: minilm-l6 setfit"
+    assert any("not shown to beat always answering 'positive'" in n for n in res["notes"])
+    from eval.analysis import analyse
+    from eval.records import load_records
+
+    sets, _ = analyse(load_records(COMMITTED)[0], task="drugs")
+    for ts in sets["drugs"]:
+        for r in ts.rows:
+            if r.is_best:
+                assert r.vs_majority.ci[0] > 0 and r.collapse is None
+            if r.collapse:
+                assert not r.tied and not r.is_best
