@@ -183,8 +183,9 @@ def test_suggested_commands_add_seeds_to_the_same_configuration(tmp_path, capsys
 COMMITTED = Path(__file__).resolve().parents[1] / "results"
 
 
-def _dry_run(cmd: str, results_dir: Path) -> int:
-    """Run a suggested command's own CLI in-process with --dry-run (its preflight and plan, no model)."""
+def _dry_run(cmd: str, results_dir: Path, records: Path | None = None) -> int:
+    """Run a suggested command's own CLI in-process with --dry-run (its preflight and plan, no model); settle reads
+    the records it was suggested from (`records`) and, with --dry-run, writes nothing."""
     import shlex
 
     from eval.tracks import TRACKS
@@ -195,7 +196,7 @@ def _dry_run(cmd: str, results_dir: Path) -> int:
     if script == "eval/settle.py":
         from eval import settle
 
-        return settle.main(args)
+        return settle.main(argv[2:] + ["--dry-run", "--results-dir", str(records or results_dir)])
     track = next(t for t in TRACKS.values() if t.script == script)
     return track.cli(args)
 
@@ -225,7 +226,8 @@ def test_every_suggested_command_passes_its_dry_run_committed(task, tmp_path, ca
         assert "--n-train 0 " not in cmd and "--n-train 100000" not in cmd, cmd
         if "--shots 0 " in cmd:
             assert "--seeds 0 " in cmd + " " and "--seeds 0 1" not in cmd, cmd
-        assert _dry_run(cmd, tmp_path) == 0, (cmd, capsys.readouterr().err)
+        assert _dry_run(cmd, tmp_path, COMMITTED) == 0, (cmd, capsys.readouterr().err)
+    assert not (COMMITTED / "settle").exists()  # a dry run writes no plan
 
 
 def test_every_suggested_command_passes_its_dry_run_data_task(results, tmp_path, capsys):
@@ -233,11 +235,11 @@ def test_every_suggested_command_passes_its_dry_run_data_task(results, tmp_path,
     assert any("--n-train full" in c for c in cmds)  # 1024 > the 256-example pool: capped, not refused
     for cmd in cmds:
         assert "--data " in cmd and "--task toy" not in cmd, cmd
-        assert _dry_run(cmd, tmp_path) == 0, (cmd, capsys.readouterr().err)
+        assert _dry_run(cmd, tmp_path, results) == 0, (cmd, capsys.readouterr().err)
 
 
 def test_labels_zero_suggests_only_what_needs_no_labels(tmp_path, capsys):
-    res = recommend.recommend([], "sst2", 0)
+    res = recommend.recommend([], "drugs", 0)  # no records at all, an offline task
     assert res["add_runs"] and all("--n-train" not in a["command"] for a in res["add_runs"])
     for a in res["add_runs"]:
         assert _dry_run(a["command"], tmp_path) == 0, capsys.readouterr().err
