@@ -262,3 +262,59 @@ def test_never_recommends_what_does_not_beat_the_constant(capsys):
                 assert r.vs_majority.ci[0] > 0 and r.collapse is None
             if r.collapse:
                 assert not r.tied and not r.is_best
+
+
+def test_committed_pairs_one_test_same_numbers_everywhere(capsys):
+    """For every pair of rows of every committed test set: the CI excludes 0 exactly when p < 0.05; the leaderboard's
+    numbers for a row are the table's difference to its top row, recommend's are the same difference, and compare
+    on the same records gives the same numbers (checked on a spread of pairs)."""
+    from itertools import combinations
+
+    from eval.analysis import analyse
+    from eval.records import load_records
+
+    records = load_records(COMMITTED)[0]
+    sets, _ = analyse(records)
+    checked = 0
+    for task, task_sets in sets.items():
+        for ts in task_sets:
+            rows = [r for r in ts.rows if r.preds is not None]
+            for i, (a, b) in enumerate(combinations(rows, 2)):
+                d = ts.difference(a, b)
+                assert (d.ci[0] > 0 or d.ci[1] < 0) == (d.p < 0.05), (task, a.name, b.name, d)
+                if i % 25 == 0:
+                    res = compare.compare(compare.load_side(",".join(r["_path"] for r in a.records)),
+                                          compare.load_side(",".join(r["_path"] for r in b.records)))
+                    assert (res["diff"], res["ci"], res["p"]) == (d.diff, list(d.ci), d.p), (a.name, b.name)
+                checked += 1
+            top = ts.top
+            for r in rows:
+                if r.vs_best is not None:
+                    assert r.vs_best == ts.difference(r, top)
+    assert checked > 200  # 213 pairs in the committed records
+    # recommend shows the same unadjusted numbers for the same pair (its Holm family is its own, and named)
+    res = recommend.recommend(records, "rotten", 64)
+    ts = sets["rotten"][0]
+    leader = next(r for r in ts.rows if r.name == res["leader"]["approach"] and r.n_train == res["leader"]["n_train"])
+    for o in res["runners_up"]:
+        row = next(r for r in ts.rows if r.name == o["approach"] and r.n_train == o["n_train"]
+                   and r.shown_options == o["options"])
+        d = ts.difference(row, leader)
+        assert (o["diff"], o["diff_ci"], o["p"]) == (d.diff, list(d.ci), d.p)
+    assert "Holm over the" in res["family"]
+
+
+def test_tied_means_the_cheapest_and_a_lone_option_says_so(capsys):
+    """chnsenti (committed): at 1024 labels TF-IDF (0.12 ms/example) is tied with zero-shot Qwen (512 ms/example),
+    which is more accurate: recommend takes the cheaper one and says why; at 0 labels there is one option."""
+    assert recommend.main(["--task", "chnsenti", "--labels", "1024", "--results-dir", str(COMMITTED)]) == 0
+    out = capsys.readouterr().out
+    assert "Recommended: baseline: tfidf-lr tfidf-lr-balanced" in out
+    assert "tied within noise (2 options): baseline: tfidf-lr tfidf-lr-balanced costs 0.12 ms/example against " \
+           "512.29" in out and "take it unless more evidence separates them" in out
+    assert recommend.main(["--task", "chnsenti", "--labels", "0", "--results-dir", str(COMMITTED)]) == 0
+    out = capsys.readouterr().out
+    assert "Only option measured" in out and "NOT significant" not in out
+    # a budget past every measurement says so: rotten's mpnet-base stops at 256
+    assert recommend.main(["--task", "rotten", "--labels", "1024", "--results-dir", str(COMMITTED)]) == 0
+    assert "encoders: mpnet-base full was measured only up to n=256" in capsys.readouterr().out
