@@ -20,6 +20,8 @@ import difflib
 import json
 import sys
 
+import numpy as np
+
 from eval import stats
 from eval.analysis import Row, TestSet, analyse
 from eval.records import load_records
@@ -158,6 +160,37 @@ def choose(ts: TestSet, labels: int, max_eval_ms: float | None = None, max_train
     return per
 
 
+def shared_item_comparisons(ts: TestSet, others: list[TestSet], leader: Row, labels: int) -> list[dict]:
+    """Approaches measured only on another test set whose items are all in this one (the fixed test order makes a
+    64-item set a prefix of the 379-item one): each against the leader on the shared items, one paired bootstrap."""
+    out: list[dict] = []
+    where = {i: j for j, i in enumerate(ts.ids)}
+    seen: set[tuple] = set()  # an approach on several such sets: the largest (others come largest first)
+    for other in sorted(others, key=lambda o: -o.n_items):
+        if not other.ids or not all(i in where for i in other.ids):
+            continue
+        idx = np.array([where[i] for i in other.ids])
+        g = stats.encode(other.gold, [], ts.labels)[0]
+        mine = leader.preds[:, idx]
+        for a, pts in other.curves.items():
+            if a in ts.curves or a in seen:
+                continue
+            fit = [r for r in pts if r.n_labels <= labels and r.preds is not None]
+            if not fit:
+                continue
+            top_n = max(r.n_labels for r in fit)
+            at = [r for r in other.rows if r.approach == a and r.n_labels == top_n and r.preds is not None]
+            row = next((r for r in at if r.collapse is None), at[0])
+            if row.collapse is not None:
+                continue
+            seen.add(a)
+            d = stats.paired_difference(g, row.preds, mine, len(ts.labels), ts.metric, keys=[row.key, leader.key])
+            out.append({"approach": row.name, "n_train": row.n_train, "n_items": len(idx), "test_hash":
+                        other.test_hash, "value": stats.point_estimate(g, row.preds, len(ts.labels), ts.metric),
+                        "leader_value": stats.point_estimate(g, mine, len(ts.labels), ts.metric), **d.to_dict()})
+    return out
+
+
 def recommend(records: list[dict], task: str, labels: int, metric: str = "accuracy",
               max_eval_ms: float | None = None, max_train_s: float | None = None, n_boot: int = stats.N_BOOT,
               analysed: tuple[dict, list[str]] | None = None) -> dict:
@@ -258,6 +291,12 @@ def recommend(records: list[dict], task: str, labels: int, metric: str = "accura
     else:
         out["runners_up"] = [option(ts, r) for r in others]
         out["notes"].append("the per-example files are missing, so no paired test was possible")
+    out["shared_items"] = shared_item_comparisons(ts, sets[task][1:], leader, labels) if paired else []
+    for c in out["shared_items"]:
+        out["notes"].append(f"on the {c['n_items']} items its test set shares with this one: {c['approach']} "
+                            f"(n_train={c['n_train']}) {c['diff']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] "
+                            f"p={c['p']:.4f} against {leader.name} (one paired comparison, unadjusted; "
+                            f"{c['value']:.3f} vs {c['leader_value']:.3f} there)")
     majority = ts.majority["label"] if ts.majority else "the majority class"
     contenders = [leader] + tied
     usable = [r for r in contenders if r.usable]

@@ -252,6 +252,12 @@ def test_never_recommends_what_does_not_beat_the_constant(capsys):
     res = json.loads(capsys.readouterr().out)
     assert res["best"] is None and res["leader"]["approach"] == "encoders: minilm-l6 setfit"
     assert any("not shown to beat always answering 'positive'" in n for n in res["notes"])
+    # prompting on drugs ran on a 64-item prefix of the fixed test order: compared there, on the shared items
+    shared = {c["approach"]: c for c in res["shared_items"]}
+    assert shared["prompting: hf/gemma3-270m fewshot-score"]["n_items"] == 64
+    assert len(res["shared_items"]) == len(shared)  # each approach once, on its largest shared set
+    for c in res["shared_items"]:
+        assert (c["ci"][0] > 0 or c["ci"][1] < 0) == (c["p"] < 0.05)
     from eval.analysis import analyse
     from eval.records import load_records
 
