@@ -51,6 +51,13 @@ def test_leaderboard_marks_ties_collapse_and_break_even(results):
     assert "| cpu, float32 |" in zs
     again, _ = leaderboard.build(results, plots=False)
     assert again.read_text() == md
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = 0o666 & ~umask  # what open() gives, not mkstemp's 0600
+    assert out.stat().st_mode & 0o777 == mode
+    assert all(p.stat().st_mode & 0o777 == mode for p in (results / "runs").rglob("*.json"))
 
 
 def test_old_and_hand_edited_records_never_crash(results, tmp_path):
