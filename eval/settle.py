@@ -20,13 +20,15 @@ per look; Holm within a look). It stops when
 Contenders shown worse at a look are dropped from later looks (a decision at that look's level). Every step is an
 ordinary run of the contender's own track CLI with its own record, and the plan (contenders, looks, settings) is
 written to RESULTS_DIR/settle/ before the first look, so settle can be killed and rerun: it reads the plan, replays
-the looks from the records and runs only what is missing. docs/decide.md states the rules and their sources;
+the looks from the records and runs only what is missing (the time budget counts this invocation's runs).
+docs/decide.md states the rules and their sources;
 tests/test_settle.py simulates the null (identical accuracies) and a real 0.08 gap.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import shlex
@@ -325,7 +327,9 @@ class RunFetch:
             argv = shlex.split(cmd)
             track = next(t for t in TRACKS.values() if t.script == argv[1])
             args = argv[2:] + ["--results-dir", self.results_dir] + (["--dry-run"] if self.dry_run else [])
-            if track.cli(args) != 0:
+            with contextlib.redirect_stdout(sys.stderr):  # stdout carries settle's own answer (--json)
+                rc = track.cli(args)
+            if rc != 0:
                 raise ValueError(f"this step failed (its own message is above): {cmd}")
 
     def __call__(self, look: Look, cs: list[Contender]) -> tuple[np.ndarray, list[np.ndarray], float]:
