@@ -46,6 +46,9 @@ demo: install
 	# the recommendation at 16 / 64 / 256 labels, from the records only
 	for n in 16 64 256; do $(OFFLINE) $(PY) eval/recommend.py --task rotten --labels $$n --results-dir $(DEMO_RESULTS) \
 		|| exit 1; done
+	# `make demo SETTLE=15`: then settle the 64-label answer with up to 15 minutes of extra runs (eval/settle.py)
+	$(if $(SETTLE),$(OFFLINE) $(PY) eval/settle.py --task rotten --labels 64 --budget-min $(SETTLE) \
+		--results-dir $(DEMO_RESULTS))
 	$(OFFLINE) $(PY) eval/report.py --results-dir $(DEMO_RESULTS)
 
 # rebuild results/LEADERBOARD.md (+ plots) and results/report.html from the committed reference records

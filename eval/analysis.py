@@ -4,10 +4,13 @@ report, compare, recommend) goes through `analyse`, so they all agree.
     sets, problems = analyse(records, metric="accuracy")   # one TestSet per (task, test items)
 
 A `TestSet` holds the runs evaluated on the same test items (same test split hash): one `Row` per configuration and
-label count (seeds aggregated), each with its paired difference to the best row (Holm-corrected over the table: a
-row not significantly worse is *tied*), its paired difference to the majority-class predictor, a near-collapse flag
-and its cost; per approach (track + model + method) its best configuration at each label count; and for every
-training-based approach its break-even point. docs/decide.md explains the choices.
+label count (seeds aggregated), each with its paired difference to the top row (the most accurate row that is not
+(near-)collapsed; Holm-corrected over the table, the family `TestSet.family` names: a row not significantly worse
+is *tied*; a collapsed row is never tied), its paired difference to the majority-class predictor (the top row is
+"best" only when that difference's lower bound is above 0), a near-collapse flag and its cost; per approach (track +
+model + method) its best configuration at each label count; and for every training-based approach its break-even
+intervals. Every interval and p-value is `stats.paired_difference` on one set of bootstrap replicates, so the CI
+excludes 0 exactly when p < 0.05. docs/decide.md explains the choices.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from eval.labels import INVALID
 from eval.records import load_examples
 from eval.tracks import is_trained, sort_key
 
-ALPHA = 0.05
+ALPHA = stats.ALPHA
 
 
 def n_labels(rec: dict) -> float:
@@ -59,14 +62,30 @@ class Row:
     ci: tuple[float, float] | None = None
     vs_best: stats.Difference | None = None
     p_holm: float | None = None
-    tied: bool | None = None  # None: no paired data to decide
-    is_best: bool = False
+    tied: bool | None = None  # None: no paired data to decide; never True for a collapsed row
+    is_best: bool = False  # the top row, and it is shown to beat the majority class
+    is_top: bool = False  # the row the others are compared with (best accuracy, not collapsed)
     vs_majority: stats.Difference | None = None
     collapse: str | None = None
     collapsed_seeds: int = 0
     invalid: dict[str, int] = field(default_factory=dict)
     cost: dict[str, Any] = field(default_factory=dict)
     shown_options: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> int:
+        """Its identity for the bootstrap's seed resampling (stats.run_key): the same in every table."""
+        return stats.run_key([str(r.get("run_id") or r.get("_path", "")) for r in self.records])
+
+    @property
+    def beats_majority(self) -> bool | None:
+        """Shown to beat always answering the majority class (the paired CI's lower bound is above 0)."""
+        return None if self.vs_majority is None else self.vs_majority.ci[0] > 0
+
+    @property
+    def usable(self) -> bool:
+        """Could be recommended: not (near-)collapsed and shown to beat the constant."""
+        return self.collapse is None and bool(self.beats_majority)
 
     @property
     def seeds(self) -> list[int]:
@@ -99,6 +118,20 @@ class TestSet:
     break_even: dict[tuple, stats.BreakEven] = field(default_factory=dict)  # vs every other approach
     break_even_prompting: dict[tuple, stats.BreakEven] = field(default_factory=dict)  # vs prompting only
     boot: dict[int, np.ndarray] = field(default_factory=dict)  # id(row) -> replicates of its metric
+    majority_boot: np.ndarray | None = None  # replicates of the majority-class predictor's metric
+    majority_preds: np.ndarray | None = None  # (1, items): always the majority label
+    family: str = ""  # what Holm's correction on this table ran over
+    n_boot: int = stats.N_BOOT
+
+    @property
+    def top(self) -> Row | None:
+        return next((r for r in self.rows if r.is_top), None)
+
+    def difference(self, a: Row, b: Row) -> stats.Difference:
+        """a - b on this table's replicates: the same numbers for the same pair wherever it is shown."""
+        g = stats.encode(self.gold, [], self.labels)[0]
+        return stats.paired_difference(g, a.preds, b.preds, len(self.labels), self.metric,
+                                       boot=np.column_stack([self.boot[id(a)], self.boot[id(b)]]))
 
     @property
     def approaches(self) -> list[tuple]:
@@ -201,7 +234,7 @@ def _rank_key(metric: str):
 
 
 def analyse_test_set(task: str, test_hash: str, recs: list[dict], metric: str = "accuracy",
-                     n_boot: int = 1000) -> TestSet:
+                     n_boot: int = stats.N_BOOT) -> TestSet:
     labels = list(recs[0].get("labels") or sorted({*(recs[0]["metrics"].get("per_class") or {})}))
     ids, gold = _reference_examples(recs)
     rows = build_rows(recs, ids, labels)
@@ -210,30 +243,32 @@ def analyse_test_set(task: str, test_hash: str, recs: list[dict], metric: str = 
     ts = TestSet(task=task, test_hash=test_hash, n_items=int(recs[0]["metrics"].get("n") or len(ids)),
                  labels=labels, metric=metric, rows=rows, majority=majorities[0] if majorities else None,
                  ids=ids, gold=gold)
+    ts.n_boot = n_boot
     paired = [r for r in rows if r.preds is not None]
     if gold and paired:
         g = stats.encode(gold, [], labels)[0]
         k = len(labels)
         maj_label = Counter(gold).most_common(1)[0][0]
         majority = np.full((1, len(gold)), labels.index(maj_label) if maj_label in labels else k)
-        boot = stats.bootstrap_metric(g, [r.preds for r in paired] + [majority], k, metric, n_boot, seed=0)
+        boot = stats.bootstrap_metric(g, [r.preds for r in paired] + [majority], k, metric, n_boot, seed=0,
+                                      keys=[r.key for r in paired] + [0])
+        ts.majority_boot, ts.majority_preds = boot[:, -1], majority
         for j, r in enumerate(paired):
             ts.boot[id(r)] = boot[:, j]
             r.ci = stats.percentile_ci(boot[:, j])
             r.vs_majority = stats.paired_difference(g, r.preds, majority, k, metric, boot=boot[:, [j, -1]])
-        # a (near-)constant predictor is flagged, never the winner others are tested against
-        leader = next((r for r in rows if r.collapse is None), rows[0])
-        best = leader if leader.preds is not None else None
-        if best is not None:
-            paired = [best] + [r for r in paired if r is not best]
-        if best is not None:
-            best.is_best, best.tied = True, True
-            others = paired[1:]
-            diffs = [stats.paired_difference(g, r.preds, best.preds, k, metric,
-                                             boot=np.column_stack([ts.boot[id(r)], ts.boot[id(best)]]))
-                     for r in others]
+        # a (near-)constant predictor is flagged, never the row others are tested against
+        top = next((r for r in rows if r.collapse is None), None)
+        if top is not None and top.preds is not None:
+            top.is_top, top.tied = True, True
+            top.is_best = bool(top.beats_majority)
+            others = [r for r in paired if r is not top]
+            diffs = [ts.difference(r, top) for r in others]
             for r, d, p in zip(others, diffs, stats.holm([d.p for d in diffs])):
-                r.vs_best, r.p_holm, r.tied = d, p, p >= ALPHA
+                r.vs_best, r.p_holm = d, p
+                r.tied = p >= ALPHA and r.collapse is None
+            ts.family = (f"Holm over the {len(others)} comparisons of every other row with the top row on these "
+                         f"{ts.n_items} items")
     for r in rows:  # rows without examples: the records' own CIs (accuracy only)
         if r.ci is None and metric == "accuracy":
             cis = [rec["metrics"].get("accuracy_ci") for rec in r.records if rec["metrics"].get("accuracy_ci")]
@@ -269,7 +304,7 @@ def _curves_and_break_even(ts: TestSet, metric: str) -> None:
             ts.break_even_prompting[a] = stats.break_even(*args, prompting)
 
 
-def analyse(records: list[dict], metric: str = "accuracy", n_boot: int = 1000, task: str | None = None
+def analyse(records: list[dict], metric: str = "accuracy", n_boot: int = stats.N_BOOT, task: str | None = None
             ) -> tuple[dict[str, list[TestSet]], list[str]]:
     """task -> its test sets (the one most approaches share first), plus one line per record that was skipped."""
     if metric not in stats.METRICS:

@@ -50,18 +50,27 @@ def n_train_text(r: Row) -> str:
     return f"full ({int(r.n_labels)})" if not np.isnan(r.n_labels) else "full"
 
 
-def vs_best_text(r: Row) -> str:
-    if r.is_best:
-        return "**best**"
+def vs_best_text(r: Row, ts: TestSet | None = None) -> str:
+    """The row against the top row: the difference with its unadjusted 95% CI and p (the same paired bootstrap, so
+    the CI excludes 0 exactly when p < 0.05) and the Holm-adjusted p the verdict uses."""
+    if r.is_top:
+        if r.is_best:
+            return "**best**"
+        label = f" {ts.majority['label']!r}" if ts is not None and ts.majority else " the majority class"
+        return f"**top, not shown to beat always answering{label}**"
     if r.vs_best is None:
         return "–"
-    mark = "tied" if r.tied else "worse"
-    return f"{mark} {r.vs_best.diff:+.3f} (p={_p(r.p_holm)})"
+    d = r.vs_best
+    mark = "collapsed" if r.collapse else ("tied" if r.tied else "worse")
+    return f"{mark} {d.diff:+.3f} [{d.ci[0]:+.3f}, {d.ci[1]:+.3f}] p={_p(d.p)}, Holm p={_p(r.p_holm)}"
 
 
 def vs_majority_text(r: Row) -> str:
     d = r.vs_majority
-    return "–" if d is None else f"{d.diff:+.3f} [{d.ci[0]:+.3f}, {d.ci[1]:+.3f}]"
+    if d is None:
+        return "–"
+    verdict = "" if d.ci[0] > 0 else (" below" if d.ci[1] < 0 else " not shown above")
+    return f"{d.diff:+.3f} [{d.ci[0]:+.3f}, {d.ci[1]:+.3f}]{verdict}"
 
 
 def invalid_text(r: Row) -> str:
@@ -83,25 +92,37 @@ def device_text(r: Row) -> str:
     return ", ".join(parts) if parts else "n/a"
 
 
+def other_metric(ts: TestSet) -> tuple[str, str]:
+    """The metric shown beside the ranking one (never the same one twice)."""
+    return ("macro_f1", "macro-F1") if ts.metric == "accuracy" else ("accuracy", "accuracy")
+
+
+def cost_text(r: Row) -> str:
+    return (f"{_secs(r.cost.get('train_s'))} / {_ms(r.cost.get('eval_ms_per_example'))} / "
+            f"{_ms(r.cost.get('peak_rss_mb'))}")
+
+
 def render_table(ts: TestSet) -> list[str]:
     metric_name = "accuracy" if ts.metric == "accuracy" else "macro-F1"
-    out = [f"| # | model | track | method | options | n_train | n_eval | seeds | {metric_name} [95% CI] | ± sd "
-           "| vs best (Holm p) | vs majority [95% CI] | accuracy | macro-F1 | valid | invalid: no label / empty / "
-           "truncated / error | acc. on valid | before acc / valid | train s | eval ms/ex | peak RSS MB "
-           "| device, dtype | |"]
-    out.append("|" + "---|" * 23)
+    key, other = other_metric(ts)
+    out = [f"| # | model · track · method | options | n_train | seeds | {metric_name} [95% CI] ± sd "
+           "| vs top: diff [95% CI] p, Holm p | vs majority [95% CI] "
+           f"| {other} | valid (invalid: no label / empty / truncated / error) | acc. on valid | before acc / valid "
+           "| train s / eval ms/ex / peak RSS MB | device, dtype | |"]
+    out.append("|" + "---|" * 15)
     for i, r in enumerate(ts.rows, 1):
         lo, hi = r.ci if r.ci else (np.nan, np.nan)
         before = (f"{_fmt(r.value('before_accuracy'))} / {_fmt(r.value('before_valid_rate'))}"
                   if r.values.get("before_accuracy") is not None else "–")
         opts = ", ".join(f"{k}={v}" for k, v in sorted(r.shown_options.items()))
+        sd = f" ± {_fmt(r.sd)}" if r.sd is not None else ""
+        inv = invalid_text(r)
         out.append(
-            f"| {i} | {r.approach[1]} | {r.track} | {r.approach[2]} | {opts} | {n_train_text(r)} | {ts.n_items} "
-            f"| {','.join(map(str, r.seeds))} | {r.value(ts.metric):.3f} [{_fmt(lo)}, {_fmt(hi)}] | {_fmt(r.sd)} "
-            f"| {vs_best_text(r)} | {vs_majority_text(r)} | {_fmt(r.value('accuracy'))} "
-            f"| {_fmt(r.value('macro_f1'))} | {_fmt(r.value('valid_rate'))} | {invalid_text(r)} "
-            f"| {_fmt(r.values.get('accuracy_on_valid'))} | {before} | {_secs(r.cost.get('train_s'))} "
-            f"| {_ms(r.cost.get('eval_ms_per_example'))} | {_ms(r.cost.get('peak_rss_mb'))} | {device_text(r)} "
+            f"| {i} | {r.approach[1]} · {r.track} · {r.approach[2]} | {opts} | {n_train_text(r)} "
+            f"| {','.join(map(str, r.seeds))} | {r.value(ts.metric):.3f} [{_fmt(lo)}, {_fmt(hi)}]{sd} "
+            f"| {vs_best_text(r, ts)} | {vs_majority_text(r)} | {_fmt(r.value(key))} "
+            f"| {_fmt(r.value('valid_rate'))}{f' ({inv})' if inv != '0' else ''} "
+            f"| {_fmt(r.values.get('accuracy_on_valid'))} | {before} | {cost_text(r)} | {device_text(r)} "
             f"| {flag_text(r)} |")
     out.append("")
     return out
@@ -110,9 +131,10 @@ def render_table(ts: TestSet) -> list[str]:
 def break_even_lines(ts: TestSet) -> list[str]:
     if not ts.break_even:
         return []
-    out = ["Break-even (smallest label count at which the approach beats every other approach that needs no more "
-           "labels — and, where prompting runs exist, prompting alone; interpolated on log n; 95% CI over test items "
-           "and seeds):", ""]
+    out = ["Break-even (where the approach overtakes every other approach that needs no more labels — and, where "
+           "prompting runs exist, prompting alone; each approach credited at n with its best run at ≤ n labels, "
+           "compared at every n any of them was measured; intervals between measured sizes, never interpolated; "
+           "95% CI over test items and seeds):", ""]
     for a, be in ts.break_even.items():
         vs_p = ts.break_even_prompting.get(a)
         out.append(f"- **{a[0]}: {a[1]} {a[2]}**: {be.describe()}"
@@ -127,11 +149,15 @@ def plot_names(ts: TestSet, main: bool) -> tuple[str, str]:
 
 def render_task(task: str, sets: list[TestSet], results_dir: Path, plots: bool) -> str:
     out = [f"## {task}", "",
-           "Rows on the same test items only are ranked together. CIs: 95% paired bootstrap over test items (and "
-           "seeds, when a row has several). *vs best*: the paired difference to the best non-collapsed row, Holm-"
-           "corrected over the table; *tied* = not significantly worse (p ≥ 0.05). Accuracy counts invalid answers "
-           "as wrong. Options: only those that tell rows of one approach apart; each record has its full config. "
-           "Cost columns say n/a for records written before costs were recorded.", ""]
+           "Rows on the same test items only are ranked together. Every CI and p-value is one paired bootstrap over "
+           f"test items (and seeds, when a row has several; {sets[0].n_boot if sets else 0:,} replicates), so a "
+           "CI excludes 0 exactly when its p < 0.05; CIs are unadjusted. *vs top*: the paired difference to the "
+           "most accurate row that is not (near-)collapsed; the verdict uses Holm's correction over that table's "
+           "comparisons (named below each table heading): *tied* = not significantly worse (Holm p ≥ 0.05); a "
+           "collapsed row is never tied. The top row is *best* only when it is shown to beat always answering the "
+           "majority class (vs majority: lower bound > 0). Accuracy counts invalid answers as wrong. Options: only "
+           "those that tell rows of one approach apart; each record has its full config. Cost columns say n/a for "
+           "records written before costs were recorded.", ""]
     for j, ts in enumerate(sets):
         title = f"### Test set: {ts.n_items} items (hash `{ts.test_hash}`)"
         out += [title + (f" — shared by {len(ts.curves)} approaches" if j == 0 and len(sets) > 1 else ""), ""]
@@ -146,6 +172,8 @@ def render_task(task: str, sets: list[TestSet], results_dir: Path, plots: bool) 
             out += [f"![learning curve for {task}]({curve})", ""]
             if cost_plot(ts, results_dir / cost):
                 out += [f"![accuracy vs cost for {task}]({cost})", ""]
+        if ts.family:
+            out += [f"Family: {ts.family}.", ""]
         out += break_even_lines(ts)
         if note := spread_text([r.records for r in ts.rows]):
             out += [f"**{note}**", ""]

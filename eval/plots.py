@@ -2,7 +2,7 @@
 (PNG without a Software/date stamp, fixed sizes and colours).
 
 - learning curve: one line per approach (its best configuration at each label count) with a 95% CI band; zero-shot
-  prompting as horizontal reference lines; the majority class; break-even points marked; at most MAX_LINES lines,
+  prompting as horizontal reference lines; the majority class; break-even intervals drawn; at most MAX_LINES lines,
   chosen by each approach's best score (the rest stays in the table);
 - cost: metric vs evaluation milliseconds per example (log x), marker area ~ training seconds, the Pareto front
   (nothing else is both cheaper to evaluate and better) drawn and labelled.
@@ -78,12 +78,21 @@ def learning_curve(ts: TestSet, path: Path, max_lines: int = MAX_LINES) -> list[
         for p in pts:
             if p.collapse:
                 ax.plot([max(p.n_labels, 0.5)], [p.value(ts.metric)], "x", color=color, ms=8, mew=2)
-        be = ts.break_even_prompting.get(a) or ts.break_even.get(a)  # the star: where it overtakes prompting
-        if be is not None and 0 < be.n < np.inf:
-            yb = float(np.interp(np.log(be.n), np.log(x), y))
-            ax.plot([be.n], [yb], marker="*", ms=14, color=color, mec="black", mew=0.6, ls="none")
-            ax.annotate(f"≈ {be.n:.0f}", (be.n, yb), textcoords="offset points", xytext=(6, -12),
-                        fontsize=7, color=color)
+        be = ts.break_even_prompting.get(a) or ts.break_even.get(a)  # where it overtakes prompting (else everyone)
+        if be is not None and be.first is not None:
+            # the interval it overtakes in (between measured sizes, never a point) as a bar in a strip at the bottom
+            # of the axes, one row per approach, with its bootstrap 95% interval as a thin line (to the edge when it
+            # runs past the last measurement; "undetermined" when it spans everything)
+            strip = ax.get_xaxis_transform()  # x in data, y in axes fractions
+            y_bar = 0.04 + 0.035 * i
+            ci_lo = max(be.ci[0], xmin / 1.6)
+            ci_hi = be.ci[1] if np.isfinite(be.ci[1]) else xmax * 1.6
+            ax.plot([ci_lo, ci_hi], [y_bar, y_bar], color=color, lw=1, alpha=0.7, transform=strip)
+            ax.plot([max(be.first[0], xmin / 1.6), be.first[1]], [y_bar, y_bar], color=color, lw=5,
+                    solid_capstyle="butt", transform=strip)
+            ax.annotate(f"overtakes in ({be.first[0]:g}, {be.first[1]:g}]"
+                        + ("; 95% CI undetermined" if be.undetermined else ""), (be.first[1], y_bar),
+                        xycoords=strip, textcoords="offset points", xytext=(4, -3), fontsize=7, color=color)
     if ts.majority and ts.metric == "accuracy":
         ax.axhline(ts.majority["accuracy"], color="grey", lw=1, ls="--",
                    label=f"majority class ({ts.majority['label']})")
@@ -96,7 +105,8 @@ def learning_curve(ts: TestSet, path: Path, max_lines: int = MAX_LINES) -> list[
                  + (f" ({hidden} more approaches in the table)" if hidden > 0 else ""), fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=7, frameon=False)
-    ax.text(0.01, 0.01, "x = collapsed run; ★ = break-even (vs prompting where there is any, else vs everything)",
+    ax.text(0.01, 0.005, "x = collapsed run; bottom bars: where it overtakes prompting (else everything), between "
+            "measured sizes; thin line: 95% CI",
             transform=ax.transAxes, fontsize=7, color="grey")
     fig.tight_layout()
     _save(fig, path)

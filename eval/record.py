@@ -188,5 +188,5 @@ def reader_problem(results_dir: str | Path, task: str | None = None) -> str | No
         return None
     close = difflib.get_close_matches(slug(task), sorted(set(tasks) | set(task_names())), n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    return (f"task {task!r} has no records under {root} and is not a task of eval/tasks/; {hint}tasks with "
+    return (f"unknown task {task!r}: no records under {root} and not a task of eval/tasks/; {hint}tasks with "
             f"records there: {', '.join(tasks)}")

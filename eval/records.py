@@ -118,11 +118,15 @@ def is_done(spec: RunSpec, results_dir: str | Path) -> bool:
 
 
 def atomic_write(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, with the mode an ordinary open() gives (mkstemp makes files 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

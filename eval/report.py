@@ -98,27 +98,30 @@ def run_key(rec: dict) -> str:
     return f"{rec.get('task')}/{rec.get('track')}/{rec.get('run_id') or Path(rec.get('_path', '?')).stem}"
 
 
-def render_recommendations(task: str, records: list[dict], metric: str, full: int, analysed: tuple) -> str:
+def render_recommendations(task: str, records: list[dict], metric: str, full: int | None, analysed: tuple) -> str:
     from eval.recommend import recommend
 
     out = ["<h3>Recommendation by label budget</h3>", "<table><thead><tr><th>labels you have</th><th>use</th>"
-           f"<th>{esc(metric)} [95% CI]</th><th>lead</th><th>closest runner-up (paired diff, Holm p)</th>"
-           "<th>cost</th><th>what the records lack</th></tr></thead><tbody>"]
-    for n in sorted({*BUDGETS, full}):
+           f"<th>{esc(metric)} [95% CI]</th><th>lead</th><th>closest runner-up (paired diff [95% CI, unadjusted], "
+           "p, Holm p)</th><th>cost</th><th>what the records lack</th></tr></thead><tbody>"]
+    for n in sorted({*BUDGETS, *([full] if full else [])}):
         res = recommend(records, task, n, metric, analysed=analysed)
         b = res["best"]
-        label = f"{n}" + (" (full)" if n == full else "")
+        label = f"{n}" + (" (the whole training pool)" if full and n == full else "")
         if not b:
-            out.append(f"<tr><td>{label}</td><td colspan=5>no usable run at ≤ {n} labels</td>"
-                       f"<td>{_adds(res)}</td></tr>")
+            lead = res.get("leader")
+            why = (f"no recommendation: the most accurate option, {esc(lead['approach'])} "
+                   f"(n_train={esc(lead['n_train'])}, {lead[metric]:.3f}), is <b>not shown to beat always answering "
+                   f"the majority class</b>") if lead else f"no usable run at ≤ {n} labels"
+            out.append(f"<tr><td>{label}</td><td colspan=5>{why}</td><td>{_adds(res)}</td></tr>")
             continue
         ci = f" [{b['ci'][0]:.3f}, {b['ci'][1]:.3f}]" if b["ci"] else ""
         ru = next((o for o in res["runners_up"] if "diff" in o and not o["collapse"]), None)
         ru_text = (f"{esc(ru['approach'])} (n={esc(ru['n_train'])}): {ru['diff']:+.3f} "
-                   f"[{ru['diff_ci'][0]:+.3f}, {ru['diff_ci'][1]:+.3f}], p={ru['p_holm']:.3f}") if ru else "–"
-        lead = "significant" if res["lead_significant"] else "<b>inside the noise</b>"
-        if any(n.startswith("even the best option") for n in res["notes"]):
-            lead += "; <b>not above the majority class</b>"
+                   f"[{ru['diff_ci'][0]:+.3f}, {ru['diff_ci'][1]:+.3f}], p={ru['p']:.4f}, "
+                   f"Holm p={ru['p_holm']:.4f}") if ru else "–"
+        lead = {"significant": "significant", "tied": "<b>tied within noise</b>: the cheapest of the tied",
+                "only option measured": "only option measured"}.get(res["lead"], "no paired test")
         cost = f"train {lb._secs(b['train_s'])} s, eval {lb._ms(b['eval_ms_per_example'])} ms/ex"
         out.append(f"<tr><td>{label}</td><td>{esc(b['approach'])} (n_train={esc(b['n_train'])}, seeds "
                    f"{esc(b['seeds'])})</td><td>{b[metric]:.3f}{ci}</td><td>{lead}</td><td>{ru_text}</td>"
@@ -137,13 +140,16 @@ def _adds(res: dict) -> str:
 
 def render_table(ts: TestSet) -> str:
     head = ["#", "model", "track", "method", "options", "n_train", "seeds", f"{ts.metric} [95% CI]", "± sd",
-            "vs best (Holm p)", "vs majority [95% CI]", "macro-F1", "valid", "invalid: no label/empty/trunc/error",
+            "vs top: diff [95% CI] p, Holm p", "vs majority [95% CI]", lb.other_metric(ts)[1], "valid",
+            "invalid: no label/empty/trunc/error",
             "acc. on valid", "before acc/valid", "train s", "eval ms/ex", "peak RSS MB", "device, dtype", "flag",
             "examples"]
     out = ['<table class="sortable"><thead><tr>' + "".join(f"<th>{esc(h)}</th>" for h in head)
            + "</tr></thead><tbody>"]
     for i, r in enumerate(ts.rows, 1):
-        cls = "best" if r.is_best else ("tied" if r.tied else "")
+        # green only for what could be recommended: the best row (shown above the majority class) and the usable
+        # rows tied with it; a collapsed row is never tied
+        cls = "best" if r.is_best else ("tied" if r.tied and r.usable and any(x.is_best for x in ts.rows) else "")
         cls += " flag" if r.collapse else ""
         lo, hi = r.ci if r.ci else (None, None)
         vb = r.vs_best.diff if r.vs_best else (0.0 if r.is_best else None)
@@ -158,9 +164,9 @@ def render_table(ts: TestSet) -> str:
                  (",".join(map(str, r.seeds)), len(r.seeds)),
                  (f"{r.value(ts.metric):.3f} [{lb._fmt(lo)}, {lb._fmt(hi)}]", r.value(ts.metric)),
                  (lb._fmt(r.sd), r.sd if r.sd is not None else -1),
-                 (lb.vs_best_text(r).replace("**", ""), vb if vb is not None else -9),
+                 (lb.vs_best_text(r, ts).replace("**", ""), vb if vb is not None else -9),
                  (lb.vs_majority_text(r), vm if vm is not None else -9),
-                 (lb._fmt(r.values.get("macro_f1")), r.values.get("macro_f1") or 0),
+                 (lb._fmt(r.value(lb.other_metric(ts)[0])), r.values.get(lb.other_metric(ts)[0]) or 0),
                  (lb._fmt(r.values.get("valid_rate")), r.values.get("valid_rate") or 0),
                  (lb.invalid_text(r), sum(r.invalid.values())),
                  (lb._fmt(r.values.get("accuracy_on_valid")), r.values.get("accuracy_on_valid") or -1),
@@ -247,15 +253,20 @@ def render_test_set(ts: TestSet, main: bool, data: dict) -> str:
         imgs = [_png(lambda p: learning_curve(ts, p)), _png(lambda p: cost_plot(ts, p))]
         out.append('<div class="plots">' + "".join(f'<img alt="plot" src="{src}">' for src in imgs if src)
                    + "</div>")
+    if ts.family:
+        out.append(f"<p class=muted>Every CI and p-value: one paired bootstrap ({ts.n_boot:,} replicates of the "
+                   f"items and seeds), so a CI excludes 0 exactly when p &lt; 0.05; CIs unadjusted. {esc(ts.family)}."
+                   "</p>")
     if ts.break_even:
-        out.append("<p><b>Break-even</b> (labels at which a training-based approach beats everything that needs no "
-                   "more labels; 95% CI over items and seeds):</p><ul>"
+        out.append("<p><b>Break-even</b> (where a training-based approach overtakes everything that needs no more "
+                   "labels, as intervals between measured sizes; 95% CI over items and seeds):</p><ul>"
                    + "".join(f"<li>{esc(a[0])}: {esc(a[1])} {esc(a[2])}: {esc(be.describe())}"
                              + (f"; vs prompting alone: {esc(ts.break_even_prompting[a].describe())}"
                                 if a in ts.break_even_prompting else "") + "</li>"
                              for a, be in ts.break_even.items()) + "</ul>")
     out.append('<p class="muted">Click a column header to sort; the s0/s1 buttons open a run\'s examples. Green: the '
-               "best row and the rows tied with it (paired test, Holm-corrected p ≥ 0.05).</p>")
+               "best row (shown to beat the majority class) and the usable rows tied with it (Holm-corrected p ≥ "
+               "0.05); collapsed rows are never tied.</p>")
     if note := spread_text([r.records for r in ts.rows]):
         out.append(f'<p class="flag">{esc(note)}</p>')
     out.append(render_table(ts))
@@ -275,8 +286,8 @@ def build(results_dir: str | Path, metric: str = "accuracy", out: str | Path | N
     nav = " ".join(f'<a href="#task-{esc(t)}">{esc(t)}</a>' for t in sets)
     body = []
     for task, task_sets in sets.items():
-        trained = [r.n_labels for ts in task_sets for r in ts.rows if not np.isnan(r.n_labels)]
-        full = int(max(trained)) if trained else 0
+        fulls = [r.n_labels for ts in task_sets for r in ts.rows if r.n_train == "full" and not np.isnan(r.n_labels)]
+        full = int(max(fulls)) if fulls else None  # a budget row for the whole pool only where it was measured
         body.append(f'<section class="task" id="task-{esc(task)}"><h2>{esc(task)}</h2>')
         body.append(render_recommendations(task, records, metric, full, (sets, skipped)))
         for j, ts in enumerate(task_sets):

@@ -111,6 +111,9 @@ class Track:
     gpu: bool = False  # wants an accelerator (executors ask Ray for one when the cluster has it)
     server: bool = False  # shares one model server: the sweep's max_concurrency caps these runs
     cpus: int = 1  # CPUs a run asks for without a GPU
+    # its seed changes the run beyond which labelled examples it draws (initialisation, data order, sampling): False
+    # for a deterministic fit or greedy decoding, whose seed matters only through the subset of the pool it picks
+    seeded_training: bool = False
     # the run eval/recommend.py suggests when a task has no records: (model, method, why); prompting-style tracks
     # (learns_from="shots") are suggested zero-shot
     starter: tuple[str, str, str] | None = None
@@ -119,6 +122,13 @@ class Track:
     def trained(self) -> bool:
         """Its labelled examples are training data (for a prompting track they are shots in the prompt)."""
         return self.learns_from == "labels"
+
+    def seed_matters(self, n_train: int | str, pool: int | None = None) -> bool:
+        """Another seed can change this run's result: the track's training is seeded, or the seed picks which of
+        the pool's examples are used (0 < n < pool; zero-shot and the whole pool use no choice)."""
+        if self.seeded_training:
+            return True
+        return n_train not in (0, "0", "full", None) and (pool is None or int(n_train) < pool)
 
     @property
     def is_llm(self) -> bool:
@@ -195,8 +205,10 @@ TRACKS: dict[str, Track] = {t.name: t for t in (
     Track("baseline", "eval.baseline", "eval/baseline.py", "", "reference", model_is_name=True, line_style=":",
           starter=("tfidf-lr", "tfidf-lr-balanced", "the reference line every approach has to beat")),
     Track("encoders", "encoders.train", "encoders/train.py", "encoders", "encoder", gpu=True, cpus=2,
+          seeded_training=True,
           starter=("minilm-l6", "full", "a fine-tuned encoder at this budget")),
-    Track("finetune", "finetune.sft", "finetune/sft.py", "finetune", "llm", line_style="--", gpu=True, cpus=2),
+    Track("finetune", "finetune.sft", "finetune/sft.py", "finetune", "llm", line_style="--", gpu=True, cpus=2,
+          seeded_training=True),
     Track("prompting", "prompting.run", "prompting/run.py", "prompting", "llm", learns_from="shots",
           n_train_flag="--shots", line_style="-.", server=True,
           starter=("hf/qwen2.5-coder-0.5b", "zeroshot", "zero-shot prompting (needs no labels)")),

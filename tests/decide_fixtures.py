@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.data import TaskData, load_task
+from eval.dataref import data_ref
 from eval.records import RunSpec, finish_run
 
 # (track, model, method, n_train, seed) -> accuracy; "collapse" = always the majority label; "skew" = 96% one label
@@ -26,6 +27,7 @@ RUNS: dict[tuple, float | str] = {
 
 
 def write_task(folder: Path, n: int = 400) -> TaskData:
+    """A local CSV task (an ad-hoc --data task: its records carry the data reference with the file's hash)."""
     path = folder / "toy.csv"
     with path.open("w", newline="") as f:
         w = csv.writer(f)
@@ -66,7 +68,8 @@ def write_results(folder: Path) -> tuple[Path, TaskData]:
     results = folder / "results"
     for key, how in RUNS.items():
         track, model, method, n, seed = key
-        spec = RunSpec(track=track, task=task.name, model=model, method=method, n_train=n, seed=seed)
+        spec = RunSpec(track=track, task=task.name, model=model, method=method, n_train=n, seed=seed,
+                       data=data_ref(data=str(folder / "toy.csv"), text_column="text", label_column="label"))
         preds, fields = predictions(task, how, key)
         raws = [p if p != "[invalid]" else "the review is" for p in preds] if track == "prompting" else None
         finish_run(spec, task, task.test(), preds, results_dir=results, model_id=model, backend="test",

@@ -129,11 +129,11 @@ def test_leaderboard_from_hand_written_records(tmp_path):
     md = out.read_text()
     # rows on other test items get their own ranked table, never a rank among the 100-item rows
     big, small = md.split("### Test set: 20 items")
-    assert "### Test set: 100 items" in big and "| score |" not in big
-    assert "| 1 | gemma3-270m | prompting | score" in small
+    assert "### Test set: 100 items" in big and "· score |" not in big
+    assert "| 1 | gemma3-270m · prompting · score" in small
     md = big
     lines = [line for line in md.splitlines() if line.startswith("| ") and "model" not in line]
-    assert lines[0].split("|")[2].strip() == "minilm-l6" and "full (500)" in lines[0]
+    assert lines[0].split("|")[2].strip().startswith("minilm-l6 ·") and "full (500)" in lines[0]
     assert "0.100 / 0.200" in lines[1]  # before-training accuracy / valid rate of the SFT run
     enc16 = next(line for line in lines if "| 16 |" in line)
     assert "0.750" in enc16 and "0,1" in enc16 and "0.071" in enc16  # mean and sd over two seeds
