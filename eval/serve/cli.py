@@ -1,0 +1,96 @@
+"""Serve a recorded run behind an HTTP API whose answers equal the evaluated ones (docs/serve.md).
+
+    python -m eval.serve results/runs/drugs/encoders/minilm-l6__full__n256__eall__s0__1234abcd.json
+    python -m eval.serve minilm-l6__full__n256__eall__s0__1234abcd --port 8000      # a run id under results/
+    python -m eval.serve --task drugs --labels 256                                 # the run recommend picks
+    python -m eval.serve RUN --check          # its own test items through the API: agreement must be 100%
+    curl -s localhost:8000/v1/classify -H 'Content-Type: application/json' -d '{"texts": ["Worked wonders"]}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m eval.serve", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", nargs="?", help="a record path (results/runs/<task>/<track>/<run_id>.json) or a run id")
+    ap.add_argument("--results-dir", default="results", help="where run ids are looked up (default: results)")
+    ap.add_argument("--task", help="with --labels: serve the run `python -m eval.recommend` picks")
+    ap.add_argument("--labels", type=int, help="your labelled-data budget (with --task)")
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--max-texts", type=int, default=64, help="texts per request at most (default: 64)")
+    ap.add_argument("--max-batch", type=int, default=None,
+                    help="texts per model call at most (default: the batch size the evaluation used)")
+    ap.add_argument("--max-wait-ms", type=float, default=5.0,
+                    help="how long a batch waits for more requests once it has one (default: 5 ms)")
+    ap.add_argument("--no-batching", action="store_true", help="one model call per request, one at a time")
+    ap.add_argument("--check", action="store_true",
+                    help="ask the API for the run's own test items, print the agreement with its per-example file "
+                         "(exit 1 below 100%%), and stop")
+    ap.add_argument("--graceful-timeout", type=float, default=30.0,
+                    help="on Ctrl-C / SIGTERM, seconds in-flight requests get to finish (default: 30)")
+    args = ap.parse_args(argv)
+    if args.run is None and (args.task is None or args.labels is None):
+        ap.error("name a run (a record path or a run id), or give --task T --labels N")
+    if args.run is not None and (args.task or args.labels is not None):
+        ap.error("give either a run or --task/--labels, not both")
+    for name in ("max_texts", "port"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.max_batch is not None and args.max_batch < 1:
+        ap.error("--max-batch must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    from eval.serve.load import load
+    from eval.serve.predictor import ServeError
+
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        print(f"error: serving needs {exc.name}: pip install -e '.[serve]'", file=sys.stderr)
+        return 2
+    try:
+        served = load(args.run, args.results_dir, args.task, args.labels)
+    except (ServeError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for note in served.notes:
+        print(note, file=sys.stderr)
+    from eval.serve.app import create_app
+
+    app = create_app(served, max_texts=args.max_texts, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                     batching=not args.no_batching)
+    if args.check:
+        from eval.serve.check import parity
+
+        for name in ("httpx", "eval.serve"):  # one line per request would drown the result
+            logging.getLogger(name).setLevel(logging.WARNING)
+        try:
+            res = parity(served, app, per_request=min(args.max_texts, 8))
+        except ServeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"parity {served.run_id}: {res['agree']}/{res['n']} test items answered as recorded "
+              f"({100 * res['rate']:.1f}%)")
+        for m in res["mismatches"][:10]:
+            print(f"  {m['id']}: recorded {m['recorded']!r}, served {m['served']!r}")
+        return 0 if res["agree"] == res["n"] else 1
+    import uvicorn
+
+    where = f"http://{args.host}:{args.port}"
+    print(f"serving {served.describe()} at {where} (POST {where}/v1/classify, docs {where}/docs; batching "
+          f"{'off' if args.no_batching else f'up to {app.state.batcher.max_batch} texts / {args.max_wait_ms:g} ms'})",
+          file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                timeout_graceful_shutdown=args.graceful_timeout)
+    return 0
