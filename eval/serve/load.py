@@ -46,7 +46,8 @@ def find_record(run: str, results_dir: str | Path = "results") -> Path:
     if len(hits) == 1:
         return hits[0]
     if len(hits) > 1:
-        raise ServeError(f"run id {stem} is recorded for several tasks: pass one record path ({', '.join(map(str, hits))})")
+        raise ServeError(f"run id {stem} is recorded for several tasks: pass one record path "
+                         f"({', '.join(map(str, hits))})")
     raise ServeError(f"no record {run!r}: pass a record path (results/runs/<task>/<track>/<run_id>.json) or a run "
                      f"id recorded under {results_dir}/runs (python -m eval.leaderboard lists them), or --task T "
                      "--labels N for the run recommend picks")

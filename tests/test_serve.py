@@ -1,0 +1,120 @@
+"""`python -m eval.serve`: a served run answers its own test items exactly as its per-example file recorded (every
+track, on small real runs), bad input gets a 4xx and the server keeps answering, batching changes no answer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from eval.serve.app import create_app  # noqa: E402
+from eval.serve.check import parity  # noqa: E402
+from eval.serve.cli import main as serve_main  # noqa: E402
+from eval.serve.load import load  # noqa: E402
+
+
+def only_record(results: Path, track: str) -> Path:
+    (path,) = [p for p in results.glob(f"runs/*/{track}/*.json")]
+    return path
+
+
+def assert_parity(record: Path, capsys: pytest.CaptureFixture, **kw: object) -> None:
+    """The CLI's --check and, batching on and off, the app's answers equal the per-example file."""
+    capsys.readouterr()
+    assert serve_main([str(record), "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "(100.0%)" in out, out
+    served = load(str(record))
+    for batching in (True, False):
+        res = parity(served, create_app(served, batching=batching, **kw), per_request=3, concurrency=4)
+        assert res["agree"] == res["n"] > 0, res["mismatches"][:5]
+
+
+@pytest.fixture(scope="module")
+def baseline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from eval import baseline
+
+    results = tmp_path_factory.mktemp("baseline")
+    assert baseline.cli(["--task", "drugs", "--n-train", "64", "--seeds", "0", "--class-weight", "balanced",
+                         "--n-eval", "60", "--results-dir", str(results), "--save-model"]) == 0
+    return only_record(results, "baseline")
+
+
+def test_the_baseline_is_served_from_json_and_safetensors_with_parity(baseline_run: Path, capsys) -> None:
+    art = baseline_run.parent / "artifacts" / baseline_run.stem
+    assert sorted(p.name for p in art.iterdir()) == ["tfidf.json", "tfidf.safetensors"]  # no pickle anywhere
+    assert_parity(baseline_run, capsys)
+
+
+def test_a_run_without_artifacts_says_how_to_keep_them(tmp_path: Path, capsys) -> None:
+    from eval import baseline
+
+    assert baseline.cli(["--task", "drugs", "--n-train", "16", "--seeds", "0", "--class-weight", "none",
+                         "--n-eval", "20", "--results-dir", str(tmp_path)]) == 0
+    record = only_record(tmp_path, "baseline")
+    capsys.readouterr()
+    assert serve_main([str(record), "--check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "kept no artifacts" in err and "python eval/baseline.py --task drugs --n-train 16" in err
+    assert "--save-model --overwrite" in err
+    # the command it prints keeps the run id (the option is outside it) and leaves a servable run
+    from eval.records import RunSpec
+
+    args = err.split("python eval/baseline.py ", 1)[1].split() + ["--results-dir", str(tmp_path)]
+    assert baseline.cli(args) == 0
+    assert only_record(tmp_path, "baseline") == record and RunSpec.from_record(json.loads(record.read_text()))
+    assert serve_main([str(record), "--check"]) == 0
+
+
+def test_unknown_runs_are_refused_in_one_line(tmp_path: Path, capsys) -> None:
+    assert serve_main(["nope__x__n1__eall__s0__00000000", "--results-dir", str(tmp_path)]) == 2
+    assert "no record" in capsys.readouterr().err
+
+
+def test_bad_input_gets_a_4xx_and_the_server_keeps_answering(baseline_run: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    served = load(str(baseline_run))
+    served.predictor.max_chars = 50
+    with TestClient(create_app(served, max_texts=3)) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        assert client.get("/ready").status_code == 200
+        info = client.get("/v1/info").json()
+        assert info["run_id"] == served.run_id and info["metrics"]["accuracy_ci"] and info["labels"]
+        bad = [({"texts": []}, 422, "at least 1"), ({"texts": ["ok", 3]}, 422, "texts.1"),
+               ({"texts": "a text"}, 422, "valid list"), ({"text": ["a"]}, 422, "texts"),
+               ({"texts": ["a", "b", "c", "d"]}, 413, "at most 3"), ({"texts": ["x" * 51]}, 413, "at most 50"),
+               ({"texts": ["  "]}, 422, "empty")]
+        for body, status, words in bad:
+            r = client.post("/v1/classify", json=body)
+            assert r.status_code == status and words in r.json()["detail"], (body, r.text)
+            ok = client.post("/v1/classify", json={"texts": ["worked wonders"]})
+            assert ok.status_code == 200 and ok.json()["predictions"][0]["label"] in info["labels"]
+        r = client.post("/v1/classify", content="texts=hello", headers={"Content-Type": "text/plain"})
+        assert r.status_code == 415 and "application/json" in r.json()["detail"]
+        r = client.post("/v1/classify", content="{not json", headers={"Content-Type": "application/json"})
+        assert r.status_code == 422
+        p = client.post("/v1/classify", json={"texts": ["worked wonders", "awful side effects"]}).json()
+        assert p["run_id"] == served.run_id and len(p["predictions"]) == 2
+        assert abs(sum(p["predictions"][0]["scores"].values()) - 1) < 1e-4
+        assert "/v1/classify" in client.get("/openapi.json").json()["paths"]
+
+
+# --- encoders ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["full", "lora", "setfit"])
+def test_an_encoder_run_is_served_with_parity(tiny: dict, tmp_path: Path, method: str, capsys) -> None:
+    from encoders import train as enc_train
+
+    argv = ["--data", tiny["csv"], "--text-column", "text", "--label-column", "label", "--model",
+            tiny["paths"]["bert"], "--method", method, "--n-train", "12", "--seeds", "0", "--results-dir",
+            str(tmp_path), "--min-steps", "2", "--max-steps", "2", "--evals", "1", "--batch-size", "6",
+            "--max-length", "24", "--lr", "1e-3", "--no-refit", "--eval-batch-size", "4", "--setfit-iterations", "2"]
+    assert enc_train.cli(argv) == 0
+    record = only_record(tmp_path, "encoders")
+    assert_parity(record, capsys)
+    served = load(str(record))
+    assert served.predictor.too_long("the drug " * 200) and "context" in served.predictor.too_long("the drug " * 200)
