@@ -118,3 +118,26 @@ def test_an_encoder_run_is_served_with_parity(tiny: dict, tmp_path: Path, method
     assert_parity(record, capsys)
     served = load(str(record))
     assert served.predictor.too_long("the drug " * 200) and "context" in served.predictor.too_long("the drug " * 200)
+
+
+# --- prompting, in-process ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode,shots", [("generate", 0), ("score", 2)])
+def test_an_in_process_prompting_run_is_served_with_parity(tiny_causal_lm: Path, tmp_path: Path, mode: str,
+                                                           shots: int, capsys) -> None:
+    from prompting_fixtures import write_reviews
+
+    from prompting.run import PromptConfig, main
+
+    data = write_reviews(tmp_path / "reviews.csv", 60)
+    cfg = PromptConfig(model=f"hf/{tiny_causal_lm}", task=None, data=str(data), text_column="text",
+                       label_column="label", results_dir=str(tmp_path), mode=mode, shots=[shots],
+                       prompt="zeroshot" if shots == 0 else None, n_eval=[12], batch_size=4, max_new_tokens=4,
+                       threads=1)
+    assert main(cfg) == 0
+    record = only_record(tmp_path, "prompting")
+    assert_parity(record, capsys)
+    served = load(str(record))
+    preds = served.predictor.predict(["review 1: a lovely film"])
+    assert preds[0]["status"] and (preds[0]["scores"] is not None) == (mode == "score")
+    assert served.predictor.facts["prefix_tokens"] == json.loads(record.read_text())["details"]["prompting"][
+        "runtime"]["prefix_tokens"]
