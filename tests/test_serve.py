@@ -141,3 +141,21 @@ def test_an_in_process_prompting_run_is_served_with_parity(tiny_causal_lm: Path,
     assert preds[0]["status"] and (preds[0]["scores"] is not None) == (mode == "score")
     assert served.predictor.facts["prefix_tokens"] == json.loads(record.read_text())["details"]["prompting"][
         "runtime"]["prefix_tokens"]
+
+
+# --- finetune (SFT) --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("eval_mode", ["generate", "score"])
+def test_an_sft_run_is_served_from_its_adapter_with_parity(tiny_causal_lm: Path, tmp_path: Path, eval_mode: str,
+                                                           capsys) -> None:
+    pytest.importorskip("trl")
+    from finetune.sft import cli
+
+    argv = ["--model", str(tiny_causal_lm), "--task", "drugs", "--n-train", "12", "--seeds", "0", "--n-eval", "10",
+            "--results-dir", str(tmp_path), "--max-seq-length", "64", "--max-steps", "3", "--batch-size", "4",
+            "--learning-rate", "1e-2", "--backend", "hf", "--eval-mode", eval_mode, "--eval-batch-size", "4"]
+    assert cli(argv) == 0
+    record = only_record(tmp_path, "finetune")
+    assert_parity(record, capsys)
+    served = load(str(record))
+    assert served.predictor.facts["prefix_tokens"] == served.predictor.facts["recorded_prefix_tokens"] or \
+        served.predictor.facts["recorded_prefix_tokens"] is None
