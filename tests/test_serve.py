@@ -159,3 +159,30 @@ def test_an_sft_run_is_served_from_its_adapter_with_parity(tiny_causal_lm: Path,
     served = load(str(record))
     assert served.predictor.facts["prefix_tokens"] == served.predictor.facts["recorded_prefix_tokens"] or \
         served.predictor.facts["recorded_prefix_tokens"] is None
+
+
+# --- Ray Serve -------------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # a local Ray cluster and Serve's controller and proxy take a minute to start on 2 cores
+@pytest.mark.ray
+def test_ray_serve_with_two_replicas_passes_the_parity_check(baseline_run: Path) -> None:
+    pytest.importorskip("ray.serve")
+    import asyncio
+
+    import httpx
+
+    from eval.serve import ray_serve
+
+    served = load(str(baseline_run))
+    try:
+        url = ray_serve.deploy(served.path, replicas=2, host="127.0.0.1", port=8798, app_kw={}, blocking=False)
+        res = parity(served, url=url, per_request=2, concurrency=8)
+        assert res["agree"] == res["n"] > 0, res["mismatches"][:5]
+
+        async def who() -> set[str]:
+            async with httpx.AsyncClient(base_url=url, timeout=60) as c:
+                rs = await asyncio.gather(*(c.post("/v1/classify", json={"texts": ["fine"]}) for _ in range(32)))
+            return {r.headers["x-served-by"] for r in rs}
+
+        assert len(asyncio.run(who())) == 2  # both replicas answered (Ray Serve's proxy spreads the requests)
+    finally:
+        ray_serve.shutdown()

@@ -13,6 +13,8 @@ non-strings (422), too many texts per request or a text over the model's limit (
 # no `from __future__ import annotations`: FastAPI reads the request and response models from live annotations
 
 import logging
+import os
+import socket
 import time
 from contextlib import asynccontextmanager
 from typing import Any
@@ -77,6 +79,7 @@ def create_app(served: Served, *, max_texts: int = 64, max_batch: int | None = N
     async def request_log(request: Request, call_next: Any) -> Any:
         t0 = time.perf_counter()
         response = await call_next(request)
+        response.headers["x-served-by"] = f"{socket.gethostname()}:{os.getpid()}"  # which replica answered
         log.info("%s %s %d %.1f ms", request.method, request.url.path, response.status_code,
                  (time.perf_counter() - t0) * 1000)
         return response

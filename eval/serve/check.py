@@ -13,33 +13,48 @@ from eval.serve.load import Served
 from eval.serve.predictor import ServeError
 
 
-async def _ask(app: Any, texts: list[str], per_request: int, concurrency: int) -> list[dict]:
-    import httpx
-
+async def _ask(client: Any, texts: list[str], per_request: int, concurrency: int) -> list[dict]:
     chunks = [texts[i:i + per_request] for i in range(0, len(texts), per_request)]
     out: list[list[dict] | None] = [None] * len(chunks)
     sem = asyncio.Semaphore(concurrency)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://serve", timeout=None) as client:
-            async def one(i: int) -> None:
-                async with sem:
-                    r = await client.post("/v1/classify", json={"texts": chunks[i]})
-                    if r.status_code != 200:
-                        raise ServeError(f"the server refused test item(s) {i * per_request}..: {r.text}")
-                    out[i] = r.json()["predictions"]
 
-            await asyncio.gather(*(one(i) for i in range(len(chunks))))
+    async def one(i: int) -> None:
+        async with sem:
+            r = await client.post("/v1/classify", json={"texts": chunks[i]})
+            if r.status_code != 200:
+                raise ServeError(f"the server refused test item(s) {i * per_request}..: {r.text}")
+            out[i] = r.json()["predictions"]
+
+    await asyncio.gather(*(one(i) for i in range(len(chunks))))
     return [p for chunk in out for p in (chunk or [])]
 
 
-def parity(served: Served, app: Any, *, per_request: int = 8, concurrency: int = 4) -> dict:
-    """{n, agree, rate, mismatches}: the app's labels for the record's test items against its per-example file."""
+async def _ask_app(app: Any, texts: list[str], per_request: int, concurrency: int) -> list[dict]:
+    import httpx
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://serve", timeout=None) as client:
+            return await _ask(client, texts, per_request, concurrency)
+
+
+async def _ask_url(url: str, texts: list[str], per_request: int, concurrency: int) -> list[dict]:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=url, timeout=None) as client:
+        return await _ask(client, texts, per_request, concurrency)
+
+
+def parity(served: Served, app: Any = None, *, url: str | None = None, per_request: int = 8,
+           concurrency: int = 4) -> dict:
+    """{n, agree, rate, mismatches}: the labels the app (in-process) or the server at `url` gives the record's test
+    items, against its per-example file."""
     rows = load_examples(served.record)
     if not rows:
         raise ServeError(f"{served.path}: its per-example file is missing, so there is nothing to check against")
     texts = [r["text"] for r in rows]
-    preds = asyncio.run(_ask(app, texts, per_request, concurrency))
+    ask = _ask_url(url, texts, per_request, concurrency) if url else _ask_app(app, texts, per_request, concurrency)
+    preds = asyncio.run(ask)
     mismatches = [{"id": r["id"], "recorded": r["pred"], "served": p["label"]} for r, p in zip(rows, preds)
                   if p["label"] != r["pred"]]
     n = len(rows)

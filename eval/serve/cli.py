@@ -32,6 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--check", action="store_true",
                     help="ask the API for the run's own test items, print the agreement with its per-example file "
                          "(exit 1 below 100%%), and stop")
+    ap.add_argument("--replicas", type=int, default=None,
+                    help="serve through Ray Serve with this many replicas of the model (needs ray[serve])")
+    ap.add_argument("--ray-address", default=None, help="with --replicas: join this Ray cluster (default: a local one)")
     ap.add_argument("--graceful-timeout", type=float, default=30.0,
                     help="on Ctrl-C / SIGTERM, seconds in-flight requests get to finish (default: 30)")
     args = ap.parse_args(argv)
@@ -42,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("max_texts", "port"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.replicas is not None and args.replicas < 1:
+        ap.error("--replicas must be >= 1")
     if args.max_batch is not None and args.max_batch < 1:
         ap.error("--max-batch must be >= 1")
     return args
@@ -66,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for note in served.notes:
         print(note, file=sys.stderr)
+    if args.replicas:
+        return _ray(args, served)
     from eval.serve.app import create_app
 
     app = create_app(served, max_texts=args.max_texts, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
@@ -94,3 +101,37 @@ def main(argv: list[str] | None = None) -> int:
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
                 timeout_graceful_shutdown=args.graceful_timeout)
     return 0
+
+
+def _ray(args: argparse.Namespace, served) -> int:  # noqa: ANN001 - eval.serve.load.Served
+    """The same app as a Ray Serve deployment of `--replicas` copies (eval/serve/ray_serve.py)."""
+    try:
+        from eval.serve import ray_serve
+    except ImportError as exc:
+        print(f"error: --replicas needs {exc.name}: pip install 'ray[serve]'", file=sys.stderr)
+        return 2
+    app_kw = {"max_texts": args.max_texts, "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
+              "batching": not args.no_batching}
+    try:
+        import ray.serve  # noqa: F401
+    except ImportError as exc:
+        print(f"error: --replicas needs Ray Serve ({exc.name} is missing): pip install 'ray[serve]'", file=sys.stderr)
+        return 2
+    where = f"http://{args.host}:{args.port}"
+    print(f"serving {served.describe()} at {where} through Ray Serve, {args.replicas} replica(s)", file=sys.stderr,
+          flush=True)
+    if not args.check:
+        ray_serve.deploy(served.path, replicas=args.replicas, host=args.host, port=args.port, app_kw=app_kw,
+                         address=args.ray_address)
+        return 0
+    try:
+        url = ray_serve.deploy(served.path, replicas=args.replicas, host=args.host, port=args.port, app_kw=app_kw,
+                               address=args.ray_address, blocking=False)
+        from eval.serve.check import parity
+
+        res = parity(served, url=url, per_request=min(args.max_texts, 8), concurrency=2 * args.replicas)
+    finally:
+        ray_serve.shutdown()
+    print(f"parity {served.run_id} ({args.replicas} Ray Serve replicas): {res['agree']}/{res['n']} test items "
+          f"answered as recorded ({100 * res['rate']:.1f}%)")
+    return 0 if res["agree"] == res["n"] else 1
