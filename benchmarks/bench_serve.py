@@ -135,7 +135,8 @@ def table(runs: list[dict], argv: list[str]) -> str:
            "run's own test texts, a fixed number of requests per row; `p50/p95/p99`: request latency seen by the "
            "client. Batching on: up to the evaluation's batch size per model call, 5 ms wait. Off: one model call "
            "per request, one at a time.", "",
-           "| run | batching | clients | n | requests/s | p50 ms | p95 ms | p99 ms |", "|---|---|---|---|---|---|---|---|"]
+           "| run | batching | clients | n | requests/s | p50 ms | p95 ms | p99 ms |",
+           "|---|---|---|---|---|---|---|---|"]
     for r in runs:
         name = f"{r['track']} {r['model']} {r['method']}"
         for x in r["results"]:

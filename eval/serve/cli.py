@@ -34,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "(exit 1 below 100%%), and stop")
     ap.add_argument("--replicas", type=int, default=None,
                     help="serve through Ray Serve with this many replicas of the model (needs ray[serve])")
-    ap.add_argument("--ray-address", default=None, help="with --replicas: join this Ray cluster (default: a local one)")
+    ap.add_argument("--ray-address", default=None,
+                    help="with --replicas: join this Ray cluster (default: a local one)")
     ap.add_argument("--graceful-timeout", type=float, default=30.0,
                     help="on Ctrl-C / SIGTERM, seconds in-flight requests get to finish (default: 30)")
     args = ap.parse_args(argv)
