@@ -81,7 +81,7 @@ class BaselinePredictor:
 
     def too_long(self, text: str) -> str | None:
         if len(text) > self.max_chars:
-            return f"a text has {len(text)} characters; this server takes at most {self.max_chars} (--max-chars)"
+            return f"a text has {len(text)} characters; this server takes at most {self.max_chars}"
         return None
 
     def predict(self, texts: Sequence[str]) -> list[dict]:
