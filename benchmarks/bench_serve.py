@@ -62,12 +62,13 @@ async def drive(url: str, texts: list[str], clients: int) -> tuple[float, list[f
     return wall, latencies, labels
 
 
-def start(record: str, port: int, batching: bool, max_wait_ms: float) -> subprocess.Popen:
+def start(record: str, port: int, batching: bool, max_wait_ms: float, threads: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "eval.serve", record, "--port", str(port), "--max-wait-ms", str(max_wait_ms)]
     if not batching:
         cmd.append("--no-batching")
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+                            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads),
+                                 "MKL_NUM_THREADS": str(threads)})
 
 
 def wait_ready(proc: subprocess.Popen, url: str, timeout: float = 600) -> None:
@@ -94,14 +95,14 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def bench(record: str, requests: int, clients: list[int], port: int, max_wait_ms: float) -> dict:
+def bench(record: str, requests: int, clients: list[int], port: int, max_wait_ms: float, threads: int) -> dict:
     rec = json.loads(Path(record).read_text())
     rows = [json.loads(x) for x in Path(record).with_suffix(".jsonl").read_text().splitlines() if x.strip()]
     texts = [rows[i % len(rows)]["text"] for i in range(requests)]
     results, answers = [], {}
     url = f"http://127.0.0.1:{port}"
     for batching in (False, True):
-        proc = start(record, port, batching, max_wait_ms)
+        proc = start(record, port, batching, max_wait_ms, threads)
         try:
             wait_ready(proc, url)
             asyncio.run(drive(url, texts[:8], 2))  # warm-up (first-call allocations, thread pools)
@@ -131,7 +132,8 @@ def table(runs: list[dict], argv: list[str]) -> str:
     out = ["## Serving a recorded run: dynamic batching on vs off (`benchmarks/bench_serve.py`, issue 21)", "",
            f"`python benchmarks/bench_serve.py {' '.join(argv)}`", "",
            f"Machine: {cpu}, {os.cpu_count()} cores, no GPU, load average {load:.1f} at the end of the run (other "
-           "jobs shared the cores); server and clients on the same cores over loopback. One text per request, the "
+           "jobs shared the cores); server and clients on the same cores over loopback; the server's torch threads fixed "
+           "by OMP_NUM_THREADS (--threads) in every setting. One text per request, the "
            "run's own test texts, a fixed number of requests per row; `p50/p95/p99`: request latency seen by the "
            "client. Batching on: up to the evaluation's batch size per model call, 5 ms wait. Off: one model call "
            "per request, one at a time.", "",
@@ -167,9 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 16], help="concurrent clients (default 1 16)")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads of the server (OMP_NUM_THREADS), the same in every setting (default 1)")
     ap.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
     args = ap.parse_args(argv)
-    runs = [bench(r, args.requests, sorted(args.clients), args.port, args.max_wait_ms) for r in args.records]
+    runs = [bench(r, args.requests, sorted(args.clients), args.port, args.max_wait_ms, args.threads)
+            for r in args.records]
     md = table(runs, argv)
     print(md)
     if args.write:

@@ -186,3 +186,15 @@ def test_ray_serve_with_two_replicas_passes_the_parity_check(baseline_run: Path)
         assert len(asyncio.run(who())) == 2  # both replicas answered (Ray Serve's proxy spreads the requests)
     finally:
         ray_serve.shutdown()
+
+
+# --- a committed record, on the offline model it names ----------------------------------------------------------------
+COMMITTED_PROMPTING = (Path(__file__).resolve().parents[1] / "results" / "runs" / "drugs" / "prompting"
+                       / "hf-gemma3-270m__fewshot-score__n2__e32__s0__f4f30173.json")
+
+
+@pytest.mark.slow  # loads gemma3-270m (the offline package) and scores 32 items
+def test_a_committed_prompting_record_is_served_with_parity(capsys) -> None:
+    if not COMMITTED_PROMPTING.exists():
+        pytest.skip("the committed record is not in this checkout")
+    assert_parity(COMMITTED_PROMPTING, capsys)
