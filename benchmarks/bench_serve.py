@@ -132,8 +132,8 @@ def table(runs: list[dict], argv: list[str]) -> str:
     out = ["## Serving a recorded run: dynamic batching on vs off (`benchmarks/bench_serve.py`, issue 21)", "",
            f"`python benchmarks/bench_serve.py {' '.join(argv)}`", "",
            f"Machine: {cpu}, {os.cpu_count()} cores, no GPU, load average {load:.1f} at the end of the run (other "
-           "jobs shared the cores); server and clients on the same cores over loopback; the server's torch threads fixed "
-           "by OMP_NUM_THREADS (--threads) in every setting. One text per request, the "
+           "jobs shared the cores); server and clients on the same cores over loopback; the server's torch threads "
+           "fixed by OMP_NUM_THREADS (--threads) in every setting. One text per request, the "
            "run's own test texts, a fixed number of requests per row; `p50/p95/p99`: request latency seen by the "
            "client. Batching on: up to the evaluation's batch size per model call, 5 ms wait. Off: one model call "
            "per request, one at a time.", "",

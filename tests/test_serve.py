@@ -188,7 +188,7 @@ def test_ray_serve_with_two_replicas_passes_the_parity_check(baseline_run: Path)
         ray_serve.shutdown()
 
 
-# --- a committed record, on the offline model it names ----------------------------------------------------------------
+# --- a committed record, on the offline model it names ---------------------------------------------------------------
 COMMITTED_PROMPTING = (Path(__file__).resolve().parents[1] / "results" / "runs" / "drugs" / "prompting"
                        / "hf-gemma3-270m__fewshot-score__n2__e32__s0__f4f30173.json")
 
