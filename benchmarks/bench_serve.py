@@ -125,7 +125,7 @@ def bench(record: str, requests: int, clients: list[int], port: int, max_wait_ms
             "as_recorded": all(v == recorded for v in answers.values()), "clients": clients}
 
 
-def table(runs: list[dict], argv: list[str]) -> str:
+def table(runs: list[dict], argv: list[str], wait: float) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
@@ -135,8 +135,9 @@ def table(runs: list[dict], argv: list[str]) -> str:
            "jobs shared the cores); server and clients on the same cores over loopback; the server's torch threads "
            "fixed by OMP_NUM_THREADS (--threads) in every setting. One text per request, the "
            "run's own test texts, a fixed number of requests per row; `p50/p95/p99`: request latency seen by the "
-           "client. Batching on: up to the evaluation's batch size per model call, 5 ms wait. Off: one model call "
-           "per request, one at a time.", "",
+           "client. Batching on: up to the evaluation's batch size per model call, "
+           f"{'no wait (what queued during the previous call)' if wait == 0 else f'{wait:g} ms wait'}. "
+           "Off: one model call per request, one at a time.", "",
            "| run | batching | clients | n | requests/s | p50 ms | p95 ms | p99 ms |",
            "|---|---|---|---|---|---|---|---|"]
     for r in runs:
@@ -168,14 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=256, help="requests per row (default 256)")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 16], help="concurrent clients (default 1 16)")
     ap.add_argument("--port", type=int, default=8765)
-    ap.add_argument("--max-wait-ms", type=float, default=5.0)
+    ap.add_argument("--max-wait-ms", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads of the server (OMP_NUM_THREADS), the same in every setting (default 1)")
     ap.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
     args = ap.parse_args(argv)
     runs = [bench(r, args.requests, sorted(args.clients), args.port, args.max_wait_ms, args.threads)
             for r in args.records]
-    md = table(runs, argv)
+    md = table(runs, argv, args.max_wait_ms)
     print(md)
     if args.write:
         write(md, REPO / "BENCHMARKS.md")

@@ -25,7 +25,7 @@ from eval.serve.load import Served
 log = logging.getLogger("eval.serve")
 
 
-def create_app(served: Served, *, max_texts: int = 64, max_batch: int | None = None, max_wait_ms: float = 5.0,
+def create_app(served: Served, *, max_texts: int = 64, max_batch: int | None = None, max_wait_ms: float = 0.0,
                batching: bool = True) -> Any:
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError

@@ -26,8 +26,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-texts", type=int, default=64, help="texts per request at most (default: 64)")
     ap.add_argument("--max-batch", type=int, default=None,
                     help="texts per model call at most (default: the batch size the evaluation used)")
-    ap.add_argument("--max-wait-ms", type=float, default=5.0,
-                    help="how long a batch waits for more requests once it has one (default: 5 ms)")
+    ap.add_argument("--max-wait-ms", type=float, default=0.0,
+                    help="how long a batch waits for more requests once it has one (default 0: it takes what queued "
+                         "while the previous batch ran, so a lone request never waits)")
     ap.add_argument("--no-batching", action="store_true", help="one model call per request, one at a time")
     ap.add_argument("--check", action="store_true",
                     help="ask the API for the run's own test items, print the agreement with its per-example file "
@@ -96,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     where = f"http://{args.host}:{args.port}"
+    batching = "off" if args.no_batching else \
+        f"up to {app.state.batcher.max_batch} texts, waiting {args.max_wait_ms:g} ms"
     print(f"serving {served.describe()} at {where} (POST {where}/v1/classify, docs {where}/docs; batching "
-          f"{'off' if args.no_batching else f'up to {app.state.batcher.max_batch} texts / {args.max_wait_ms:g} ms'})",
+          f"{batching})",
           file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
                 timeout_graceful_shutdown=args.graceful_timeout)
