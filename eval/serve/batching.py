@@ -4,9 +4,9 @@ The pattern of Hugging Face Text Embeddings Inference, Triton's dynamic batcher 
 first waiting request opens a batch, which takes the requests queued behind it until it holds `max_batch` texts or
 `max_wait_ms` have passed (0, the default: it takes what queued while the previous call ran, so a lone request
 never waits and a busy server still batches), then runs as one model call in a worker thread (one call at a time:
-the model's threads already use the cores). Answers do not depend on the batch: each predictor sorts, pads and (for LLMs) reuses the
-prompt prefix exactly as its evaluation did (docs/serve.md), and tests/test_serve.py checks batching on and off give
-the same labels. Off (`max_wait_ms=0, max_batch=1`), each request is its own model call, one after another.
+the model's threads already use the cores). Answers do not depend on the batch: each predictor sorts, pads and (for
+LLMs) reuses the prompt prefix exactly as its evaluation did (docs/serve.md), and tests/test_serve.py checks that
+batching on and off give the same labels. Off (`enabled=False`), each request is its own model call, one at a time.
 """
 
 from __future__ import annotations
