@@ -200,12 +200,13 @@ def test_a_committed_prompting_record_is_served_with_parity(capsys) -> None:
     assert_parity(COMMITTED_PROMPTING, capsys)
 
 
-def test_the_run_recommend_picks_is_served(tmp_path: Path, capsys) -> None:
+def test_the_run_recommend_picks_is_served(tiny: dict, tmp_path: Path, capsys) -> None:
     from eval import baseline
 
-    assert baseline.cli(["--task", "drugs", "--n-train", "64", "--seeds", "0", "--n-eval", "40", "--results-dir",
-                         str(tmp_path), "--save-model"]) == 0  # both class weights: two approaches to rank
+    assert baseline.cli(["--data", tiny["csv"], "--text-column", "text", "--label-column", "label", "--n-train",
+                         "30", "--seeds", "0", "--results-dir", str(tmp_path), "--save-model"]) == 0  # two approaches
+    task = json.loads(next(tmp_path.glob("runs/*/baseline/*.json")).read_text())["task"]
     capsys.readouterr()
-    assert serve_main(["--task", "drugs", "--labels", "64", "--results-dir", str(tmp_path), "--check"]) == 0
+    assert serve_main(["--task", task, "--labels", "30", "--results-dir", str(tmp_path), "--check"]) == 0
     captured = capsys.readouterr()
     assert "recommend picks baseline" in captured.err and "(100.0%)" in captured.out

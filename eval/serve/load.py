@@ -67,7 +67,7 @@ def recommended_record(task: str, labels: int, results_dir: str | Path = "result
     best = res.get("best")
     if not best:
         raise ServeError(f"recommend has no pick for --task {task} --labels {labels} ({'; '.join(res['notes'])}): "
-                         "add the runs it suggests (python -m eval.recommend --task {task} --labels {labels})")
+                         f"add the runs it suggests (python -m eval.recommend --task {task} --labels {labels})")
     ts = analysed[0][task][0]
     row = next(r for r in ts.rows if r.name == best["approach"] and r.n_train == best["n_train"]
                and r.shown_options == best["options"])
