@@ -45,6 +45,21 @@ async def _ask_url(url: str, texts: list[str], per_request: int, concurrency: in
         return await _ask(client, texts, per_request, concurrency)
 
 
+def _texts(record: dict, rows: list[dict]) -> list[str]:
+    """The rows' texts: in the rows (records since the text was logged), else the task's test items by id."""
+    if all("text" in r for r in rows):
+        return [r["text"] for r in rows]
+    from eval.dataref import load_ref
+
+    task = load_ref(record["task"], record.get("data"))
+    by_id = {e.id: e.text for e in task.test(record.get("n_eval_requested"))}
+    missing = [r["id"] for r in rows if r["id"] not in by_id]
+    if missing:
+        raise ServeError(f"test items {missing[:3]} of the record are not in task {record['task']}'s test split "
+                         "any more (the data changed since the run)")
+    return [by_id[r["id"]] for r in rows]
+
+
 def parity(served: Served, app: Any = None, *, url: str | None = None, per_request: int = 8,
            concurrency: int = 4) -> dict:
     """{n, agree, rate, mismatches}: the labels the app (in-process) or the server at `url` gives the record's test
@@ -52,7 +67,7 @@ def parity(served: Served, app: Any = None, *, url: str | None = None, per_reque
     rows = load_examples(served.record)
     if not rows:
         raise ServeError(f"{served.path}: its per-example file is missing, so there is nothing to check against")
-    texts = [r["text"] for r in rows]
+    texts = _texts(served.record, rows)
     ask = _ask_url(url, texts, per_request, concurrency) if url else _ask_app(app, texts, per_request, concurrency)
     preds = asyncio.run(ask)
     mismatches = [{"id": r["id"], "recorded": r["pred"], "served": p["label"]} for r, p in zip(rows, preds)
