@@ -210,3 +210,51 @@ def test_the_run_recommend_picks_is_served(tiny: dict, tmp_path: Path, capsys) -
     assert serve_main(["--task", task, "--labels", "30", "--results-dir", str(tmp_path), "--check"]) == 0
     captured = capsys.readouterr()
     assert "recommend picks baseline" in captured.err and "(100.0%)" in captured.out
+
+
+# --- the batcher -----------------------------------------------------------------------------------------------------
+def test_the_batcher_gathers_concurrent_requests_and_drains_on_close() -> None:
+    import asyncio
+    import time
+
+    from eval.serve.batching import Batcher
+
+    calls: list[list[str]] = []
+
+    def predict(texts):  # a model call that takes a while, so requests queue behind it
+        calls.append(list(texts))
+        time.sleep(0.05)
+        return [{"label": t.upper()} for t in texts]
+
+    async def scenario(enabled: bool) -> tuple[list, list]:
+        b = Batcher(predict, max_batch=8, max_wait_ms=0, enabled=enabled)
+        await b.start()
+        tasks = [asyncio.create_task(b.submit([f"t{i}", f"u{i}"])) for i in range(6)]
+        await asyncio.sleep(0)  # every request is queued before the close
+        await b.close()  # graceful: what is queued is answered first
+        return [t.result() for t in tasks], list(calls)
+
+    got, seen = asyncio.run(scenario(True))
+    assert got == [[{"label": f"T{i}"}, {"label": f"U{i}"}] for i in range(6)]  # each request gets its own answers
+    assert len(seen) < 6 and max(len(c) for c in seen) <= 8  # gathered, never over max_batch
+    calls.clear()
+    got_off, seen_off = asyncio.run(scenario(False))
+    assert got_off == got and len(seen_off) == 6  # off: one model call per request
+
+
+def test_a_failing_model_call_fails_its_requests_and_the_server_goes_on(baseline_run: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    served = load(str(baseline_run))
+    real = served.predictor.predict
+
+    def flaky(texts):
+        if "boom" in texts:
+            raise RuntimeError("the model failed")
+        return real(texts)
+
+    served.predictor.predict = flaky
+    with TestClient(create_app(served), raise_server_exceptions=False) as client:
+        r = client.post("/v1/classify", json={"texts": ["boom"]})
+        assert r.status_code == 500 and "the model failed" in r.json()["detail"]
+        assert client.post("/v1/classify", json={"texts": ["worked wonders"]}).status_code == 200

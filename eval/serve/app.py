@@ -124,7 +124,11 @@ def create_app(served: Served, *, max_texts: int = 64, max_batch: int | None = N
                 return JSONResponse(status_code=413, content={"detail": f"texts[{i}]: {problem}"})
         if not state["ready"]:
             return JSONResponse(status_code=503, content={"detail": "the server is shutting down"})
-        preds = await batcher.submit(body.texts)
+        try:
+            preds = await batcher.submit(body.texts)
+        except Exception as exc:  # the model call failed: this request (and its batch) get the reason, not a crash
+            log.exception("model call failed")
+            return JSONResponse(status_code=500, content={"detail": f"the model call failed: {exc}"})
         return {"run_id": served.run_id, "track": rec["track"], "model": rec["model"], "predictions": preds,
                 "latency_ms": round((time.perf_counter() - t0) * 1000, 2)}
 
