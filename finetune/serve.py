@@ -13,7 +13,6 @@ evaluation over those same prompts), so an answer does not depend on what it is 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -150,6 +149,3 @@ def predictor(record: dict, artifacts: Path) -> SFTPredictor:
         what = f"the LoRA adapter ({saved['adapter_error']})" if saved.get("adapter_error") else "the LoRA adapter"
         raise NoArtifacts(what, "")
     return SFTPredictor(record, artifacts)
-
-
-__all__ = ["SFTPredictor", "predictor", "json"]

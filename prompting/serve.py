@@ -38,6 +38,10 @@ class PromptingPredictor:
         overrides: dict[str, Any] = {}
         if str(spec.model).startswith("hf/") and runtime.get("dtype"):
             overrides["dtype"] = runtime["dtype"]  # what ran (the canary may have kept fp32 over bf16)
+        ran = record.get("config") or {}
+        for key in ("host", "base_url", "endpoint", "raw", "num_ctx", "timeout", "retries", "concurrency"):
+            if ran.get(key) is not None:  # the server the run asked, as it asked it (runtime, not in the spec)
+                overrides[key] = ran[key]
         self.cfg = cfg = config_from_spec(spec, **overrides)
         self.task = task = load_ref(spec.task, spec.data)
         shots = int(spec.n_train)

@@ -143,6 +143,27 @@ def test_an_in_process_prompting_run_is_served_with_parity(tiny_causal_lm: Path,
         "runtime"]["prefix_tokens"]
 
 
+def test_a_prompting_run_against_a_server_is_forwarded_to_it_with_parity(tmp_path: Path, capsys) -> None:
+    from prompting_fixtures import oracle, write_reviews
+
+    from prompting.fake_server import FakeServer, Reply
+    from prompting.run import PromptConfig, main
+
+    data = write_reviews(tmp_path / "reviews.csv")
+    with FakeServer(["llama3.1:8b"], lambda p, n: Reply("unsure" if "about nothing" in p else oracle(p))) as srv:
+        cfg = PromptConfig(model="llama3.1", task=None, data=str(data), text_column="text", label_column="label",
+                           results_dir=str(tmp_path), host=srv.url, retries=0, timeout=5.0, shots=[2],
+                           n_eval=[12])
+        assert main(cfg) == 0
+        asked = len(srv.prompts())
+        record = only_record(tmp_path, "prompting")
+        assert_parity(record, capsys)
+        assert len(srv.prompts()) > asked  # answered by the run's server, not from the run's answer cache
+        served = load(str(record))
+        (p,) = served.predictor.predict(["a text about nothing"])
+        assert p["label"] == "[invalid]" and p["status"] != "valid" and p["raw"] == "unsure"
+
+
 # --- finetune (SFT) --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("eval_mode", ["generate", "score"])
 def test_an_sft_run_is_served_from_its_adapter_with_parity(tiny_causal_lm: Path, tmp_path: Path, eval_mode: str,
