@@ -112,14 +112,15 @@ def _ray(args: argparse.Namespace, served) -> int:  # noqa: ANN001 - eval.serve.
     try:
         from eval.serve import ray_serve
     except ImportError as exc:
-        print(f"error: --replicas needs {exc.name}: pip install 'ray[serve]'", file=sys.stderr)
+        print(f"error: --replicas needs {exc.name}: pip install -e '.[serve-ray]'", file=sys.stderr)
         return 2
     app_kw = {"max_texts": args.max_texts, "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
               "batching": not args.no_batching}
     try:
         import ray.serve  # noqa: F401
     except ImportError as exc:
-        print(f"error: --replicas needs Ray Serve ({exc.name} is missing): pip install 'ray[serve]'", file=sys.stderr)
+        print(f"error: --replicas needs Ray Serve ({exc.name} is missing): pip install -e '.[serve-ray]'",
+              file=sys.stderr)
         return 2
     where = f"http://{args.host}:{args.port}"
     print(f"serving {served.describe()} at {where} through Ray Serve, {args.replicas} replica(s)", file=sys.stderr,
