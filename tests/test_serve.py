@@ -279,3 +279,39 @@ def test_a_failing_model_call_fails_its_requests_and_the_server_goes_on(baseline
         r = client.post("/v1/classify", json={"texts": ["boom"]})
         assert r.status_code == 500 and "the model failed" in r.json()["detail"]
         assert client.post("/v1/classify", json={"texts": ["worked wonders"]}).status_code == 200
+
+
+def test_the_command_serves_on_loopback_says_what_and_where_and_stops_gracefully(baseline_run: Path) -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "eval.serve", str(baseline_run), "--port", str(port)], cwd=repo,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.25)
+        r = httpx.post(f"{url}/v1/classify", json={"texts": ["worked wonders"]}, timeout=30)
+        assert r.status_code == 200 and r.headers["x-served-by"]
+    finally:
+        proc.send_signal(signal.SIGTERM)  # uvicorn's graceful shutdown, then the batcher drains
+        err = proc.communicate(timeout=60)[1]
+    # uvicorn re-raises the captured SIGTERM once it has shut down, so the exit status is the signal's
+    assert proc.returncode in (0, -signal.SIGTERM) and "stopped: every queued request was answered" in err, err
+    first = err.splitlines()[0] if err else ""
+    assert "serving baseline tfidf-lr" in err and f"http://127.0.0.1:{port}" in err, first
+    assert "POST /v1/classify 200" in err  # the request log line, with its latency

@@ -44,6 +44,8 @@ def create_app(served: Served, *, max_texts: int = 64, max_batch: int | None = N
         yield
         state["ready"] = False  # draining: /ready says 503 while queued requests finish
         await batcher.close()
+        log.info("stopped: every queued request was answered (%d model calls, %d texts)", batcher.stats["batches"],
+                 batcher.stats["texts"])
 
     class ClassifyRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
