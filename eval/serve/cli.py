@@ -1,7 +1,7 @@
 """Serve a recorded run behind an HTTP API whose answers equal the evaluated ones (docs/serve.md).
 
-    python -m eval.serve results/runs/drugs/encoders/minilm-l6__full__n256__eall__s0__1234abcd.json
-    python -m eval.serve minilm-l6__full__n256__eall__s0__1234abcd --port 8000      # a run id under results/
+    python -m eval.serve results/runs/<task>/<track>/<run_id>.json                  # a record path
+    python -m eval.serve <run_id> --port 8000                                      # a run id under results/
     python -m eval.serve --task drugs --labels 256                                 # the run recommend picks
     python -m eval.serve RUN --check          # its own test items through the API: agreement must be 100%
     curl -s localhost:8000/v1/classify -H 'Content-Type: application/json' -d '{"texts": ["Worked wonders"]}'
