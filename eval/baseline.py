@@ -36,6 +36,8 @@ class Config:
     method: str | None = option(None, "run name (default: tfidf-lr-balanced or tfidf-lr)", role="spec")
     class_weight: str = option("balanced", "balanced class weights or none", choices=["balanced", "none"])
     C: float = option(10.0, "inverse regularisation strength")
+    save_model: bool = option(False, "keep the fitted model (JSON + safetensors, no pickle) in the run's artifacts "
+                              "folder, for python -m eval.serve", role="runtime")
 
     def __post_init__(self) -> None:
         if self.class_weight not in METHODS:
@@ -58,11 +60,12 @@ def config_from_options(model: str, method: str, options: dict) -> Config:
 
 def make_spec(cfg: Config, data: DataRef, n_train: int | str, seed: int, n_eval: int | None) -> RunSpec:
     return RunSpec(track="baseline", task=data.task, model=cfg.model, method=str(cfg.method), n_train=n_train,
-                   seed=seed, n_eval=n_eval, options=values_with_role(cfg, "result"), data=data.ref)
+                   seed=seed, n_eval=n_eval, options=values_with_role(cfg, "result"), data=data.ref,
+                   runtime=values_with_role(cfg, "runtime"))
 
 
 def config_from_spec(spec: RunSpec) -> Config:
-    return Config(model=spec.model, method=spec.method, **spec.options)
+    return Config(model=spec.model, method=spec.method, **{**spec.options, **spec.runtime})
 
 
 def preflight(spec: RunSpec) -> list[str]:
@@ -97,6 +100,7 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Pa
     cjk = task.config.language in ("zh", "ja")
     features = {"analyzer": "char", "ngram_range": (1, 3)} if cjk else {"ngram_range": (1, 2)}
     t0 = time.perf_counter()
+    clf = None
     if len(labels_seen) == 1:  # logistic regression needs two classes; a constant predictor is the honest answer
         preds = [labels_seen[0]] * len(test)
         train_s, eval_s = 0.0, 0.0
@@ -111,6 +115,11 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Pa
         t1 = time.perf_counter()
         preds = list(clf.predict([e.text for e in test]))
         eval_s = time.perf_counter() - t1
+    if spec.runtime.get("save_model"):  # no pickle: vocabulary, idf and coefficients as data (eval/baseline_model.py)
+        from eval.baseline_model import save
+        from eval.records import output_dir
+
+        save(clf, output_dir(spec, results_dir), labels_seen, constant=None if clf else labels_seen[0])
     return finish_run(spec, task, test, preds, results_dir=results_dir,
                       model_id="tfidf(char 1-3gram)+logreg" if cjk else "tfidf(1-2gram)+logreg",
                       backend="sklearn", timing={"train_s": round(train_s, 4), "eval_s": round(eval_s, 4)},

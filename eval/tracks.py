@@ -117,6 +117,9 @@ class Track:
     # the run eval/recommend.py suggests when a task has no records: (model, method, why); prompting-style tracks
     # (learns_from="shots") are suggested zero-shot
     starter: tuple[str, str, str] | None = None
+    # "module:function" building the predictor of one of its records for `python -m eval.serve` (docs/serve.md):
+    # function(record: dict, artifacts: Path) -> eval.serve.predictor.Predictor, imported only when serving
+    predictor: str = ""
 
     @property
     def trained(self) -> bool:
@@ -203,15 +206,17 @@ class Track:
 
 TRACKS: dict[str, Track] = {t.name: t for t in (
     Track("baseline", "eval.baseline", "eval/baseline.py", "", "reference", model_is_name=True, line_style=":",
-          starter=("tfidf-lr", "tfidf-lr-balanced", "the reference line every approach has to beat")),
+          starter=("tfidf-lr", "tfidf-lr-balanced", "the reference line every approach has to beat"),
+          predictor="eval.baseline_model:predictor"),
     Track("encoders", "encoders.train", "encoders/train.py", "encoders", "encoder", gpu=True, cpus=2,
-          seeded_training=True,
+          seeded_training=True, predictor="encoders.serve:predictor",
           starter=("minilm-l6", "full", "a fine-tuned encoder at this budget")),
     Track("finetune", "finetune.sft", "finetune/sft.py", "finetune", "llm", line_style="--", gpu=True, cpus=2,
-          seeded_training=True),
+          seeded_training=True, predictor="finetune.serve:predictor"),
     Track("prompting", "prompting.run", "prompting/run.py", "prompting", "llm", learns_from="shots",
           n_train_flag="--shots", line_style="-.", server=True,
-          starter=("hf/qwen2.5-coder-0.5b", "zeroshot", "zero-shot prompting (needs no labels)")),
+          starter=("hf/qwen2.5-coder-0.5b", "zeroshot", "zero-shot prompting (needs no labels)"),
+          predictor="prompting.serve:predictor"),
 )}
 
 
