@@ -278,7 +278,7 @@ def layer_groups(model) -> list[list]:
 
 
 def save_run_model(model, tok, out: Path, labels: list[str], cfg: EncoderConfig, base_path: str,
-                   pooling: str = "head") -> Path:
+                   pooling: str = "head", seed: int | None = None) -> Path:
     """Save the model (or adapter), tokenizer and label mapping so encoders/predict.py can load the run."""
     import json
 
@@ -288,15 +288,20 @@ def save_run_model(model, tok, out: Path, labels: list[str], cfg: EncoderConfig,
     if Path(base_path).exists():  # a local base (offline package, MLM stage) must load from any working directory
         base_path = str(Path(base_path).resolve())
     meta = {"labels": labels, "method": cfg.method, "base_model": base_path, "model": cfg.model,
-            "max_length": cfg.max_length, "peft": cfg.method not in ("full", "freeze-k"), "pooling": pooling}
+            "max_length": cfg.max_length, "peft": cfg.method not in ("full", "freeze-k"), "pooling": pooling,
+            "seed": seed}
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
 
-def load_run_model(run_dir: str | Path, trust_remote_code: bool = False):
-    """(model, tokenizer, meta) of a saved run."""
+def load_run_model(run_dir: str | Path, trust_remote_code: bool = False, seed: int | None = None):
+    """(model, tokenizer, meta) of a saved run. A peft run's base is built under the run's seed (`seed`, else the
+    one run.json saved): weights the base checkpoint lacks (BERT's pooler in an MLM checkpoint) are initialised
+    randomly, as in training (encoders/train.py seeds right before building the model), and the adapter does not
+    save them, so any other seed gives another model."""
     import json
 
+    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     run_dir = Path(run_dir)
@@ -313,6 +318,11 @@ def load_run_model(run_dir: str | Path, trust_remote_code: bool = False):
     pooled = meta.get("pooling", "head") not in ("head", "last")
     if meta["peft"]:
         from peft import PeftModel
+
+        if seed is None:
+            seed = meta.get("seed")
+        if seed is not None:
+            torch.manual_seed(int(seed))
 
         from encoders.pooling import PooledClassifier
 

@@ -44,11 +44,8 @@ class EncoderPredictor:
             from encoders.loop import autocast_dtype
             from encoders.modeling import load_run_model
 
-            # a base checkpoint without some head weights (e.g. BERT's pooler in an MLM checkpoint) gets them
-            # randomly initialised, and a peft adapter does not save them: seeded as the training seeded them
-            # (encoders/train.py fit: torch.manual_seed(seed) right before the model is built), they are the same
-            torch.manual_seed(int(record["seed"]))
-            self.model, self.tok, _ = load_run_model(artifacts)
+            # the record's seed also for artifacts saved before run.json kept it (encoders/modeling.load_run_model)
+            self.model, self.tok, _ = load_run_model(artifacts, seed=int(record["seed"]))
             self.model.to(self.device)
             precision = cfg.get("precision") or "auto"
             self.dtype = autocast_dtype(EncoderConfig(precision=precision), self.device)

@@ -206,7 +206,7 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progr
 
         save_setfit(model, out, task.labels, cfg, path)
     elif cfg.save_model:
-        save_run_model(model, tok, out, task.labels, cfg, path, pooling)
+        save_run_model(model, tok, out, task.labels, cfg, path, pooling, seed=spec.seed)
 
     training = {"steps": result.steps, "search": fitted.search, "pooling": pooling, "pooling_reason": pooling_why,
                 "examples_seen": result.examples_seen, "class_weights": result.class_weights,

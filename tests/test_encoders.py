@@ -209,7 +209,7 @@ def test_run_one_reproduces_from_the_spec_alone(tiny, tmp_path):
     assert again["metrics"]["macro_f1"] == pytest.approx(rec["metrics"]["macro_f1"])
 
 
-@pytest.mark.parametrize("model,method", [("bert", "full"), ("deberta", "lora"), ("roberta", "ptuning")])
+@pytest.mark.parametrize("model,method", [("bert", "full"), ("bert", "lora"), ("deberta", "lora"), ("roberta", "ptuning")])
 def test_predict_classifies_with_a_saved_run(tiny, tmp_path, model, method, capsys):
     from encoders import predict
 
@@ -226,7 +226,8 @@ def test_predict_classifies_with_a_saved_run(tiny, tmp_path, model, method, caps
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["text"] for x in lines] == ["the drug was great", "the drug was awful"]
     assert all(x["label"] in ("a", "b", "c") for x in lines)
-    # the saved model (the restored best checkpoint) gives exactly the predictions the run recorded
+    # the saved model (the restored best checkpoint) gives exactly the predictions the run recorded; bert-lora: a
+    # base saved without its pooler (an MLM checkpoint), whose random pooler only the run's seed rebuilds
     from eval.data import load_task
 
     rec = json.loads(next(tmp_path.glob("runs/*/encoders/*.json")).read_text())
