@@ -209,7 +209,8 @@ def test_run_one_reproduces_from_the_spec_alone(tiny, tmp_path):
     assert again["metrics"]["macro_f1"] == pytest.approx(rec["metrics"]["macro_f1"])
 
 
-@pytest.mark.parametrize("model,method", [("bert", "full"), ("bert", "lora"), ("deberta", "lora"), ("roberta", "ptuning")])
+@pytest.mark.parametrize("model,method",
+                         [("bert", "full"), ("bert", "lora"), ("deberta", "lora"), ("roberta", "ptuning")])
 def test_predict_classifies_with_a_saved_run(tiny, tmp_path, model, method, capsys):
     from encoders import predict
 
