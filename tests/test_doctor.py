@@ -103,6 +103,8 @@ def test_gpu_check_commands_are_valid_sft_command_lines(backend: str, tmp_path) 
     _, cfg = parse_args(cmd[2:])
     assert cfg.max_steps == gpu_check.STEPS and cfg.merge and cfg.quantization == "4bit" and cfg.backend == backend
     assert (cfg.export_gguf == "q4_k_m") == (backend == "unsloth")
+    # a fixed LR: without one the SFT CLI runs the 3-LR search (~4 loads, ~80 steps) where the docs promise 20 steps
+    assert cfg.learning_rate == gpu_check.LEARNING_RATE
 
 
 def test_gpu_check_report_lines_from_a_record() -> None:
