@@ -116,3 +116,83 @@ def make_fake_unsloth(tiny: Path, *, vlm_ids: frozenset[str] = GEMMA3_VLM_IDS, v
 
 def calls_ids(calls: list) -> list[str]:
     return [kw["model_name"] for name, kw in calls if name == "from_pretrained"]
+
+
+# --- an installed stand-in package, for subprocesses: what importing the real one does to the process ---
+
+_PACKAGE_INIT = '''"""Stand-in for an installed unsloth {version} (tests/fake_unsloth.py)."""
+import json, os, sys
+
+# unsloth 2026.10.9 `_gpu_init.py`: critical_modules = ["trl", "transformers", "peft"] already imported -> warning
+already_imported = [m for m in ("trl", "transformers", "peft") if m in sys.modules]
+with open(os.environ["FAKE_UNSLOTH_PROBE"], "w") as fh:
+    json.dump({{"imported_before": already_imported}}, fh)
+if already_imported:
+    import warnings
+    warnings.warn(f"WARNING: Unsloth should be imported before [{{', '.join(already_imported)}}]", stacklevel=2)
+__version__ = "{version}"
+
+# unsloth_zoo 2026.10.9 `cpu/trainer.py` install_cpu_training_defaults (run by `_cpu_init.py` on import without a
+# GPU): TrainingArguments/SFTConfig __post_init__ turn adamw_torch into adamw_torch_fused; trl.SFTTrainer is replaced
+import functools
+from transformers import TrainingArguments
+
+
+def _patch_post_init(cls):
+    original = cls.__post_init__
+    if getattr(original, "_unsloth_cpu", False):
+        return
+
+    @functools.wraps(original)
+    def __post_init__(self, *args, **kwargs):
+        if str(getattr(self.optim, "value", self.optim)) in ("adamw_torch", "adamw_torch_fused"):
+            self.optim = "adamw_torch_fused"
+        return original(self, *args, **kwargs)
+
+    __post_init__._unsloth_cpu = True
+    cls.__post_init__ = __post_init__
+
+
+_patch_post_init(TrainingArguments)
+try:
+    import trl
+    from trl.trainer import sft_trainer
+except Exception:
+    trl = None
+if trl is not None:
+    if "__post_init__" in vars(trl.SFTConfig):
+        _patch_post_init(trl.SFTConfig)
+    base = sft_trainer.SFTTrainer
+
+    class SFTTrainer(base):
+        _unsloth_cpu = True
+
+    SFTTrainer.__module__ = base.__module__
+    for module in (sft_trainer, trl, sys.modules.get("trl.trainer")):
+        if module is not None:
+            setattr(module, "SFTTrainer", SFTTrainer)
+
+
+class FastLanguageModel:
+    @staticmethod
+    def from_pretrained(*args, **kwargs):
+        raise RuntimeError("fake unsloth: from_pretrained is not part of this stand-in")
+
+
+FastModel = FastLanguageModel
+'''
+
+
+def write_fake_unsloth_package(root: Path, version: str = "2026.10.9") -> Path:
+    """An importable `unsloth` under `root` (put it on PYTHONPATH) with its package metadata, whose import has the
+    real import-time side effects on a CPU (unsloth 2026.10.9 `_gpu_init.py`, `_cpu_init.py`; unsloth_zoo
+    2026.10.9 `cpu/trainer.py`): it records which of trl/transformers/peft came first (into $FAKE_UNSLOTH_PROBE,
+    and warns as the real one does), patches TrainingArguments/SFTConfig to adamw_torch_fused and replaces
+    trl.SFTTrainer. The probe file exists only if something imported it."""
+    pkg = root / "unsloth"
+    pkg.mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text(_PACKAGE_INIT.format(version=version))
+    dist = root / f"unsloth-{version}.dist-info"
+    dist.mkdir(exist_ok=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: unsloth\nVersion: {version}\n")
+    return root
