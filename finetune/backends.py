@@ -324,13 +324,16 @@ def for_training(loaded: Loaded) -> None:
 
 
 def ollama_modelfile(gguf_file: str, template: str, *, stop: Sequence[str] = (), num_ctx: int = 2048,
-                     temperature: float = 0.0, bos_token: str | None = None) -> str:
+                     temperature: float = 0.0, bos_token: str | None = None, adds_bos: bool = False) -> str:
     """An Ollama Modelfile for a tuned GGUF. `template` is the exact SFT prompt with the input as `{{ .Prompt }}`,
     so `ollama run <name> "<text>"` sees the prompt it was trained on and answers with a label word.
 
-    A leading `bos_token` is dropped from the template: Ollama's runner adds BOS itself when the GGUF's tokenizer
-    says so, and a literal one in the template gives Llama/Mistral exports two (the training path drops it too)."""
-    if bos_token and template.startswith(bos_token):
+    A leading `bos_token` is dropped from the template only when the runner adds BOS itself (`adds_bos`: the
+    GGUF's `tokenizer.ggml.add_bos_token`), else a Llama/Mistral export would get two; without it the literal BOS
+    stays, as the training prompts had it (finetune/formatting.py keeps BOS the same way). Values are quoted as
+    Ollama's Modelfile parser reads them (docs/unsloth-cpu.md#modelfile): it strips one pair of `"` or of triple quotes
+    and undoes no escapes."""
+    if bos_token and adds_bos and template.startswith(bos_token):
         template = template[len(bos_token):]
     if "{{ .Prompt }}" not in template:
         raise ValueError("the Modelfile template must contain '{{ .Prompt }}' where the input goes")
@@ -343,7 +346,11 @@ def ollama_modelfile(gguf_file: str, template: str, *, stop: Sequence[str] = (),
 
 
 def _quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A Modelfile value as ollama's parser (parser/parser.go `unquote`) gives it back: one pair of `"` is stripped
+    (triple quotes when the value holds a `"`); backslashes stay literal (it undoes no escapes)."""
+    if '"""' in s:
+        raise ValueError(f'a Modelfile value cannot contain """: {s!r}')
+    return f'"""{s}"""' if '"' in s else f'"{s}"'
 
 
 __all__ = ["BACKENDS", "UNSLOTH_MIN", "BackendError", "Loaded", "select_backend", "quantize_4bit", "load",

@@ -7,7 +7,8 @@ Mirrored from the released wheel (unsloth-2026.10.9-py3-none-any.whl):
   takes the string as `images`, so there are no `input_ids`.
 - `unsloth/save.py`, `_gguf_output_directory`: GGUF files land in the sibling folder f"{save_directory}_gguf" (not in
   `save_directory`), next to unsloth's own `Modelfile`; `unsloth_save_pretrained_gguf` returns a dict whose
-  `gguf_files` lists them.
+  `gguf_files` lists them. The files are real GGUFs carrying what llama.cpp's converter writes from the tokenizer:
+  `tokenizer.chat_template` (Qwen3's, abridged) and `tokenizer.ggml.add_bos_token`.
 - `unsloth/_version.py`: `__version__`; `FastLanguageModel.get_peft_model` wraps the model with peft LoRA.
 
     mod = make_fake_unsloth(tiny_model_dir, vlm_ids={"unsloth/gemma-3-4b-it-unsloth-bnb-4bit"})
@@ -16,7 +17,6 @@ Mirrored from the released wheel (unsloth-2026.10.9-py3-none-any.whl):
 
 from __future__ import annotations
 
-import struct
 import types
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,38 @@ class FakeProcessor:
         Path(path, "processor_config.json").write_text('{"processor_class": "Gemma3Processor"}')
 
 
-def _write_gguf(path: Path) -> None:
-    # a valid GGUF header (magic, version 3, 0 tensors, 0 metadata): enough for anything that only lists files
-    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 0))
+# What unsloth's GGUF export writes as `tokenizer.chat_template` for Qwen3 (llama.cpp convert_hf_to_gguf.py copies
+# the tokenizer's chat template; abridged from Qwen/Qwen3-4B tokenizer_config.json): it mentions tools, tool calls,
+# tool responses and <think></think>, which is what Ollama's template choice looks at (tests/ollama_rules.py).
+QWEN3_CHAT_TEMPLATE = (
+    "{%- if tools %}{{- '<|im_start|>system\\n# Tools\\n<tools>' }}{%- for tool in tools %}{{- tool | tojson }}"
+    "{%- endfor %}{{- '</tools>\\nFor each function call, return <tool_call></tool_call><|im_end|>\\n' }}{%- endif %}"
+    "{%- for message in messages %}{%- if message.role == \"tool\" %}{{- '<tool_response>\\n' + message.content + "
+    "'\\n</tool_response>' }}{%- elif message.role == \"assistant\" %}{%- set content = "
+    "message.content.split('</think>')[-1] %}{%- if message.tool_calls %}{%- for tool_call in message.tool_calls %}"
+    "{{- '<tool_call>' + tool_call.function.name + '</tool_call>' }}{%- endfor %}{%- endif %}{{- '<|im_start|>"
+    "assistant\\n<think>\\n\\n</think>\\n\\n' + content + '<|im_end|>\\n' }}{%- else %}{{- '<|im_start|>' + "
+    "message.role + '\\n' + message.content + '<|im_end|>\\n' }}{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
+
+
+def _write_gguf(path: Path, *, chat_template: str | None = QWEN3_CHAT_TEMPLATE, add_bos: bool | None = None) -> None:
+    """A real GGUF (gguf-py's writer) with the metadata unsloth's export leaves there: architecture, the tokenizer's
+    chat template and, where the tokenizer says so, `tokenizer.ggml.add_bos_token`; one small tensor."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(path, arch="qwen3")
+    writer.add_name(path.stem)
+    if chat_template:
+        writer.add_chat_template(chat_template)
+    if add_bos is not None:
+        writer.add_add_bos_token(add_bos)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
 
 
 # ids whose hub config has a `vision_config` (Gemma3ForConditionalGeneration); gemma-3 270m/1b are text-only
@@ -50,7 +79,9 @@ GEMMA3_VLM_IDS = frozenset({"unsloth/gemma-3-4b-it-unsloth-bnb-4bit", "google/ge
 
 
 def make_fake_unsloth(tiny: Path, *, vlm_ids: frozenset[str] = GEMMA3_VLM_IDS, version: str = "2026.10.9",
-                      calls: list | None = None, gguf_fails: bool = False) -> types.ModuleType:
+                      calls: list | None = None, gguf_fails: bool = False,
+                      chat_template: str | None = QWEN3_CHAT_TEMPLATE, add_bos: bool | None = True,
+                      ) -> types.ModuleType:
     calls = [] if calls is None else calls
     mod = types.ModuleType("unsloth")
     mod.__version__ = version
@@ -67,7 +98,7 @@ def make_fake_unsloth(tiny: Path, *, vlm_ids: frozenset[str] = GEMMA3_VLM_IDS, v
         if any(str(i) in vlm_ids for i in calls_ids(calls)):
             files.append(gguf_dir / f"{name}.BF16-mmproj.gguf")
         for f in files:
-            _write_gguf(f)
+            _write_gguf(f, chat_template=chat_template, add_bos=add_bos)
         (gguf_dir / "Modelfile").write_text(f"FROM ./{files[0].name}\n")
         return {"save_directory": save_directory, "gguf_directory": str(gguf_dir),
                 "gguf_files": [str(f) for f in files], "modelfile_location": str(gguf_dir / "Modelfile")}
