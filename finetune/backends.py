@@ -141,6 +141,21 @@ def _unsloth_present() -> bool:
         return True
 
 
+def llama_cpp_missing() -> str | None:
+    """None when the llama.cpp build unsloth's GGUF export uses is already there, else what is missing. unsloth_zoo
+    2026.10.9 `llama_cpp.py`: the folder is $UNSLOTH_LLAMA_CPP_PATH or ~/.unsloth/llama.cpp, with an executable
+    `llama-quantize` (or `quantize`) and `convert_hf_to_gguf.py`; when they are missing `install_llama_cpp()`
+    clones llama.cpp from GitHub and builds it (git, cmake, network). Checked without importing unsloth_zoo."""
+    import os
+    from pathlib import Path
+
+    folder = Path(os.environ.get("UNSLOTH_LLAMA_CPP_PATH") or Path.home() / ".unsloth" / "llama.cpp")
+    quantizer = next((folder / n for n in ("llama-quantize", "quantize") if os.access(folder / n, os.X_OK)), None)
+    if quantizer is None or not (folder / "convert_hf_to_gguf.py").exists():
+        return f"no built llama.cpp in {folder} (llama-quantize + convert_hf_to_gguf.py)"
+    return None
+
+
 def quantize_4bit(requested: str = "auto") -> bool:
     """`auto` -> 4-bit (QLoRA) on CUDA, full precision elsewhere (bitsandbytes 4-bit needs CUDA)."""
     if requested == "auto":

@@ -291,6 +291,14 @@ def preflight(spec: RunSpec) -> list[str]:
         problems.append(f"--export-gguf needs the unsloth backend on CUDA (here the {backend} backend would run): "
                         "drop --export-gguf, or add --merge and convert the merged folder with llama.cpp's "
                         "convert_hf_to_gguf.py")
+    elif cfg.export_gguf and not cuda_available():
+        from finetune.backends import llama_cpp_missing
+
+        missing = llama_cpp_missing()  # on a CPU unsloth would clone and build llama.cpp (docs/unsloth-cpu.md)
+        if missing:
+            problems.append(f"--export-gguf with unsloth on a CPU: {missing}, and unsloth would clone and build it "
+                            "from GitHub; build it there first (or set UNSLOTH_LLAMA_CPP_PATH), or drop "
+                            "--export-gguf and add --merge")
     return problems
 
 

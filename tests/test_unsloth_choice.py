@@ -99,3 +99,29 @@ def test_doctor_says_what_unsloth_does_on_a_cpu_without_importing_it(tmp_path: P
         assert "--backend unsloth" in line and "auto uses hf" in line and "needs a CUDA GPU" not in line
     else:
         assert "need CUDA" in line and "pip install -U" in line
+
+
+def test_gguf_export_with_unsloth_on_a_cpu_needs_a_built_llama_cpp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                   tiny_causal_lm: Path) -> None:
+    """unsloth_zoo 2026.10.9 `cpu/loader.py` save_pretrained_gguf calls `install_llama_cpp()`, which clones and
+    builds llama.cpp from GitHub when ~/.unsloth/llama.cpp (or $UNSLOTH_LLAMA_CPP_PATH) has no build: the
+    preflight says so before any work instead of the run failing (or hanging) after training."""
+    import torch
+    from fake_unsloth import make_fake_unsloth
+
+    from eval.tracks import DataRef
+    from finetune import sft
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setitem(sys.modules, "unsloth", make_fake_unsloth(tiny_causal_lm))
+    monkeypatch.setenv("UNSLOTH_LLAMA_CPP_PATH", str(tmp_path / "llama.cpp"))
+    cfg = sft.SFTArgs(model="smollm2-135m", backend="unsloth", export_gguf="q8_0", learning_rate=1e-4)
+    spec = sft.make_spec(cfg, DataRef("rotten", None), 16, 0, 8)
+    problems = sft.preflight(spec)
+    assert len(problems) == 1 and "no built llama.cpp" in problems[0] and "--merge" in problems[0]
+    built = tmp_path / "llama.cpp"
+    built.mkdir()
+    (built / "convert_hf_to_gguf.py").write_text("")
+    (built / "llama-quantize").write_text("#!/bin/sh\n")
+    (built / "llama-quantize").chmod(0o755)
+    assert sft.preflight(spec) == []

@@ -155,3 +155,17 @@ def test_an_hf_run_next_to_unsloth_is_untouched(tmp_path: Path) -> None:
     assert cfg["optimizer"]["asked"] == cfg["optim"] == "adamw_torch" and cfg["optimizer"]["fused"] in (None, False)
     losses = cfg["loss_log"]
     assert len(losses) == STEPS and losses[-1] < losses[0], losses
+
+
+def test_gguf_on_a_cpu_is_refused_before_any_work(tmp_path: Path) -> None:
+    """unsloth's CPU GGUF export builds llama.cpp from GitHub on first use (unsloth_zoo `llama_cpp.py`
+    install_llama_cpp); CI has no network, so the CLI stops before loading anything, with the fix, exit 2."""
+    _require_unsloth()
+    env = {**os.environ, **OFFLINE, "UNSLOTH_LLAMA_CPP_PATH": str(tmp_path / "no-llama.cpp")}
+    cmd = [sys.executable, str(REPO / "finetune" / "sft.py"), "--model", "smollm2-135m", "--task", "rotten",
+           "--n-train", "8", "--n-eval", "16", "--learning-rate", "5e-4", "--backend", "unsloth",
+           "--export-gguf", "q8_0", "--results-dir", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "no built llama.cpp" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
