@@ -79,6 +79,18 @@ def test_floors_come_from_this_checkout() -> None:
     assert need["ollama"] == "0.6.2" and need["unsloth"] == "2026.3.1" and need["bitsandbytes"] == "0.45"
 
 
+def test_the_openai_floor_takes_reasoning_effort() -> None:
+    """--think on the openai backend sends `reasoning_effort`, which chat.completions.create takes from openai-python
+    1.58.0 on ("add reasoning_effort to all methods", its CHANGELOG); with 1.40-1.57 every call raised TypeError."""
+    import inspect
+
+    openai = pytest.importorskip("openai")
+    assert doctor._version_tuple(doctor.floors()["openai"]) >= (1, 58)
+    from openai.resources.chat.completions import AsyncCompletions
+
+    assert "reasoning_effort" in inspect.signature(AsyncCompletions.create).parameters, openai.__version__
+
+
 # --- make gpu-check ----------------------------------------------------------------------------------------------
 
 def test_gpu_check_refuses_clearly_on_cpu(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
