@@ -270,6 +270,23 @@ def _load_unsloth(info: ModelInfo, load_in_4bit: bool, max_seq_length: int, lora
     return Loaded(model, text, "unsloth", model_id, load_in_4bit, meta, processor=tok if text is not tok else None)
 
 
+def model_type_of(info: Any) -> str | None:
+    """config.json's `model_type` of what this run loads (a local/offline folder or the hub id), None if unknown;
+    read before loading, so the dtype can avoid float16 for a family that overflows it (eval.hardware)."""
+    from eval.weights import locate
+
+    where = locate(info.name)
+    ref = where.ref if where.kind == "local" else info.id_for("hf")
+    if where.kind == "offline":
+        return None  # the offline packages are small CPU models; nothing there trains in float16
+    try:
+        from transformers import AutoConfig
+
+        return getattr(AutoConfig.from_pretrained(ref), "model_type", None)
+    except (OSError, ValueError):
+        return None
+
+
 def follow_loaded_dtype(precision: dict, model: Any) -> dict:
     """On CUDA the Trainer's bf16 flag follows the dtype the model really loaded in: unsloth 2026.10.9
     (`models/loader.py`) turns a bf16 request into fp16 on a GPU without native bf16 ("Device does not support

@@ -75,7 +75,7 @@ def pick(trials: list[dict]) -> dict:
 
 def choose(spec: RunSpec, cfg: SFTArgs, task: TaskData) -> tuple[SFTArgs, dict]:
     """(cfg with the chosen learning_rate and num_train_epochs, the search for the record)."""
-    from finetune.backends import follow_loaded_dtype, load, select_backend
+    from finetune.backends import follow_loaded_dtype, load, model_type_of, select_backend
 
     # first, before torch/transformers/TRL: unsloth, when it is the backend, must be imported before them
     # (finetune/backends.py select_backend), and an hf search must never import it
@@ -96,7 +96,7 @@ def choose(spec: RunSpec, cfg: SFTArgs, task: TaskData) -> tuple[SFTArgs, dict]:
     cuda = torch.cuda.is_available()
     # the trials train exactly as the run they choose for does (finetune/sft.py main): eval.hardware decides the
     # dtype once, native bf16 only (is_bf16_supported() alone counts a T4's emulation; docs/pitfalls.md#bf16-support)
-    precision = sft_precision(cfg.dtype)
+    precision = sft_precision(cfg.dtype, model_type_of(info) if cuda else None)  # as the run (finetune/sft.py)
     bf16 = precision["bf16"]
     per_epoch = max(1, math.ceil(len(fit) / (cfg.batch_size * cfg.grad_accum)))
     trials, t0 = [], time.perf_counter()

@@ -95,7 +95,7 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
     import torch
     from transformers import set_seed
 
-    from finetune.backends import follow_loaded_dtype, for_inference, for_training, load
+    from finetune.backends import follow_loaded_dtype, for_inference, for_training, load, model_type_of
     from finetune.export import export_after_record, save_adapter
     from finetune.trainer import make_trainer
 
@@ -116,7 +116,9 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
     info = resolve(spec.model)
     from eval.hardware import configure_threads, sft_precision
 
-    precision = {**sft_precision(cfg.dtype), "threads": configure_threads()}  # one decision (docs/speed.md)
+    # one decision (docs/speed.md); the model family matters only where float16 would be picked (a GPU)
+    model_type = model_type_of(info) if torch.cuda.is_available() else None
+    precision = {**sft_precision(cfg.dtype, model_type), "threads": configure_threads()}
     set_seed(spec.seed)  # LoRA init, data order, dropout
     loaded = load(info, backend, load_in_4bit=four_bit, max_seq_length=cfg.max_seq_length, lora=cfg.lora(),
                   seed=spec.seed, dtype=precision["weights"], gradient_checkpointing=cfg.gradient_checkpointing)

@@ -51,3 +51,19 @@ def test_the_sparse_loss_gives_a_multimodal_gemma3_its_text_token_types(tiny_cau
     inputs["token_type_ids"] = torch.zeros_like(ids)
     completion_loss(model, inputs)
     assert model.seen is inputs["token_type_ids"]
+
+
+def test_gemma3_on_a_gpu_without_native_bf16_trains_in_float32_not_float16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """unsloth_zoo 2026.10.9 `model_lists.py` FORCE_FLOAT32 lists gemma3 (activations overflow float16: NaN or
+    garbage); unsloth trains such families in float32 where bf16 is not native. The hf path picked float16 on a T4."""
+    from eval.hardware import fp16_unsafe, sft_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    # a T4 (torch 2.13 torch/cuda/__init__.py is_bf16_supported): bf16 only emulated
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert fp16_unsafe("gemma3") and fp16_unsafe("gemma3_text") and not fp16_unsafe("llama")
+    gemma = sft_precision("auto", "gemma3_text")
+    assert gemma["weights"] == torch.float32 and gemma["bf16"] is False and "FORCE_FLOAT32" in gemma["reason"]
+    assert sft_precision("auto", "llama")["weights"] == torch.float16  # other families keep fp16 there
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)  # an A100
+    assert sft_precision("auto", "gemma3")["weights"] == torch.bfloat16
