@@ -113,9 +113,20 @@ def make_fake_unsloth(tiny: Path, *, vlm_ids: frozenset[str] = GEMMA3_VLM_IDS, v
         @staticmethod
         def from_pretrained(model_name: str, **kw: Any) -> tuple[Any, Any]:
             calls.append(("from_pretrained", {"model_name": model_name, **kw}))
+            import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             model, tok = AutoModelForCausalLM.from_pretrained(tiny), AutoTokenizer.from_pretrained(tiny)
+            # unsloth/models/loader.py: dtype None -> bf16 where supported else fp16; an explicit bf16 without
+            # native bf16 -> fp16 ("Device does not support bfloat16. Will change to float16.")
+            dtype = kw.get("dtype")
+            try:
+                native = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+            except (AssertionError, RuntimeError):  # CUDA faked by a test on a CPU-only torch: no bf16 to ask
+                native = False
+            if dtype is None or (dtype == torch.bfloat16 and not native):
+                dtype = torch.bfloat16 if dtype is None and native else torch.float16
+            model = model.to(dtype)
             return model, (FakeProcessor(tok) if model_name in vlm_ids else tok)
 
         @staticmethod

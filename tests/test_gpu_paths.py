@@ -225,3 +225,30 @@ def test_backend_selection_imports_unsloth_before_transformers(tmp_path: Path) -
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "unsloth"
     assert probe.read_text() == "[]", "transformers/TRL/peft were imported before unsloth"
+
+
+# issue 20: the unsloth loader got dtype=None while the Trainer's bf16 followed --dtype
+def test_unsloth_gets_our_dtype_and_the_trainer_follows_what_loaded(monkeypatch, tiny_causal_lm: Path,
+                                                                    cuda_here) -> None:
+    """On a T4 with --dtype bfloat16, unsloth (models/loader.py) loads fp16 and its trainer then raises "Model is in
+    float16 precision but you want to use bfloat16" (models/rl.py): the Trainer's bf16 must follow the model."""
+    import torch
+
+    from eval.hardware import sft_precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)  # T4
+    precision = sft_precision("bfloat16")
+    assert precision["weights"] == torch.bfloat16 and precision["bf16"] is True  # what was asked
+    calls: list = []
+    monkeypatch.setitem(sys.modules, "unsloth", make_fake_unsloth(tiny_causal_lm, calls=calls))
+    loaded = backends.load(resolve("qwen3-4b"), "unsloth", load_in_4bit=False, max_seq_length=64,
+                           lora=SFTArgs().lora(), seed=0, dtype=precision["weights"])
+    assert calls[0][1]["dtype"] == torch.bfloat16  # ours, not None (unsloth's own choice)
+    followed = backends.follow_loaded_dtype(precision, loaded.model)
+    assert loaded.model.dtype == torch.float16 and followed["bf16"] is False and followed["dtype"] == "float16"
+    assert loaded.info["dtype"] == "float16"  # the record says the dtype that trained
+    # an A100: bf16 is kept as asked
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    loaded = backends.load(resolve("qwen3-4b"), "unsloth", load_in_4bit=False, max_seq_length=64,
+                           lora=SFTArgs().lora(), seed=0, dtype=torch.bfloat16)
+    assert backends.follow_loaded_dtype(sft_precision("bfloat16"), loaded.model)["bf16"] is True
