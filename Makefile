@@ -80,10 +80,11 @@ $(UVENV)/.installed: requirements/unsloth.txt requirements/torch.txt requirement
 	touch $@
 
 # finetune/sft.py --backend unsloth on CPU end to end with the real unsloth (tests/test_unsloth_real.py: smollm2-135m,
-# 4 steps, before/after on 16 items, the 16-bit merge; an hf run beside it): a few minutes on 2 idle cores
+# 4 steps, before/after on 16 items, the 16-bit merge; an hf run beside it): a few minutes on 2 idle cores. Only that
+# file: this venv has just the finetune extra, so other test modules (ollama, openai, ...) would not even import.
 test-unsloth: install-unsloth
 	$(OFFLINE) $(UPY) -m eval.models smollm2-135m
-	REQUIRE_UNSLOTH=1 $(OFFLINE) $(UPY) -m pytest -q -m unsloth
+	REQUIRE_UNSLOTH=1 $(OFFLINE) $(UPY) -m pytest -q -m unsloth tests/test_unsloth_real.py
 
 bench: install
 	for b in benchmarks/bench_*.py; do $(OFFLINE) $(PY) $$b || exit 1; done
