@@ -23,7 +23,10 @@ Where it mirrors Ollama's server (ollama v0.33.0-rc2, commit fb30760; file and f
   "length"; the answer is cut to what is left;
 - `options.stop`: the answer ends before the first stop string (llm/server.go), which is not returned;
 - `load_failure`: every generate/chat is HTTP 500 with that message, as when the runner cannot load the model
-  ("model requires more system memory (X GiB) than is available (Y GiB)", llm/server.go).
+  ("model requires more system memory (X GiB) than is available (Y GiB)", llm/server.go);
+- `format` ("json" or a JSON schema): the runner decodes under a grammar built from it (llm/server.go, llama.cpp
+  json-schema-to-grammar), so only conforming JSON can come out. A scripted reply that could not (not JSON, a
+  missing required key, a value outside an enum) is a broken test, answered with HTTP 599 and the reason.
 Tokens are approximated: one per non-ASCII character (CJK in a large-vocabulary tokenizer), one per 4 ASCII
 characters (English BPE); this tokenizer adds no BOS, so num_keep is not incremented.
 """
@@ -204,6 +207,9 @@ class FakeServer:
                             return self._send(400, {"error": CONTEXT_ERROR})
                         seen, n_prompt = fitted
                     reply = server._reply_for(body, seen)
+                    problem = None if openai or reply.status != 200 else format_problem(reply.text, body.get("format"))
+                    if problem:
+                        return self._send(599, {"error": f"fake server: {problem}"})
                     time.sleep(server.delay if reply.delay is None else reply.delay)
                     if reply.status != 200:
                         err = {"error": {"message": "scripted failure"}} if openai else {"error": "scripted failure"}
@@ -255,6 +261,28 @@ class FakeServer:
                 self.wfile.write(data)
 
         return Handler
+
+
+def format_problem(text: str, fmt: Any) -> str | None:
+    """Why `text` could not be decoded under Ollama's `format` (None when it could): the subset of JSON schema the
+    suite sends (prompting.backends.label_schema: an object, required keys, string enums)."""
+    if not fmt:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return f"format {fmt!r} allows only JSON, the scripted reply is {text!r}"
+    if not isinstance(fmt, dict):
+        return None
+    if fmt.get("type") == "object" and not isinstance(value, dict):
+        return f"the format wants an object, the scripted reply is {text!r}"
+    for key in fmt.get("required", []):
+        if key not in value:
+            return f"the format requires {key!r}, the scripted reply is {text!r}"
+    for key, spec in (fmt.get("properties") or {}).items():
+        if key in value and "enum" in spec and value[key] not in spec["enum"]:
+            return f"{key!r} must be one of {spec['enum']}, the scripted reply has {value[key]!r}"
+    return None
 
 
 def _prompt_of(body: dict[str, Any]) -> str:

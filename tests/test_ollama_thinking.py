@@ -77,3 +77,20 @@ def test_a_model_that_cannot_load_stops_the_run_with_the_servers_reason() -> Non
         with pytest.raises(BackendError, match=r"cannot load 'llama3.1:70b': model requires more system memory"):
             _ask(srv, "llama3.1:70b", ["a", "b", "c"])
         assert sum(path == "/api/generate" for path, _ in srv.requests) == 1
+
+
+def test_the_fake_server_decodes_under_the_format_as_ollama_does() -> None:
+    """Ollama constrains decoding to `format` (a grammar from the JSON schema): the stand-in never hands a client
+    output that could not have come out, so a test cannot pass on an impossible reply."""
+    from prompting.fake_server import format_problem
+
+    schema = {"type": "object", "properties": {"label": {"type": "string", "enum": ["negative", "positive"]}},
+              "required": ["label"]}
+    assert format_problem('{"label": "negative"}', schema) is None
+    assert "only JSON" in format_problem("negative", schema)
+    assert "requires 'label'" in format_problem('{"answer": "negative"}', schema)
+    assert "must be one of" in format_problem('{"label": "neutral"}', schema)
+    assert format_problem("anything", None) is None
+    with FakeServer(["llama3.1:8b"], lambda p, n: Reply("positive")) as srv:
+        out = _ask(srv, "llama3.1:8b", ["x"], format="json", retries=0)
+    assert out[0].error and "only JSON" in out[0].error
