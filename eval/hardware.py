@@ -206,15 +206,30 @@ def describe() -> dict[str, Any]:
             "cuda": torch.cuda.is_available()}
 
 
-def sft_precision(override: str | None = None) -> dict[str, Any]:
+# Model families whose activations overflow fp16 (NaN / garbage when trained or run in float16): unsloth_zoo
+# 2026.10.9 `model_lists.py` FORCE_FLOAT32 (config.json `model_type`, "_" and "-" ignored). unsloth trains them in
+# float32 where bf16 is not native (`models/loader.py`, `models/rl.py`); so does the suite (docs/gpu-paths.md).
+FORCE_FLOAT32 = ("gemma3", "gemma3text", "gemma3n", "gemma4", "gemma4text", "embeddinggemma2", "gptoss", "glm4moe",
+                 "glm4moelite", "qwen35", "qwen3moe")
+
+
+def fp16_unsafe(model_type: str | None) -> bool:
+    """True for a model family unsloth never runs in float16 (FORCE_FLOAT32)."""
+    return bool(model_type) and str(model_type).lower().replace("_", "").replace("-", "") in FORCE_FLOAT32
+
+
+def sft_precision(override: str | None = None, model_type: str | None = None) -> dict[str, Any]:
     """How LoRA training and the SFT evaluations run: weights dtype, bf16 autocast, the Trainer's bf16 flag.
 
     CPU with native bf16: fp32 weights under bf16 autocast (the Trainer's `bf16=True` on CPU is torch.autocast),
     so the adapters' optimizer state stays fp32 and the canary can compare against exact fp32. CUDA: the weights
-    in pick_dtype's dtype. Elsewhere fp32."""
+    in pick_dtype's dtype, except float16 for a family that overflows it (`model_type` in FORCE_FLOAT32, e.g.
+    Gemma 3 on a T4): float32 there, as unsloth does. Elsewhere fp32."""
     import torch
 
     device, dtype, why = pick_dtype(override, "cuda" if torch.cuda.is_available() else "cpu")
+    if device != "cpu" and dtype == torch.float16 and fp16_unsafe(model_type):
+        dtype, why = torch.float32, f"{why}; {model_type} overflows float16 (unsloth FORCE_FLOAT32): float32"
     bf16 = dtype == torch.bfloat16
     if device == "cpu":
         return {"device": device, "weights": torch.float32, "autocast": bf16, "bf16": bf16,

@@ -1,7 +1,9 @@
 """Model loading for SFT: the only thing that differs between backends. Training is one TRL path for both.
 
-- `unsloth`: `FastLanguageModel` 4-bit (or 16-bit) + its LoRA; CUDA only. Chosen by `auto` when CUDA is present and
-  unsloth (>= UNSLOTH_MIN) imports; when it does not, `auto` says why before falling back to hf.
+- `unsloth`: `FastLanguageModel` 4-bit (or 16-bit) + its LoRA. Chosen by `auto` when CUDA is present and unsloth
+  (>= UNSLOTH_MIN) imports; when it does not, `auto` says why before falling back to hf. On a CPU only when asked
+  for (`--backend unsloth`: unsloth >= 2026.10's CPU backend, text LoRA; docs/unsloth-cpu.md). The backend is
+  decided before unsloth is imported, and unsloth is imported only when chosen (its import patches TRL).
 - `hf`: transformers + peft; 4-bit bitsandbytes (QLoRA) on CUDA, full precision LoRA on CPU (the offline
   `gemma3-270m` loads through `eval.lm.load_causal_lm`, which converts its GGUF package once).
 
@@ -26,6 +28,9 @@ BACKENDS = ("auto", "unsloth", "hf")
 # First release after unsloth PR #4100 (merged 2026-02-24), which fixed garbage output from left-padded batched
 # generation (issue #3699): older releases silently corrupt before/after accuracy at eval_batch_size > 1.
 UNSLOTH_MIN = "2026.3.1"
+# The release whose CPU backend this suite runs in CI (tests/test_unsloth_real.py; docs/unsloth-cpu.md); older ones
+# raised on import without a GPU
+UNSLOTH_CPU_TESTED = "2026.10.9"
 log = logging.getLogger("finetune")
 
 
@@ -60,20 +65,34 @@ def _version_tuple(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
 
 
+def unsloth_version() -> str | None:
+    """The installed unsloth's version from its package metadata, without importing it (importing patches
+    transformers/TRL process-wide; docs/unsloth-cpu.md), or None when it is not installed."""
+    import importlib.metadata as md
+
+    mod = sys.modules.get("unsloth")
+    if mod is not None and getattr(mod, "__version__", None):
+        return str(mod.__version__)
+    try:
+        return md.version("unsloth")
+    except md.PackageNotFoundError:
+        return None
+
+
 def unsloth_import_error() -> str | None:
-    """None when unsloth imports and is new enough, else the reason (unsloth raises on import without a GPU)."""
+    """None when unsloth is new enough and imports, else the reason. It imports unsloth: call it only once unsloth
+    is the chosen backend (on CUDA for `auto`, or asked for by name), never for an hf run."""
+    version = unsloth_version()
+    if version and _version_tuple(version) < _version_tuple(UNSLOTH_MIN):
+        return (f"unsloth {version} is older than {UNSLOTH_MIN}, the first release with the left-padding fix for "
+                f"batched generation (unsloth PR #4100); upgrade: pip install -U 'unsloth>={UNSLOTH_MIN}'")
     try:
         mod = importlib.import_module("unsloth")
     except Exception as exc:  # noqa: BLE001 - unsloth raises NotImplementedError/RuntimeError/ImportError
         return f"unsloth does not import ({type(exc).__name__}: {exc})"
-    version = str(getattr(mod, "__version__", "") or "")
+    version = str(getattr(mod, "__version__", "") or "") or version
     if not version:
-        import importlib.metadata as md
-
-        try:
-            version = md.version("unsloth")
-        except md.PackageNotFoundError:
-            return "cannot tell the unsloth version (no __version__, no package metadata)"
+        return "cannot tell the unsloth version (no __version__, no package metadata)"
     if _version_tuple(version) < _version_tuple(UNSLOTH_MIN):
         return (f"unsloth {version} is older than {UNSLOTH_MIN}, the first release with the left-padding fix for "
                 f"batched generation (unsloth PR #4100); upgrade: pip install -U 'unsloth>={UNSLOTH_MIN}'")
@@ -81,28 +100,35 @@ def unsloth_import_error() -> str | None:
 
 
 def select_backend(requested: str = "auto") -> str:
-    """`auto` -> unsloth when CUDA is present and unsloth imports, else hf. Asking for unsloth where it cannot run
-    is one clear error naming the fallback.
+    """The backend, decided *before* unsloth is imported, and unsloth imported only when it is the one chosen.
 
-    unsloth is imported *before* torch when it is installed: it patches transformers/TRL at import time, and its
-    patches may not apply to modules already imported."""
+    - `hf`: unsloth is never imported. Importing it patches transformers and TRL for the whole process (on CPU,
+      unsloth_zoo 2026.10.9 `cpu/trainer.py`: TrainingArguments/SFTConfig `__post_init__` turn `adamw_torch` into
+      `adamw_torch_fused`, and `trl.SFTTrainer` is replaced), so an hf run must not see it.
+    - `auto`: unsloth on CUDA when it is installed, new enough and imports; else hf. On a CPU `auto` is hf and
+      unsloth stays unimported: its CPU mode trains text LoRA only, slower than our hf path (docs/unsloth-cpu.md).
+    - `unsloth`: asked for on purpose, also on a CPU (unsloth >= 2026.10 has a CPU backend: text LoRA, no 4-bit
+      kernels, no GGUF without llama.cpp); imported here, before transformers/TRL/peft (unsloth 2026.10.9
+      `_gpu_init.py` warns when `trl`, `transformers` or `peft` came first: its patches may not apply).
+    torch may be imported first (unsloth imports it itself; the CUDA check needs it)."""
     if requested not in BACKENDS:
         raise BackendError(f"unknown backend {requested!r}; choose one of {', '.join(BACKENDS)}")
     if requested == "hf":
         return "hf"
-    reason = unsloth_import_error() if _unsloth_present() else "unsloth is not installed (pip install -e '.[unsloth]')"
-    cuda = cuda_available()
+    present = _unsloth_present()
     if requested == "unsloth":
-        if not cuda:
-            raise BackendError("--backend unsloth needs a CUDA GPU and none is visible; rerun with --backend hf "
-                               "(transformers + peft, full-precision LoRA on CPU)")
+        reason = unsloth_import_error() if present else "unsloth is not installed"
         if reason:
-            raise BackendError(f"--backend unsloth: {reason}; install it with pip install -e '.[unsloth]' or rerun "
-                               "with --backend hf")
+            raise BackendError(f"--backend unsloth: {reason}; install it with pip install -e '.[unsloth]' (on a CPU: "
+                               "make install-unsloth, its own venv) or rerun with --backend hf")
         return "unsloth"
-    if cuda and reason:
+    if not cuda_available():
+        return "hf"  # unsloth is not imported: nothing of it touches an hf run
+    reason = unsloth_import_error() if present else "unsloth is not installed (pip install -e '.[unsloth]')"
+    if reason:
         log.warning("--backend auto: using hf, not unsloth, because %s", reason)
-    return "unsloth" if cuda and reason is None else "hf"
+        return "hf"
+    return "unsloth"
 
 
 def _unsloth_present() -> bool:
@@ -113,6 +139,21 @@ def _unsloth_present() -> bool:
         return importlib.util.find_spec("unsloth") is not None
     except (ImportError, ValueError):
         return True
+
+
+def llama_cpp_missing() -> str | None:
+    """None when the llama.cpp build unsloth's GGUF export uses is already there, else what is missing. unsloth_zoo
+    2026.10.9 `llama_cpp.py`: the folder is $UNSLOTH_LLAMA_CPP_PATH or ~/.unsloth/llama.cpp, with an executable
+    `llama-quantize` (or `quantize`) and `convert_hf_to_gguf.py`; when they are missing `install_llama_cpp()`
+    clones llama.cpp from GitHub and builds it (git, cmake, network). Checked without importing unsloth_zoo."""
+    import os
+    from pathlib import Path
+
+    folder = Path(os.environ.get("UNSLOTH_LLAMA_CPP_PATH") or Path.home() / ".unsloth" / "llama.cpp")
+    quantizer = next((folder / n for n in ("llama-quantize", "quantize") if os.access(folder / n, os.X_OK)), None)
+    if quantizer is None or not (folder / "convert_hf_to_gguf.py").exists():
+        return f"no built llama.cpp in {folder} (llama-quantize + convert_hf_to_gguf.py)"
+    return None
 
 
 def quantize_4bit(requested: str = "auto") -> bool:
@@ -170,31 +211,98 @@ class Loaded:
 
 
 def load(info: ModelInfo, backend: str, *, load_in_4bit: bool, max_seq_length: int, lora: dict,
-         seed: int, dtype: Any = None) -> Loaded:
+         seed: int, dtype: Any = None, gradient_checkpointing: bool | None = None) -> Loaded:
     """Load the model for `backend` and wrap it with LoRA. `lora`: r, alpha, dropout, target_modules.
-    `dtype`: the hf backend's weights dtype (eval.hardware.sft_precision; None: its default)."""
-    loaded = _load_unsloth(info, load_in_4bit, max_seq_length, lora, seed) if backend == "unsloth" else \
-        _load_hf(info, load_in_4bit, lora, dtype)
+    `dtype`: the weights dtype both backends load in (eval.hardware.sft_precision; None: the backend's default).
+    `gradient_checkpointing`: unsloth's own (None: on with CUDA, off on a CPU, where it only saves memory)."""
+    if backend == "unsloth":
+        loaded = _load_unsloth(info, load_in_4bit, max_seq_length, lora, seed, dtype, gradient_checkpointing)
+    else:
+        loaded = _load_hf(info, load_in_4bit, lora, dtype)
     from eval.lm import ensure_pad_token  # pad != eos (docs/pitfalls.md#pad-eos); load_causal_lm did it
 
     loaded.info["pad_choice"] = ensure_pad_token(loaded.tokenizer, loaded.model)
     return loaded
 
 
-def _load_unsloth(info: ModelInfo, load_in_4bit: bool, max_seq_length: int, lora: dict, seed: int) -> Loaded:
+def unsloth_model_source(info: ModelInfo, load_in_4bit: bool) -> tuple[str, str]:
+    """(what unsloth's from_pretrained loads, its source) decided as for every track (eval/weights.py): a local
+    folder; an alias's offline package (converted once to a safetensors folder, `python -m eval.models ALIAS`) when
+    offline or the hub is unreachable; else the hub id, unsloth's pre-quantized 4-bit repo when loading 4-bit."""
+    from eval.weights import locate
+
+    where = locate(info.name)
+    if where.kind == "local":
+        return where.ref, "local"
+    if where.kind == "offline":
+        from eval.models import prepare
+
+        return str(prepare(info.name)), f"offline:{where.ref}"
+    return (info.id_for("unsloth") if load_in_4bit else info.id_for("hf")), "hub"
+
+
+def _load_unsloth(info: ModelInfo, load_in_4bit: bool, max_seq_length: int, lora: dict, seed: int,
+                  dtype: Any = None, gradient_checkpointing: bool | None = None) -> Loaded:
+    model_id, source = unsloth_model_source(info, load_in_4bit)
     from unsloth import FastLanguageModel
 
-    model_id = info.id_for("unsloth") if load_in_4bit else info.id_for("hf")
+    # our dtype, not unsloth's auto (dtype=None): the Trainer's bf16 flag follows the same decision, so a T4 asked
+    # for bf16 no longer loads fp16 and fails ("Model is in float16 precision but you want to use bfloat16"), and
+    # the record's dtype is the one that trained (docs/unsloth-cpu.md#dtype)
     model, tok = FastLanguageModel.from_pretrained(model_name=model_id, max_seq_length=max_seq_length,
-                                                   load_in_4bit=load_in_4bit, dtype=None)  # dtype None = auto
+                                                   load_in_4bit=load_in_4bit, dtype=dtype)
+    gc = cuda_available() if gradient_checkpointing is None else gradient_checkpointing
     model = FastLanguageModel.get_peft_model(model, r=lora["r"], target_modules=list(lora["target_modules"]),
                                              lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                                             use_gradient_checkpointing="unsloth", random_state=seed)
+                                             use_gradient_checkpointing="unsloth" if gc else False,
+                                             random_state=seed)
     text = text_tokenizer(tok)
-    meta = {"dtype": str(getattr(model, "dtype", None))}
+    import importlib.metadata as md
+
+    meta = {"dtype": str(getattr(model, "dtype", None)).removeprefix("torch."), "source": source,
+            "unsloth": unsloth_version()}
+    try:
+        meta["unsloth_zoo"] = md.version("unsloth_zoo")  # where unsloth's CPU trainer, loader and GGUF code live
+    except md.PackageNotFoundError:
+        pass
     if text is not tok:
         meta["processor"] = type(tok).__name__
     return Loaded(model, text, "unsloth", model_id, load_in_4bit, meta, processor=tok if text is not tok else None)
+
+
+def model_type_of(info: Any) -> str | None:
+    """config.json's `model_type` of what this run loads (a local/offline folder or the hub id), None if unknown;
+    read before loading, so the dtype can avoid float16 for a family that overflows it (eval.hardware)."""
+    from eval.weights import locate
+
+    where = locate(info.name)
+    ref = where.ref if where.kind == "local" else info.id_for("hf")
+    if where.kind == "offline":
+        return None  # the offline packages are small CPU models; nothing there trains in float16
+    try:
+        from transformers import AutoConfig
+
+        return getattr(AutoConfig.from_pretrained(ref), "model_type", None)
+    except (OSError, ValueError):
+        return None
+
+
+def follow_loaded_dtype(precision: dict, model: Any) -> dict:
+    """On CUDA the Trainer's bf16 flag follows the dtype the model really loaded in: unsloth 2026.10.9
+    (`models/loader.py`) turns a bf16 request into fp16 on a GPU without native bf16 ("Device does not support
+    bfloat16. Will change to float16.") and its trainer then refuses bf16=True ("Model is in float16 precision but
+    you want to use bfloat16", `models/rl.py`); the record says what trained. On a CPU the weights stay fp32 under
+    the bf16 autocast (eval.hardware.sft_precision), so nothing changes there."""
+    import torch
+
+    loaded = getattr(model, "dtype", None)
+    if precision.get("device") == "cpu" or not isinstance(loaded, torch.dtype) or loaded == precision["weights"]:
+        return precision
+    if loaded not in (torch.float16, torch.bfloat16, torch.float32):
+        return precision  # a 4-bit model reports its storage dtype; the compute dtype was what we asked for
+    log.warning("the model loaded in %s (asked: %s); training and the record follow it", loaded, precision["weights"])
+    return {**precision, "weights": loaded, "bf16": loaded == torch.bfloat16,
+            "dtype": str(loaded).removeprefix("torch."), "reason": f"{precision['reason']}; loaded as {loaded}"}
 
 
 def _load_hf(info: ModelInfo, load_in_4bit: bool, lora: dict, dtype: Any = None) -> Loaded:
@@ -248,13 +356,16 @@ def for_training(loaded: Loaded) -> None:
 
 
 def ollama_modelfile(gguf_file: str, template: str, *, stop: Sequence[str] = (), num_ctx: int = 2048,
-                     temperature: float = 0.0, bos_token: str | None = None) -> str:
+                     temperature: float = 0.0, bos_token: str | None = None, adds_bos: bool = False) -> str:
     """An Ollama Modelfile for a tuned GGUF. `template` is the exact SFT prompt with the input as `{{ .Prompt }}`,
     so `ollama run <name> "<text>"` sees the prompt it was trained on and answers with a label word.
 
-    A leading `bos_token` is dropped from the template: Ollama's runner adds BOS itself when the GGUF's tokenizer
-    says so, and a literal one in the template gives Llama/Mistral exports two (the training path drops it too)."""
-    if bos_token and template.startswith(bos_token):
+    A leading `bos_token` is dropped from the template only when the runner adds BOS itself (`adds_bos`: the
+    GGUF's `tokenizer.ggml.add_bos_token`), else a Llama/Mistral export would get two; without it the literal BOS
+    stays, as the training prompts had it (finetune/formatting.py keeps BOS the same way). Values are quoted as
+    Ollama's Modelfile parser reads them (docs/unsloth-cpu.md#modelfile): it strips one pair of `"` or of triple quotes
+    and undoes no escapes."""
+    if bos_token and adds_bos and template.startswith(bos_token):
         template = template[len(bos_token):]
     if "{{ .Prompt }}" not in template:
         raise ValueError("the Modelfile template must contain '{{ .Prompt }}' where the input goes")
@@ -267,7 +378,11 @@ def ollama_modelfile(gguf_file: str, template: str, *, stop: Sequence[str] = (),
 
 
 def _quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A Modelfile value as ollama's parser (parser/parser.go `unquote`) gives it back: one pair of `"` is stripped
+    (triple quotes when the value holds a `"`); backslashes stay literal (it undoes no escapes)."""
+    if '"""' in s:
+        raise ValueError(f'a Modelfile value cannot contain """: {s!r}')
+    return f'"""{s}"""' if '"' in s else f'"{s}"'
 
 
 __all__ = ["BACKENDS", "UNSLOTH_MIN", "BackendError", "Loaded", "select_backend", "quantize_4bit", "load",

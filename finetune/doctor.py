@@ -17,7 +17,18 @@ def doctor_checks(facts: dict) -> list[Check]:
         out.append(Check(NO, "unsloth", "not installed: SFT uses the hf backend (transformers + peft)",
                          "on a CUDA machine: pip install -e '.[unsloth]'" if cuda else ""))
     elif not cuda:
-        out.append(Check(NO, "unsloth", "installed, but it needs a CUDA GPU: SFT uses the hf backend"))
+        # not imported here: importing unsloth patches transformers/TRL (docs/unsloth-cpu.md)
+        from finetune.backends import UNSLOTH_CPU_TESTED, _version_tuple, unsloth_version
+
+        version = unsloth_version() or "?"
+        if version != "?" and _version_tuple(version) >= _version_tuple(UNSLOTH_CPU_TESTED):
+            out.append(Check(OK, "unsloth", f"{version} installed, no GPU: its CPU backend trains text LoRA when "
+                                            "asked for (--backend unsloth; no 4-bit, GGUF needs a llama.cpp build); "
+                                            "--backend auto uses hf here"))
+        else:
+            out.append(Check(NO, "unsloth", f"{version} installed, no GPU: releases before {UNSLOTH_CPU_TESTED} (the "
+                                            "first this suite ran on CPU) need CUDA; SFT uses the hf backend",
+                             f"pip install -U 'unsloth>={UNSLOTH_CPU_TESTED}' for its CPU backend"))
     else:
         from finetune.backends import unsloth_import_error
 

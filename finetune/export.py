@@ -81,10 +81,55 @@ def export_gguf(loaded: Loaded, out: Path, method: str, *, modelfile_prompt: str
         raise BackendError(f"unsloth reported no .gguf file (looked in its return value, {out}_gguf and {out})")
     text_model = next((f for f in files if "mmproj" not in f.name.lower()), files[0])  # a VLM also writes mmproj
     bos = getattr(loaded.tokenizer, "bos_token", None)
+    adds_bos = gguf_adds_bos(text_model)
+    removed = drop_chat_templates(text_model)  # else Ollama may ignore our TEMPLATE (docs/unsloth-cpu.md#modelfile)
     modelfile = text_model.parent / "Modelfile"  # replaces unsloth's, which uses the chat template, not our prompt
     modelfile.write_text(ollama_modelfile(text_model.name, modelfile_prompt, stop=stop, num_ctx=num_ctx,
-                                          bos_token=bos), encoding="utf-8")
-    return {"gguf": str(text_model), "gguf_files": [str(f) for f in files], "modelfile": str(modelfile)}
+                                          bos_token=bos, adds_bos=adds_bos), encoding="utf-8")
+    return {"gguf": str(text_model), "gguf_files": [str(f) for f in files], "modelfile": str(modelfile),
+            "gguf_removed_metadata": removed, "gguf_add_bos_token": adds_bos}
+
+
+def gguf_adds_bos(path: Path) -> bool:
+    """The GGUF's `tokenizer.ggml.add_bos_token`: whether the runner prepends BOS itself (False when unset)."""
+    import gguf
+
+    field = gguf.GGUFReader(path, "r").get_field(gguf.Keys.Tokenizer.ADD_BOS)
+    return bool(field.contents()) if field is not None else False
+
+
+def drop_chat_templates(path: Path) -> list[str]:
+    """Rewrite the GGUF without its `tokenizer.chat_template*` keys; returns the keys removed.
+
+    unsloth writes the tokenizer's chat template into its GGUFs (llama.cpp's convert_hf_to_gguf.py). Ollama then has
+    two templates, the Modelfile's TEMPLATE (a Go template) and the GGUF's Jinja one, and uses the GGUF's when it has
+    more capabilities (ollama server/images.go `shouldPreferChatTemplate`, server/routes.go `shouldUseGoTemplate`):
+    one that mentions tools (Qwen3, Llama 3.x, Mistral v0.3, Phi-4-mini) or thinking tags always has, so the export
+    answered without the SFT instruction or label list. Without a GGUF template the Modelfile's is the only one.
+    The copy is gguf-py's own (gguf/scripts/gguf_new_metadata.py `copy_with_new_metadata`), written beside the file
+    and moved over it, so a failure leaves the original."""
+    import os
+
+    import gguf
+    from gguf.scripts.gguf_new_metadata import copy_with_new_metadata
+
+    reader = gguf.GGUFReader(path, "r")
+    keys = [f.name for f in reader.fields.values() if f.name.startswith(gguf.Keys.Tokenizer.CHAT_TEMPLATE)]
+    if not keys:
+        return []
+    tmp = path.with_name(path.name + ".tmp")
+    arch = reader.get_field(gguf.Keys.General.ARCHITECTURE)
+    writer = gguf.GGUFWriter(tmp, arch=arch.contents() if arch is not None else "llama", endianess=reader.endianess)
+    alignment = reader.get_field(gguf.Keys.General.ALIGNMENT)
+    if alignment is not None:
+        writer.data_alignment = alignment.contents()
+    try:
+        copy_with_new_metadata(reader, writer, {}, keys)
+        del reader  # its memory map, before the file is replaced
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return keys
 
 
 def _gguf_files(result: Any, out: Path) -> list[Path]:

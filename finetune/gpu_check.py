@@ -29,6 +29,9 @@ if __package__ in (None, ""):
 REPO = Path(__file__).resolve().parents[1]
 N_EVAL = 64
 STEPS = 20
+# fixed, so the check is one load and STEPS steps per backend: without --learning-rate the SFT CLI first runs the
+# LR search (finetune/select.py: 3 learning rates x their own loads and epochs, ~4 loads and ~80 steps)
+LEARNING_RATE = 2e-4
 
 
 def refuse_without_cuda() -> str | None:
@@ -66,7 +69,8 @@ def machine() -> list[str]:
 
 def sft_command(model: str, task: str, backend: str, results_dir: Path) -> list[str]:
     cmd = [sys.executable, str(REPO / "finetune" / "sft.py"), "--model", model, "--task", task, "--n-train", "64",
-           "--seeds", "0", "--n-eval", str(N_EVAL), "--max-steps", str(STEPS), "--backend", backend,
+           "--seeds", "0", "--n-eval", str(N_EVAL), "--max-steps", str(STEPS), "--learning-rate", str(LEARNING_RATE),
+           "--backend", backend,
            "--quantization", "4bit", "--eval-batch-size", "16", "--eval-mode", "both", "--merge",
            "--results-dir", str(results_dir / backend), "--overwrite"]
     if backend == "unsloth":

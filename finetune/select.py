@@ -75,32 +75,37 @@ def pick(trials: list[dict]) -> dict:
 
 def choose(spec: RunSpec, cfg: SFTArgs, task: TaskData) -> tuple[SFTArgs, dict]:
     """(cfg with the chosen learning_rate and num_train_epochs, the search for the record)."""
+    from finetune.backends import follow_loaded_dtype, load, model_type_of, select_backend
+
+    # first, before torch/transformers/TRL: unsloth, when it is the backend, must be imported before them
+    # (finetune/backends.py select_backend), and an hf search must never import it
+    backend = select_backend(cfg.backend)
     import torch
     from transformers import set_seed
 
     from eval.hardware import sft_precision
     from eval.models import resolve
-    from finetune.backends import load, select_backend
     from finetune.config import trainer_args
     from finetune.formatting import Formatter, load_template
     from finetune.trainer import make_trainer
 
     train = task.train(spec.n_train, spec.seed)
     fit, val = carve_validation(train, cfg.val_fraction, spec.seed)
-    backend = select_backend(cfg.backend)
     info = resolve(spec.model)
     template = load_template(cfg.prompt)
     cuda = torch.cuda.is_available()
     # the trials train exactly as the run they choose for does (finetune/sft.py main): eval.hardware decides the
     # dtype once, native bf16 only (is_bf16_supported() alone counts a T4's emulation; docs/pitfalls.md#bf16-support)
-    precision = sft_precision(cfg.dtype)
+    precision = sft_precision(cfg.dtype, model_type_of(info) if cuda else None)  # as the run (finetune/sft.py)
     bf16 = precision["bf16"]
     per_epoch = max(1, math.ceil(len(fit) / (cfg.batch_size * cfg.grad_accum)))
     trials, t0 = [], time.perf_counter()
     for lr in cfg.lr_grid:
         set_seed(spec.seed)
         loaded = load(info, backend, load_in_4bit=spec.method == "qlora", max_seq_length=cfg.max_seq_length,
-                      lora=cfg.lora(), seed=spec.seed, dtype=precision["weights"])
+                      lora=cfg.lora(), seed=spec.seed, dtype=precision["weights"],
+                      gradient_checkpointing=cfg.gradient_checkpointing)
+        bf16 = follow_loaded_dtype(precision, loaded.model)["bf16"]  # as the run it chooses for (sft.py)
         chat = cfg.chat if cfg.chat is not None else (False if info.base else None)
         fmt = Formatter(loaded.tokenizer, task.scheme, template, cfg.max_seq_length, chat=chat)
         scores: list[dict] = []

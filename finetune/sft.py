@@ -20,6 +20,7 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # `python finetune/sft.py`: import from the repo root, not from finetune/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
@@ -33,7 +34,7 @@ from eval.models import resolve
 from eval.records import RunSpec, finish_run, output_dir, record_path
 from eval.runner import one_by_one, track_cli
 from eval.tracks import DataRef
-from finetune.backends import BackendError, cuda_available, select_backend
+from finetune.backends import BackendError, cuda_available, optimizer_name, select_backend
 from finetune.config import SFTArgs, default_config_file, trainer_args
 from finetune.formatting import Formatter, load_template
 from finetune.predict import ModeResult, evaluate
@@ -95,7 +96,7 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
     import torch
     from transformers import set_seed
 
-    from finetune.backends import for_inference, for_training, load
+    from finetune.backends import follow_loaded_dtype, for_inference, for_training, load, model_type_of
     from finetune.export import export_after_record, save_adapter
     from finetune.trainer import make_trainer
 
@@ -116,10 +117,13 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
     info = resolve(spec.model)
     from eval.hardware import configure_threads, sft_precision
 
-    precision = {**sft_precision(cfg.dtype), "threads": configure_threads()}  # one decision (docs/speed.md)
+    # one decision (docs/speed.md); the model family matters only where float16 would be picked (a GPU)
+    model_type = model_type_of(info) if torch.cuda.is_available() else None
+    precision = {**sft_precision(cfg.dtype, model_type), "threads": configure_threads()}
     set_seed(spec.seed)  # LoRA init, data order, dropout
     loaded = load(info, backend, load_in_4bit=four_bit, max_seq_length=cfg.max_seq_length, lora=cfg.lora(),
-                  seed=spec.seed, dtype=precision["weights"])
+                  seed=spec.seed, dtype=precision["weights"], gradient_checkpointing=cfg.gradient_checkpointing)
+    precision = follow_loaded_dtype(precision, loaded.model)
     model, tok = loaded.model, loaded.tokenizer
     chat = cfg.chat if cfg.chat is not None else (False if info.base else None)  # base models: plain prompts
     fmt = Formatter(tok, task.scheme, template, cfg.max_seq_length, chat=chat)
@@ -148,11 +152,13 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
     # batch_size is per process; steps are planned on each process's share, so epochs mean the same at any world size
     args = trainer_args(cfg, output_dir=str(out / "trainer"), n_examples=-(-len(train) // world_size()),
                         seed=spec.seed, cuda=cuda, bf16=bf16, unsloth=backend == "unsloth")
+    asked_optim = optimizer_name(cuda)
     trainer = make_trainer(model, tok, args, fmt.dataset_rows(train), sparse_logits=backend == "hf")
     _say(f"training: {args.max_steps} steps of {cfg.batch_size} x {cfg.grad_accum}, lr {cfg.learning_rate}")
     t0 = time.perf_counter()
     result = trainer.train()
     train_s = time.perf_counter() - t0
+    optimizer = used_optimizer(trainer, asked_optim)
     _say(f"trained in {train_s:.0f} s, final loss {result.training_loss:.4f}")
 
     if not main_process:
@@ -173,7 +179,8 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
         extra["score_mode"] = _mode_summary(test, task, spec.seed, after["score"], before["score"])
     losses = [round(h["loss"], 4) for h in trainer.state.log_history if "loss" in h]
     config = {**dataclasses.asdict(cfg), "backend": backend, "method": spec.method, "load_in_4bit": four_bit,
-              "max_steps": args.max_steps, "optim": args.optim, "bf16": bf16, "use_cpu": args.use_cpu,
+              "max_steps": args.max_steps, "optim": optimizer["optim"], "optimizer": optimizer, "bf16": bf16,
+              "use_cpu": args.use_cpu,
               "gradient_checkpointing": args.gradient_checkpointing, "formatting": fmt.describe(),
               "model": loaded.info, "train_loss": round(result.training_loss, 4), "loss_log": losses,
               "processes": world_size(),
@@ -196,6 +203,18 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
                         num_ctx=cfg.max_seq_length + 64)
     barrier()  # the other processes of a data-parallel run wait for this record
     return record
+
+
+def used_optimizer(trainer: Any, asked: str) -> dict:
+    """The optimizer that trained, next to the one the run asked for. A library imported into the process can
+    change it behind the run's back (unsloth 2026.10.9 on CPU, `unsloth_zoo/cpu/trainer.py`: adamw_torch ->
+    adamw_torch_fused in TrainingArguments.__post_init__), so the record reads it from the trainer."""
+    opt = getattr(trainer, "optimizer", None)
+    inner = getattr(opt, "optimizer", opt)  # accelerate wraps it in an AcceleratedOptimizer
+    defaults = getattr(inner, "defaults", {}) or {}
+    name = getattr(trainer.args, "optim", asked)
+    return {"asked": asked, "optim": str(getattr(name, "value", name)), "class": type(inner).__name__,
+            "fused": defaults.get("fused"), "foreach": defaults.get("foreach")}
 
 
 def _say(msg: str) -> None:
@@ -275,6 +294,14 @@ def preflight(spec: RunSpec) -> list[str]:
         problems.append(f"--export-gguf needs the unsloth backend on CUDA (here the {backend} backend would run): "
                         "drop --export-gguf, or add --merge and convert the merged folder with llama.cpp's "
                         "convert_hf_to_gguf.py")
+    elif cfg.export_gguf and not cuda_available():
+        from finetune.backends import llama_cpp_missing
+
+        missing = llama_cpp_missing()  # on a CPU unsloth would clone and build llama.cpp (docs/unsloth-cpu.md)
+        if missing:
+            problems.append(f"--export-gguf with unsloth on a CPU: {missing}, and unsloth would clone and build it "
+                            "from GitHub; build it there first (or set UNSLOTH_LLAMA_CPP_PATH), or drop "
+                            "--export-gguf and add --merge")
     return problems
 
 

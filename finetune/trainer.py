@@ -31,10 +31,33 @@ def completion_loss(model: Any, inputs: dict) -> Any:
     labels = inputs["labels"]
     targets = labels[:, 1:]  # position t predicts token t + 1
     keep = (targets != -100).any(dim=0).nonzero().squeeze(-1)  # columns where any row has a target next
-    kw = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}
+    kw = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids", *TOKEN_TYPE_KEYS) if k in inputs}
+    kw.update(text_token_types(model, inputs["input_ids"], kw))
     logits = model(**kw, logits_to_keep=keep, use_cache=False).logits.float()
     picked = targets[:, keep]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), picked.reshape(-1), ignore_index=-100)
+
+
+# Multimodal causal LMs mark image tokens with these (0 = text). transformers 5.2-5.5
+# models/gemma3/modeling_gemma3.py `create_causal_mask_mapping`: `if is_training and token_type_ids is None: raise
+# ValueError("`token_type_ids` is required as a model input when training")` - so Gemma3ForConditionalGeneration
+# (gemma-3 4B+) would not train on the hf path; newer releases name it mm_token_type_ids.
+TOKEN_TYPE_KEYS = ("token_type_ids", "mm_token_type_ids")
+
+
+def text_token_types(model: Any, input_ids: Any, given: dict) -> dict:
+    """All-zero (text) token types for a multimodal model whose forward takes them and the batch has none: this
+    track trains on text only, so zeros give the ordinary causal mask."""
+    import inspect
+
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    if config is None or getattr(config, "vision_config", None) is None:
+        return {}
+    params = inspect.signature(base.forward).parameters
+    return {k: torch.zeros_like(input_ids) for k in TOKEN_TYPE_KEYS if k in params and k not in given}
 
 
 def _sparse_logits_trainer() -> type:

@@ -60,9 +60,16 @@ def model_config_values_at(path: Path, cls: type) -> dict[str, Any]:
     return values
 
 
-def default_max_new_tokens(cot: bool, backend: str) -> int:
-    """The answer budget when --max-new-tokens is unset: room to reason for CoT, sized to the hardware."""
-    if not cot:
+def thinks(think: str | None) -> bool:
+    """--think asks for reasoning (true or a level), as opposed to unset or false."""
+    return think is not None and str(think).lower() not in ("false", "off", "no", "0", "none")
+
+
+def default_max_new_tokens(cot: bool, backend: str, thinking: bool = False) -> int:
+    """The answer budget when --max-new-tokens is unset: room to reason for CoT, sized to the hardware. With
+    --think on, the reasoning counts against the budget (Ollama's num_predict covers thinking and answer), so a
+    zero-/few-shot prompt gets the reasoning budget too."""
+    if not cot and not thinking:
         return ANSWER_TOKENS
     if backend == "hf":
         try:

@@ -15,7 +15,18 @@ Where it mirrors Ollama's server (ollama v0.33.0-rc2, commit fb30760; file and f
   `num_ctx - max((num_ctx - num_keep) // 2, 1)` tokens - the first `num_keep` (default 4, api/types.go) plus the
   tail - so `prompt_eval_count` comes back as about half the context, never `num_ctx`. The script sees the cut
   prompt, as the model would;
-- `num_ctx` defaults to the server's context (4096 here) when the request does not set it.
+- `num_ctx` defaults to the server's context (4096 here) when the request does not set it;
+- thinking (server/routes.go GenerateHandler/ChatHandler): a model in `thinking_models` thinks when the request
+  leaves `think` unset (`req.Think = true`), and not with `think: false`; `think: true` (or a level) for any other
+  model is HTTP 400 `"<model>" does not support thinking`. The reasoning counts against `num_predict` (one
+  budget for the runner): a reply whose thinking uses it up comes back with an empty answer and done_reason
+  "length"; the answer is cut to what is left;
+- `options.stop`: the answer ends before the first stop string (llm/server.go), which is not returned;
+- `load_failure`: every generate/chat is HTTP 500 with that message, as when the runner cannot load the model
+  ("model requires more system memory (X GiB) than is available (Y GiB)", llm/server.go);
+- `format` ("json" or a JSON schema): the runner decodes under a grammar built from it (llm/server.go, llama.cpp
+  json-schema-to-grammar), so only conforming JSON can come out. A scripted reply that could not (not JSON, a
+  missing required key, a value outside an enum) is a broken test, answered with HTTP 599 and the reason.
 Tokens are approximated: one per non-ASCII character (CJK in a large-vocabulary tokenizer), one per 4 ASCII
 characters (English BPE); this tokenizer adds no BOS, so num_keep is not incremented.
 """
@@ -87,8 +98,11 @@ def fit_prompt(prompt: str, num_ctx: int, context_shift: bool, num_keep: int = N
 
 class FakeServer:
     def __init__(self, models: list[str], script: Script, delay: float = 0.0, context_length: int = 8192,
-                 default_num_ctx: int = 4096, context_shift: bool = True) -> None:
+                 default_num_ctx: int = 4096, context_shift: bool = True, thinking_models: tuple[str, ...] = (),
+                 load_failure: str | None = None) -> None:
         self.models = list(models)
+        self.thinking_models = set(thinking_models)
+        self.load_failure = load_failure
         self.default_num_ctx = default_num_ctx
         self.version = "0.33.0"
         self.context_shift = context_shift
@@ -175,6 +189,12 @@ class FakeServer:
                     if openai:
                         return self._send(404, {"error": {"message": f"model {model} not found", "type": "x"}})
                     return self._send(404, {"error": f"model '{model}' not found, try pulling it first"})
+                if not openai:
+                    think = body.get("think")
+                    if model not in server.thinking_models and think not in (None, False):
+                        return self._send(400, {"error": f'"{model}" does not support thinking'})
+                    if server.load_failure:
+                        return self._send(500, {"error": server.load_failure})
                 with server._lock:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
@@ -187,6 +207,9 @@ class FakeServer:
                             return self._send(400, {"error": CONTEXT_ERROR})
                         seen, n_prompt = fitted
                     reply = server._reply_for(body, seen)
+                    problem = None if openai or reply.status != 200 else format_problem(reply.text, body.get("format"))
+                    if problem:
+                        return self._send(599, {"error": f"fake server: {problem}"})
                     time.sleep(server.delay if reply.delay is None else reply.delay)
                     if reply.status != 200:
                         err = {"error": {"message": "scripted failure"}} if openai else {"error": "scripted failure"}
@@ -200,10 +223,29 @@ class FakeServer:
 
             def _ollama(self, body: dict[str, Any], reply: Reply, n_prompt: int) -> None:
                 chat = self.path == "/api/chat"
-                think = reply.thinking if body.get("think") is not False else None
+                thinking_on = body["model"] in server.thinking_models and body.get("think") is not False
+                think = reply.thinking if thinking_on or body["model"] not in server.thinking_models else None
+                if body.get("think") is False:
+                    think = None
+                options = body.get("options") or {}
+                text, done_reason = reply.text, reply.done_reason
+                for stop in options.get("stop") or []:
+                    if stop and stop in text:
+                        text, done_reason = text[:text.index(stop)], "stop"
+                budget = options.get("num_predict")
+                if budget is not None and int(budget) >= 0:  # thinking and answer share num_predict
+                    used = fake_tokens(think or "")
+                    if len(used) >= int(budget):
+                        think, text, done_reason = "".join(used[:int(budget)]), "", "length"
+                    else:
+                        answer = fake_tokens(text)
+                        if len(answer) > int(budget) - len(used):
+                            text, done_reason = "".join(answer[:int(budget) - len(used)]), "length"
+                reply = Reply(text=text, thinking=think, status=reply.status, delay=reply.delay,
+                              done_reason=done_reason)
                 final = {"model": body["model"], "created_at": "2026-11-21T00:00:00Z", "done": True,
                          "done_reason": reply.done_reason, "prompt_eval_count": n_prompt,
-                         "eval_count": len(reply.text) // 4 + 1}
+                         "eval_count": len(fake_tokens((think or "") + reply.text))}
                 if not body.get("stream", True):
                     return self._send(200, {**final, **_ollama_piece(chat, reply.text, think)})
                 pieces = [reply.text[i:i + 7] for i in range(0, len(reply.text), 7)] or [""]
@@ -219,6 +261,28 @@ class FakeServer:
                 self.wfile.write(data)
 
         return Handler
+
+
+def format_problem(text: str, fmt: Any) -> str | None:
+    """Why `text` could not be decoded under Ollama's `format` (None when it could): the subset of JSON schema the
+    suite sends (prompting.backends.label_schema: an object, required keys, string enums)."""
+    if not fmt:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return f"format {fmt!r} allows only JSON, the scripted reply is {text!r}"
+    if not isinstance(fmt, dict):
+        return None
+    if fmt.get("type") == "object" and not isinstance(value, dict):
+        return f"the format wants an object, the scripted reply is {text!r}"
+    for key in fmt.get("required", []):
+        if key not in value:
+            return f"the format requires {key!r}, the scripted reply is {text!r}"
+    for key, spec in (fmt.get("properties") or {}).items():
+        if key in value and "enum" in spec and value[key] not in spec["enum"]:
+            return f"{key!r} must be one of {spec['enum']}, the scripted reply has {value[key]!r}"
+    return None
 
 
 def _prompt_of(body: dict[str, Any]) -> str:

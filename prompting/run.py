@@ -38,7 +38,7 @@ from eval.sources import DataError
 from eval.tracks import DataRef
 from prompting.backends import Backend, BackendError, BackendOptions, get_backend, split_model
 from prompting.cache import Answer, AnswerCache
-from prompting.defaults import cost_note, default_max_new_tokens, model_config_values, parse_prompt_config
+from prompting.defaults import cost_note, default_max_new_tokens, model_config_values, parse_prompt_config, thinks
 
 _opt = option  # a field's help and role, written once (eval.cli.option)
 _RT = "runtime"
@@ -136,7 +136,8 @@ def method_name(kind: str, mode: str) -> str:
 
 def max_new_tokens(cfg: PromptConfig, kind: str) -> int:
     """--max-new-tokens, else room to reason for CoT sized to where the model runs (prompting/defaults.py)."""
-    return cfg.max_new_tokens or default_max_new_tokens(kind == "cot", split_model(cfg.model, cfg.backend)[0])
+    return cfg.max_new_tokens or default_max_new_tokens(kind == "cot", split_model(cfg.model, cfg.backend)[0],
+                                                        thinking=thinks(cfg.think))
 
 
 def make_backend(cfg: PromptConfig, scheme, kind: str | None = None) -> Backend:
@@ -144,7 +145,8 @@ def make_backend(cfg: PromptConfig, scheme, kind: str | None = None) -> Backend:
     over several kinds sets it per group (run_group)."""
     name, model = split_model(cfg.model, cfg.backend)
     kinds = {kind} if kind else {prompt_kind(cfg, k) for k in cfg.shots}
-    opts = BackendOptions.of(cfg, max_new_tokens=max_new_tokens(cfg, next(iter(sorted(kinds)))))
+    opts = BackendOptions.of(cfg, max_new_tokens=max_new_tokens(cfg, next(iter(sorted(kinds)))),
+                             reasoning="cot" in kinds)
     if cfg.mode == "score" and name != "hf":
         raise BackendError("--mode score reads logits in-process: use an hf/ model (servers return text only)")
     if cfg.mode == "score" and "cot" in kinds:

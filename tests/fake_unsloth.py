@@ -7,7 +7,8 @@ Mirrored from the released wheel (unsloth-2026.10.9-py3-none-any.whl):
   takes the string as `images`, so there are no `input_ids`.
 - `unsloth/save.py`, `_gguf_output_directory`: GGUF files land in the sibling folder f"{save_directory}_gguf" (not in
   `save_directory`), next to unsloth's own `Modelfile`; `unsloth_save_pretrained_gguf` returns a dict whose
-  `gguf_files` lists them.
+  `gguf_files` lists them. The files are real GGUFs carrying what llama.cpp's converter writes from the tokenizer:
+  `tokenizer.chat_template` (Qwen3's, abridged) and `tokenizer.ggml.add_bos_token`.
 - `unsloth/_version.py`: `__version__`; `FastLanguageModel.get_peft_model` wraps the model with peft LoRA.
 
     mod = make_fake_unsloth(tiny_model_dir, vlm_ids={"unsloth/gemma-3-4b-it-unsloth-bnb-4bit"})
@@ -16,7 +17,6 @@ Mirrored from the released wheel (unsloth-2026.10.9-py3-none-any.whl):
 
 from __future__ import annotations
 
-import struct
 import types
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,38 @@ class FakeProcessor:
         Path(path, "processor_config.json").write_text('{"processor_class": "Gemma3Processor"}')
 
 
-def _write_gguf(path: Path) -> None:
-    # a valid GGUF header (magic, version 3, 0 tensors, 0 metadata): enough for anything that only lists files
-    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 0))
+# What unsloth's GGUF export writes as `tokenizer.chat_template` for Qwen3 (llama.cpp convert_hf_to_gguf.py copies
+# the tokenizer's chat template; abridged from Qwen/Qwen3-4B tokenizer_config.json): it mentions tools, tool calls,
+# tool responses and <think></think>, which is what Ollama's template choice looks at (tests/ollama_rules.py).
+QWEN3_CHAT_TEMPLATE = (
+    "{%- if tools %}{{- '<|im_start|>system\\n# Tools\\n<tools>' }}{%- for tool in tools %}{{- tool | tojson }}"
+    "{%- endfor %}{{- '</tools>\\nFor each function call, return <tool_call></tool_call><|im_end|>\\n' }}{%- endif %}"
+    "{%- for message in messages %}{%- if message.role == \"tool\" %}{{- '<tool_response>\\n' + message.content + "
+    "'\\n</tool_response>' }}{%- elif message.role == \"assistant\" %}{%- set content = "
+    "message.content.split('</think>')[-1] %}{%- if message.tool_calls %}{%- for tool_call in message.tool_calls %}"
+    "{{- '<tool_call>' + tool_call.function.name + '</tool_call>' }}{%- endfor %}{%- endif %}{{- '<|im_start|>"
+    "assistant\\n<think>\\n\\n</think>\\n\\n' + content + '<|im_end|>\\n' }}{%- else %}{{- '<|im_start|>' + "
+    "message.role + '\\n' + message.content + '<|im_end|>\\n' }}{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
+
+
+def _write_gguf(path: Path, *, chat_template: str | None = QWEN3_CHAT_TEMPLATE, add_bos: bool | None = None) -> None:
+    """A real GGUF (gguf-py's writer) with the metadata unsloth's export leaves there: architecture, the tokenizer's
+    chat template and, where the tokenizer says so, `tokenizer.ggml.add_bos_token`; one small tensor."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(path, arch="qwen3")
+    writer.add_name(path.stem)
+    if chat_template:
+        writer.add_chat_template(chat_template)
+    if add_bos is not None:
+        writer.add_add_bos_token(add_bos)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
 
 
 # ids whose hub config has a `vision_config` (Gemma3ForConditionalGeneration); gemma-3 270m/1b are text-only
@@ -50,7 +79,9 @@ GEMMA3_VLM_IDS = frozenset({"unsloth/gemma-3-4b-it-unsloth-bnb-4bit", "google/ge
 
 
 def make_fake_unsloth(tiny: Path, *, vlm_ids: frozenset[str] = GEMMA3_VLM_IDS, version: str = "2026.10.9",
-                      calls: list | None = None, gguf_fails: bool = False) -> types.ModuleType:
+                      calls: list | None = None, gguf_fails: bool = False,
+                      chat_template: str | None = QWEN3_CHAT_TEMPLATE, add_bos: bool | None = True,
+                      ) -> types.ModuleType:
     calls = [] if calls is None else calls
     mod = types.ModuleType("unsloth")
     mod.__version__ = version
@@ -67,7 +98,7 @@ def make_fake_unsloth(tiny: Path, *, vlm_ids: frozenset[str] = GEMMA3_VLM_IDS, v
         if any(str(i) in vlm_ids for i in calls_ids(calls)):
             files.append(gguf_dir / f"{name}.BF16-mmproj.gguf")
         for f in files:
-            _write_gguf(f)
+            _write_gguf(f, chat_template=chat_template, add_bos=add_bos)
         (gguf_dir / "Modelfile").write_text(f"FROM ./{files[0].name}\n")
         return {"save_directory": save_directory, "gguf_directory": str(gguf_dir),
                 "gguf_files": [str(f) for f in files], "modelfile_location": str(gguf_dir / "Modelfile")}
@@ -82,9 +113,20 @@ def make_fake_unsloth(tiny: Path, *, vlm_ids: frozenset[str] = GEMMA3_VLM_IDS, v
         @staticmethod
         def from_pretrained(model_name: str, **kw: Any) -> tuple[Any, Any]:
             calls.append(("from_pretrained", {"model_name": model_name, **kw}))
+            import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             model, tok = AutoModelForCausalLM.from_pretrained(tiny), AutoTokenizer.from_pretrained(tiny)
+            # unsloth/models/loader.py: dtype None -> bf16 where supported else fp16; an explicit bf16 without
+            # native bf16 -> fp16 ("Device does not support bfloat16. Will change to float16.")
+            dtype = kw.get("dtype")
+            try:
+                native = torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+            except (AssertionError, RuntimeError):  # CUDA faked by a test on a CPU-only torch: no bf16 to ask
+                native = False
+            if dtype is None or (dtype == torch.bfloat16 and not native):
+                dtype = torch.bfloat16 if dtype is None and native else torch.float16
+            model = model.to(dtype)
             return model, (FakeProcessor(tok) if model_name in vlm_ids else tok)
 
         @staticmethod
@@ -116,3 +158,83 @@ def make_fake_unsloth(tiny: Path, *, vlm_ids: frozenset[str] = GEMMA3_VLM_IDS, v
 
 def calls_ids(calls: list) -> list[str]:
     return [kw["model_name"] for name, kw in calls if name == "from_pretrained"]
+
+
+# --- an installed stand-in package, for subprocesses: what importing the real one does to the process ---
+
+_PACKAGE_INIT = '''"""Stand-in for an installed unsloth {version} (tests/fake_unsloth.py)."""
+import json, os, sys
+
+# unsloth 2026.10.9 `_gpu_init.py`: critical_modules = ["trl", "transformers", "peft"] already imported -> warning
+already_imported = [m for m in ("trl", "transformers", "peft") if m in sys.modules]
+with open(os.environ["FAKE_UNSLOTH_PROBE"], "w") as fh:
+    json.dump({{"imported_before": already_imported}}, fh)
+if already_imported:
+    import warnings
+    warnings.warn(f"WARNING: Unsloth should be imported before [{{', '.join(already_imported)}}]", stacklevel=2)
+__version__ = "{version}"
+
+# unsloth_zoo 2026.10.9 `cpu/trainer.py` install_cpu_training_defaults (run by `_cpu_init.py` on import without a
+# GPU): TrainingArguments/SFTConfig __post_init__ turn adamw_torch into adamw_torch_fused; trl.SFTTrainer is replaced
+import functools
+from transformers import TrainingArguments
+
+
+def _patch_post_init(cls):
+    original = cls.__post_init__
+    if getattr(original, "_unsloth_cpu", False):
+        return
+
+    @functools.wraps(original)
+    def __post_init__(self, *args, **kwargs):
+        if str(getattr(self.optim, "value", self.optim)) in ("adamw_torch", "adamw_torch_fused"):
+            self.optim = "adamw_torch_fused"
+        return original(self, *args, **kwargs)
+
+    __post_init__._unsloth_cpu = True
+    cls.__post_init__ = __post_init__
+
+
+_patch_post_init(TrainingArguments)
+try:
+    import trl
+    from trl.trainer import sft_trainer
+except Exception:
+    trl = None
+if trl is not None:
+    if "__post_init__" in vars(trl.SFTConfig):
+        _patch_post_init(trl.SFTConfig)
+    base = sft_trainer.SFTTrainer
+
+    class SFTTrainer(base):
+        _unsloth_cpu = True
+
+    SFTTrainer.__module__ = base.__module__
+    for module in (sft_trainer, trl, sys.modules.get("trl.trainer")):
+        if module is not None:
+            setattr(module, "SFTTrainer", SFTTrainer)
+
+
+class FastLanguageModel:
+    @staticmethod
+    def from_pretrained(*args, **kwargs):
+        raise RuntimeError("fake unsloth: from_pretrained is not part of this stand-in")
+
+
+FastModel = FastLanguageModel
+'''
+
+
+def write_fake_unsloth_package(root: Path, version: str = "2026.10.9") -> Path:
+    """An importable `unsloth` under `root` (put it on PYTHONPATH) with its package metadata, whose import has the
+    real import-time side effects on a CPU (unsloth 2026.10.9 `_gpu_init.py`, `_cpu_init.py`; unsloth_zoo
+    2026.10.9 `cpu/trainer.py`): it records which of trl/transformers/peft came first (into $FAKE_UNSLOTH_PROBE,
+    and warns as the real one does), patches TrainingArguments/SFTConfig to adamw_torch_fused and replaces
+    trl.SFTTrainer. The probe file exists only if something imported it."""
+    pkg = root / "unsloth"
+    pkg.mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text(_PACKAGE_INIT.format(version=version))
+    dist = root / f"unsloth-{version}.dist-info"
+    dist.mkdir(exist_ok=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: unsloth\nVersion: {version}\n")
+    return root

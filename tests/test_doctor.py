@@ -79,6 +79,18 @@ def test_floors_come_from_this_checkout() -> None:
     assert need["ollama"] == "0.6.2" and need["unsloth"] == "2026.3.1" and need["bitsandbytes"] == "0.45"
 
 
+def test_the_openai_floor_takes_reasoning_effort() -> None:
+    """--think on the openai backend sends `reasoning_effort`, which chat.completions.create takes from openai-python
+    1.58.0 on ("add reasoning_effort to all methods", its CHANGELOG); with 1.40-1.57 every call raised TypeError."""
+    import inspect
+
+    openai = pytest.importorskip("openai")
+    assert doctor._version_tuple(doctor.floors()["openai"]) >= (1, 58)
+    from openai.resources.chat.completions import AsyncCompletions
+
+    assert "reasoning_effort" in inspect.signature(AsyncCompletions.create).parameters, openai.__version__
+
+
 # --- make gpu-check ----------------------------------------------------------------------------------------------
 
 def test_gpu_check_refuses_clearly_on_cpu(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
@@ -103,6 +115,8 @@ def test_gpu_check_commands_are_valid_sft_command_lines(backend: str, tmp_path) 
     _, cfg = parse_args(cmd[2:])
     assert cfg.max_steps == gpu_check.STEPS and cfg.merge and cfg.quantization == "4bit" and cfg.backend == backend
     assert (cfg.export_gguf == "q4_k_m") == (backend == "unsloth")
+    # a fixed LR: without one the SFT CLI runs the 3-LR search (~4 loads, ~80 steps) where the docs promise 20 steps
+    assert cfg.learning_rate == gpu_check.LEARNING_RATE
 
 
 def test_gpu_check_report_lines_from_a_record() -> None:

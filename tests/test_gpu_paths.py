@@ -205,18 +205,50 @@ def test_phi4_mini_runs_on_hf_in_the_config_and_the_sweep() -> None:
     assert SFTArgs.from_options({**_config_file_values("qwen3-4b"), **sweep["options"]}).backend == "auto"
 
 
-# 14. unsloth is imported before torch/transformers, so its patches apply
-def test_backend_selection_imports_unsloth_before_torch(tmp_path: Path) -> None:
+# 14. unsloth is imported before transformers/TRL/peft, so its patches apply (on CUDA, where `auto` picks it)
+def test_backend_selection_imports_unsloth_before_transformers(tmp_path: Path) -> None:
+    """unsloth 2026.10.9 `_gpu_init.py` checks `trl`, `transformers`, `peft` (torch may come first: the CUDA check
+    needs it, and unsloth imports it itself). The probe stands in for that check; CUDA is faked in the child."""
     pkg = tmp_path / "unsloth"
     pkg.mkdir()
     (pkg / "__init__.py").write_text(
         "import sys, os\n"
-        "seen = sorted(m for m in ('torch', 'transformers') if m in sys.modules)\n"
+        "seen = sorted(m for m in ('trl', 'transformers', 'peft') if m in sys.modules)\n"
         "open(os.environ['PROBE'], 'w').write(repr(seen))\n"
         "__version__ = '2026.10.9'\n")
     probe = tmp_path / "probe.txt"
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}", "PROBE": str(probe)}
-    code = "from finetune.backends import select_backend; print(select_backend('auto'))"
+    code = ("import torch; torch.cuda.is_available = lambda: True\n"
+            "import finetune.sft\n"
+            "from finetune.backends import select_backend; print(select_backend('auto'))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert probe.read_text() == "[]", "torch/transformers were imported before unsloth"
+    assert out.stdout.split()[-1] == "unsloth"
+    assert probe.read_text() == "[]", "transformers/TRL/peft were imported before unsloth"
+
+
+# issue 20: the unsloth loader got dtype=None while the Trainer's bf16 followed --dtype
+def test_unsloth_gets_our_dtype_and_the_trainer_follows_what_loaded(monkeypatch, tiny_causal_lm: Path,
+                                                                    cuda_here) -> None:
+    """On a T4 with --dtype bfloat16, unsloth (models/loader.py) loads fp16 and its trainer then raises "Model is in
+    float16 precision but you want to use bfloat16" (models/rl.py): the Trainer's bf16 must follow the model."""
+    import torch
+
+    from eval.hardware import sft_precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)  # T4
+    precision = sft_precision("bfloat16")
+    assert precision["weights"] == torch.bfloat16 and precision["bf16"] is True  # what was asked
+    calls: list = []
+    monkeypatch.setitem(sys.modules, "unsloth", make_fake_unsloth(tiny_causal_lm, calls=calls))
+    loaded = backends.load(resolve("qwen3-4b"), "unsloth", load_in_4bit=False, max_seq_length=64,
+                           lora=SFTArgs().lora(), seed=0, dtype=precision["weights"])
+    assert calls[0][1]["dtype"] == torch.bfloat16  # ours, not None (unsloth's own choice)
+    followed = backends.follow_loaded_dtype(precision, loaded.model)
+    assert loaded.model.dtype == torch.float16 and followed["bf16"] is False and followed["dtype"] == "float16"
+    assert loaded.info["dtype"] == "float16"  # the record says the dtype that trained
+    # an A100: bf16 is kept as asked
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    loaded = backends.load(resolve("qwen3-4b"), "unsloth", load_in_4bit=False, max_seq_length=64,
+                           lora=SFTArgs().lora(), seed=0, dtype=torch.bfloat16)
+    assert backends.follow_loaded_dtype(sft_precision("bfloat16"), loaded.model)["bf16"] is True

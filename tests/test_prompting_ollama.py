@@ -38,8 +38,8 @@ def test_reasoning_closed_unclosed_words_and_digits(stream: bool, endpoint: str)
         "unclosed": Reply("Let me weigh it: positive points, negative points", done_reason="length"),
         "word": Reply("</think>\nnegative"),
     }
-    with FakeServer(["llama3.1:8b"], lambda p, n: replies[p]) as srv:
-        out = ask(srv, list(replies), stream=stream, endpoint=endpoint)
+    with FakeServer(["llama3.1:8b"], lambda p, n: replies[p]) as srv:  # CoT: think left to the model
+        out = ask(srv, list(replies), stream=stream, endpoint=endpoint, reasoning=True)
         sent = srv.requests[-1]
     assert sent[0] == f"/api/{endpoint}" and sent[1]["stream"] is stream
     got = {p: label(out[i]) for i, p in enumerate(replies)}

@@ -42,6 +42,7 @@ class BackendOptions:
     backoff: float = 1.0  # seconds before the first retry, doubled each time
     max_new_tokens: int = 512
     think: str | None = None  # None = model default; true/false; low/medium/high (ollama think, reasoning_effort)
+    reasoning: bool = False  # the prompt asks the model to reason first (CoT); ollama: an unset think stays unset
     keep_alive: str | None = None  # ollama: how long the model stays loaded, e.g. "10m"
     format: str | None = None  # "json": a JSON schema whose label field is an enum of the verbalizers
     endpoint: str = "generate"  # ollama: generate (as users did in docs/reference-experiments.md C) | chat

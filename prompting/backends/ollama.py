@@ -38,6 +38,11 @@ NUM_KEEP = 4  # Ollama's default num_keep (api/types.go); the cut keeps these fi
 # Ollama's refusal when context shift is off (llm/llama_server.go); the llama.cpp-server wordings say the same
 CONTEXT_OVERFLOW = ("longer than the context length", "exceeds the available context size",
                     "input length exceeds the context length", "exceed_context_size_error")
+# HTTP 500s that are the model failing to load, not a passing fault: retrying them and recording every item as an
+# error only hides the cause (llm/server.go "model requires more system memory (X GiB) than is available (Y GiB)";
+# a runner that cannot load the weights, "llama runner process has terminated: error loading model ...")
+LOAD_FAILURES = ("requires more system memory", "error loading model", "unable to load model",
+                 "not supported by your version of ollama", "unknown model architecture")
 
 
 def max_prompt_tokens(prompt: str) -> int:
@@ -104,6 +109,18 @@ def think_value(think: str | None) -> bool | str | None:
     return parse_think(think)  # True / False / None, or low / medium / high (gpt-oss style levels)
 
 
+def explicit_think(think: str | None, reasoning: bool) -> str | None:
+    """What `think` to send. Unset, Ollama decides for the model: thinking ON for every thinking-capable one
+    (server/routes.go GenerateHandler/ChatHandler: `if req.Think == nil { req.Think = true }` when the model has
+    the thinking capability), and the thinking counts against num_predict, so a zero-/few-shot answer budget of 16
+    tokens is spent inside <think> and Qwen3 / DeepSeek-R1 runs came back nearly all INVALID. So a prompt that asks
+    for the answer at once (not chain of thought) sends "false" (a model without thinking accepts false; only true
+    gets 400 "does not support thinking"); a chain-of-thought prompt leaves the model its default."""
+    if think is None and not reasoning:
+        return "false"
+    return think
+
+
 class OllamaBackend(Backend):
     name = "ollama"
 
@@ -121,13 +138,14 @@ class OllamaBackend(Backend):
         self.context_length: int | None = None  # the model's trained context, from /api/show
         self.num_ctx: int | None = options.num_ctx
         self.raw_prompt = bool(options.raw and options.endpoint == "generate")  # type: ignore[misc]
+        self.think = explicit_think(options.think, options.reasoning)
 
     def identity(self) -> dict[str, Any]:
         o = self.options
         # num_ctx is left out on purpose: sized to fit every prompt it does not change answers, and it depends on
         # the longest prompt of the run (so a bigger --n-eval would otherwise miss the cache).
         return {"backend": "ollama", "model": self.model, "endpoint": o.endpoint, "raw": self.raw_prompt,
-                "think": o.think, "format": o.format, "max_new_tokens": o.max_new_tokens, "temperature": 0}
+                "think": self.think, "format": o.format, "max_new_tokens": o.max_new_tokens, "temperature": 0}
 
     # -- preflight ---------------------------------------------------------------------------------------------
     def _unreachable(self) -> BackendError:
@@ -188,7 +206,7 @@ class OllamaBackend(Backend):
             options["stop"] = list(stop)
         if self.num_ctx:
             options["num_ctx"] = self.num_ctx
-        kw: dict[str, Any] = {"model": self.model, "options": options, "think": think_value(o.think),
+        kw: dict[str, Any] = {"model": self.model, "options": options, "think": think_value(self.think),
                               "keep_alive": o.keep_alive, "stream": o.stream}
         if o.format == "json":
             kw["format"] = label_schema(self.scheme)
@@ -219,6 +237,10 @@ class OllamaBackend(Backend):
                 # context shift off: one over-long prompt is one invalid answer, never the end of the run
                 return Answer(error=f"prompt longer than the context (num_ctx {self.num_ctx}): {e.error}",
                               meta={"context_overflow": True, "num_ctx": self.num_ctx})
+            if e.status_code >= 500 and any(m in str(e.error).lower() for m in LOAD_FAILURES):
+                raise BackendError(f"Ollama at {self.host} cannot load {self.model!r}: {e.error} (a smaller model or "
+                                   "quantization, or free memory on the server, then rerun: answers so far are kept)"
+                                   ) from None
             if e.status_code in (408, 429) or e.status_code >= 500 or e.status_code == -1:
                 raise Retry(f"HTTP {e.status_code}: {e.error}") from None
             msg = f"Ollama rejected the request for {self.model!r}: HTTP {e.status_code} {e.error}"
