@@ -62,7 +62,9 @@ class SFTPredictor:
         # peft model's forward in bf16 autocast with fp32 outputs when it trains with bf16, and nothing unwraps it:
         # the after-training evaluation ran its direct forward calls (the shared prefix's KV cache, label scoring)
         # through that wrapper. The same wrapper here, so the served computation is the evaluated one (docs/serve.md)
-        self.forward_autocast = str(conf.get("bf16")) == "True"
+        # Records since finetune/sft.py unwraps the model after training (config "eval_forward": "unwrapped") were
+        # evaluated without it, and so are served without it
+        self.forward_autocast = str(conf.get("bf16")) == "True" and conf.get("eval_forward") != "unwrapped"
         if self.forward_autocast:
             from types import MethodType
 

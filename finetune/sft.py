@@ -98,7 +98,7 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
 
     from finetune.backends import follow_loaded_dtype, for_inference, for_training, load, model_type_of
     from finetune.export import export_after_record, save_adapter
-    from finetune.trainer import make_trainer
+    from finetune.trainer import make_trainer, unwrap_training_forward
 
     # --- data ---
     task = task or load_ref(spec.task, spec.data)
@@ -165,7 +165,8 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
         barrier()  # wait until the main process has evaluated and written the record
         return record_path(spec, results_dir)
 
-    # --- evaluate after training, same prompts ---
+    # --- evaluate after training, same prompts, with the forward the record names (no training-time autocast) ---
+    model = unwrap_training_forward(model)
     for_inference(loaded)
     after = evaluate(model, tok, prompts, fmt, **eval_kw)
     _report("after training", after, test)
@@ -185,7 +186,8 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
               "model": loaded.info, "train_loss": round(result.training_loss, 4), "loss_log": losses,
               "processes": world_size(),
               "precision": {k: str(v).removeprefix("torch.") for k, v in precision.items()},
-              "eval_runtime": {"before": before[main_mode].run, "after": after[main_mode].run}}
+              "eval_runtime": {"before": before[main_mode].run, "after": after[main_mode].run},
+              "eval_forward": "unwrapped"}  # finetune/serve.py: records without it evaluated under the bf16 wrapper
     timing = {"train_s": round(train_s + search_s, 2), "search_s": round(search_s, 2),
               "eval_s": round(after[main_mode].seconds, 2),
               "before_eval_s": round(before[main_mode].seconds, 2),

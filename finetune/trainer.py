@@ -24,6 +24,17 @@ def make_trainer(model: Any, tokenizer: Any, args: Any, rows: Sequence[dict], *,
     return trainer
 
 
+def unwrap_training_forward(model: Any) -> Any:
+    """The model as it was before the Trainer prepared it. Training with bf16, accelerate's `prepare_model` wraps
+    `model.forward` in bf16 autocast with fp32 outputs (accelerate 1.16.0, accelerator.py, the `native_amp` branch)
+    and nothing removes it after `train()`: the evaluation after training would run partly in bf16 whatever
+    precision its canary chose and the record names (docs/serve.md). accelerate's own unwrapping restores the
+    original forward; a model that was never wrapped is returned unchanged."""
+    from accelerate.utils import extract_model_from_parallel
+
+    return extract_model_from_parallel(model, keep_fp32_wrapper=False)
+
+
 def completion_loss(model: Any, inputs: dict) -> Any:
     """Mean cross-entropy over target tokens (labels != -100), from the logits at target positions only."""
     import torch.nn.functional as F
