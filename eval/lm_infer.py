@@ -17,12 +17,26 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 MIN_PREFIX = 16  # shared tokens below this are not worth a cache copy per batch
+# bf16 with fp32's labels (docs/speed.md): bf16 label scores whose top-two margin (nats) is below a threshold are
+# re-scored in fp32. The threshold is RESCORE_FACTOR x the largest bf16-vs-fp32 pair_error measured on the run's own
+# canary items (never below RESCORE_FLOOR, bf16's logit spacing), or RESCORE_MARGIN when no fp32 reference ran
+# (--no-batch-check). Both constants come from benchmarks/bench_bf16_exact.py's calibration (BENCHMARKS.md).
+RESCORE_FACTOR = 3.0
+RESCORE_FLOOR = 0.1
+RESCORE_MARGIN = 0.5
+RESCORE_RULE = f"fp32 below {RESCORE_FACTOR:g}x canary error (min {RESCORE_FLOOR:g}, else {RESCORE_MARGIN:g})"
+
+
+def calibrated_margin(low: Sequence[Sequence[float]], high: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """(threshold, largest pair_error) from the same items scored in bf16 (`low`) and fp32 (`high`)."""
+    worst = max((pair_error(a, b) for a, b in zip(low, high, strict=True)), default=0.0)
+    return max(RESCORE_FLOOR, RESCORE_FACTOR * worst), worst
 
 
 def encode(tokenizer: Any, text: str) -> list[int]:
@@ -177,6 +191,65 @@ def generate(
     finally:
         tokenizer.padding_side = saved_side
     return out
+
+
+def margin(row: Sequence[float]) -> float:
+    """Top-two gap of one item's label scores (log-probs): how far the prediction is from changing."""
+    top = sorted(row, reverse=True)
+    return top[0] - top[1] if len(top) > 1 else float("inf")
+
+
+def near_ties(rows: Sequence[Sequence[float]], threshold: float) -> list[int]:
+    """Indices of the items whose top-two margin is below `threshold` (docs/speed.md: re-scored in fp32)."""
+    return [i for i, r in enumerate(rows) if margin(r) < threshold]
+
+
+def pair_error(low: Sequence[float], high: Sequence[float]) -> float:
+    """The largest change low precision makes to any difference of two label scores of one item:
+    max_jk |(low_j - low_k) - (high_j - high_k)|. bf16's argmax equals fp32's whenever bf16's top-two margin exceeds
+    it, so its distribution is what calibrates RESCORE_MARGIN (docs/speed.md)."""
+    d = [a - b for a, b in zip(low, high, strict=True)]
+    return max(d) - min(d)
+
+
+def rescore_near_ties(rows: list[list[float]], threshold: float,
+                      rescore: Callable[[list[int]], list[list[float]]]) -> list[int]:
+    """Replace the rows of the near ties (`near_ties(rows, threshold)`) by `rescore(indices)` (the same items scored
+    in fp32 by the caller) in place; returns the indices re-scored. docs/speed.md has the rule and its calibration."""
+    idx = near_ties(rows, threshold)
+    if idx:
+        for i, row in zip(idx, rescore(idx), strict=True):
+            rows[i] = row
+    return idx
+
+
+class NearTieQueue:
+    """The near ties of a whole run, re-scored in fp32 a full batch at a time (a few items per bf16 batch would
+    each pay a small, inefficient fp32 batch).
+
+        queue = NearTieQueue(RESCORE_MARGIN, batch_size, rescore)   # rescore(keys) -> fp32 rows, in order
+        done = queue.add(keys, rows)   # [(key, row, False)] for the clear items; near ties wait
+        done += queue.flush()          # [(key, fp32 row, True)] once batch_size wait (queue.flush(True): all)
+    """
+
+    def __init__(self, threshold: float, batch_size: int, rescore: Callable[[list[Any]], list[list[float]]]) -> None:
+        self.threshold, self.batch_size, self.rescore = threshold, max(1, batch_size), rescore
+        self.pending: list[Any] = []
+        self.items = self.rescored = 0
+
+    def add(self, keys: Sequence[Any], rows: Sequence[list[float]]) -> list[tuple[Any, list[float], bool]]:
+        self.items += len(keys)
+        ties = set(near_ties(rows, self.threshold))
+        self.pending += [keys[i] for i in sorted(ties)]
+        return [(k, r, False) for i, (k, r) in enumerate(zip(keys, rows, strict=True)) if i not in ties]
+
+    def flush(self, all_: bool = False) -> list[tuple[Any, list[float], bool]]:
+        done: list[tuple[Any, list[float], bool]] = []
+        while self.pending and (all_ or len(self.pending) >= self.batch_size):
+            keys, self.pending = self.pending[:self.batch_size], self.pending[self.batch_size:]
+            self.rescored += len(keys)
+            done += [(k, r, True) for k, r in zip(keys, self.rescore(keys), strict=True)]
+        return done
 
 
 @lru_cache(maxsize=4096)
