@@ -35,11 +35,10 @@ from typing import Any
 
 from eval.data import TaskData
 from eval.records import RunSpec
-from eval.validation import carve_validation
+from eval.validation import carve_validation, items_needed, min_detectable_difference
 from finetune.config import SFTArgs
 
 DEFAULT_LR = 2e-4  # the documented default when the validation split cannot separate the candidates
-Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided 95%, 80% power
 SIGNIFICANCE = 0.05
 
 
@@ -47,15 +46,7 @@ def _say(msg: str) -> None:
     print(f"[sft search] {msg}", file=sys.stderr, flush=True)
 
 
-def min_detectable_difference(n_val: int) -> float:
-    """The smallest accuracy difference between two settings that n_val validation items detect (95%, 80% power,
-    p = 0.5, the worst case)."""
-    return (Z_ALPHA + Z_POWER) * math.sqrt(2 * 0.25 / max(1, n_val))
-
-
-def items_needed(delta: float) -> int:
-    """Validation items needed to detect an accuracy difference of `delta` (the inverse of the above)."""
-    return math.ceil((Z_ALPHA + Z_POWER) ** 2 * 2 * 0.25 / delta**2)
+__all__ = ["DEFAULT_LR", "decide", "gate", "items_needed", "min_detectable_difference", "paired_p", "plan"]
 
 
 def gate(n_val: int, cfg: SFTArgs) -> tuple[bool, str]:
