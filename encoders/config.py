@@ -44,7 +44,7 @@ class EncoderConfig:
                      "difference (else the grid's middle value, the method's usual rate; the step count is still "
                      "chosen on the split); grid: always search", choices=["auto", "grid"])
     search_delta: float = _f(0.10, "--search auto: the accuracy difference the validation split must be able to "
-                             "detect (95%, 80% power) before an LR search is worth its cost")
+                             "detect (two-sided 0.05, power 0.8) before an LR search is worth its cost")
     refit: bool = _f(True, "after the search, retrain on the whole training subset with the chosen LR and step count "
                      "(off: keep the search's best checkpoint, trained on the rest of the subset)")
     llrd: float = _f(1.0, "layer-wise LR decay: each layer down gets lr x llrd (1.0: off; 0.8 in "

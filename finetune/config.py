@@ -51,7 +51,7 @@ class SFTArgs:
                      "best kept only if significantly better than 2e-4; grid: LR x epochs by generated accuracy "
                      "(finetune/select.py); never", choices=["auto", "halving", "grid", "never"])
     search_delta: float = _f(0.10, "--search auto: the accuracy difference the validation split must be able to "
-                             "detect (95%, 80% power) before a search is worth its cost")
+                             "detect (two-sided 0.05, power 0.8) before a search is worth its cost")
     lr_grid: list[float] = _f([1e-4, 2e-4, 5e-4], "learning rates the search tries (LoRA wants far more than full "
                               "fine-tuning)")
     val_fraction: float = _f(0.25, "share of the training subset held out (stratified) for the search")
