@@ -68,9 +68,9 @@ def measure(model_name: str, task_name: str, args) -> dict:
     task, model, tok, switch, words, render = setup(model_name, task_name)
     bs = args.batch_size
 
-    def score(texts, ids):
+    def score(texts, ids):  # fp32_head: as the backend scores under the rule (a no-op in fp32)
         join = "" if texts[0][-1:].isspace() else " "
-        return score_labels(model, tok, texts, words, batch_size=bs, prefix=join, ids=ids)
+        return score_labels(model, tok, texts, words, batch_size=bs, prefix=join, ids=ids, fp32_head=True)
 
     # calibration on training items
     cal_texts, cal_ids = render(task.train(args.n_cal, 0))
@@ -147,7 +147,8 @@ def table(results: list[dict], machine: str, command: str) -> str:
         "in fp32 and bf16; *error* = eval.lm_infer.pair_error (the largest change bf16 makes to a difference of two "
         "label scores, nats). Benchmark: the first n test items, fp32 and bf16 + fp32 re-scoring of the items whose "
         "bf16 top-two margin is below the threshold, alternating chunk by chunk in one run; *identical* = argmax "
-        "labels equal to the fp32 run's.",
+        "labels equal to the fp32 run's. *plain bf16* = the bf16 side before re-scoring (bf16 model, label logits "
+        "from an fp32 output layer, `fp32_head`).",
         "",
         "| task | model | n_cal: error median / p99 / max (flips) | n | threshold (vs n_cal max) | "
         "plain bf16 identical | bf16 + re-score identical | re-scored | fp32 s | bf16+re-score s | speed-up | "

@@ -166,7 +166,7 @@ class HFBackend(Backend):
             sub, sub_ids = [texts[i] for i in idx], [ids[i] for i in idx]
             if o.mode == "score":
                 rows = score_labels(model, tok, sub, words, batch_size=bs, prefix=join, ids=sub_ids,
-                                    reuse_prefix=o.reuse_prefix)
+                                    reuse_prefix=o.reuse_prefix, fp32_head=self.rescore_on)
                 if self.switch is not None and not self.switch.is_low:
                     fp32_seen[tuple(idx)] = [list(r) for r in rows]
                 if rescoring():  # the canary's dtype check compares fp32 with what the run does
@@ -213,7 +213,8 @@ class HFBackend(Backend):
             if o.mode == "score":
                 batch = [texts[i] for i in part]
                 scores = score_labels(model, tok, batch, words, batch_size=batch_size, prefix=join,
-                                      ids=[ids[i] for i in part], reuse_prefix=prefix if prefix else False)
+                                      ids=[ids[i] for i in part], reuse_prefix=prefix if prefix else False,
+                                      fp32_head=self.rescore_on)
                 done = list(zip(part, scores, [False] * len(part)))
                 if queue is not None:
                     done = queue.add(part, scores) + queue.flush()
