@@ -395,3 +395,26 @@ def test_fp32_head_scores_bf16_labels_without_rounding_the_logits(tiny) -> None:
     assert all(s < 0 for row in full_head for s in row)
     assert [max(range(2), key=r.__getitem__) for r in full_head] == [max(range(2), key=r.__getitem__)
                                                                       for r in full_ref]
+
+
+def test_the_near_tie_rule_is_in_the_run_id_only_where_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Results can change with the rule, so its spec differs; fp32 and generation specs keep their ids, and a spec
+    with --rescore-margin round-trips through the sweep/spec path."""
+    from eval.tracks import DataRef, track
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    t = track("prompting")
+
+    def spec(method: str, **options):
+        return t.make_spec(t.config_from_options("hf/gemma3-270m", method, options), DataRef("rotten"), 0, 0, 8)
+
+    auto, fp32 = spec("score"), spec("score", dtype="float32")
+    assert auto.options["rescore"] == RESCORE_RULE and "rescore" not in fp32.options
+    assert "rescore" not in spec("zeroshot").options and "rescore" not in spec("score", rescore_margin=0).options
+    fixed = spec("score", rescore_margin=0.3)
+    assert len({auto.run_id, fp32.run_id, fixed.run_id}) == 3 and fixed.options["rescore_margin"] == 0.3
+    again = t.make_spec(t.config_from_spec(fixed), DataRef("rotten"), 0, 0, 8)
+    assert again.run_id == fixed.run_id
+    with pytest.raises(ValueError, match="rescore-margin"):
+        t.config_from_options("hf/gemma3-270m", "score", {"rescore_margin": -1})
