@@ -11,6 +11,9 @@ overrides); torch threads from the cores actually available (`--threads` overrid
 (instruction, few-shot examples, system turn) is run once and its KV cache reused for every batch. Before the first
 batch, the canary (eval/canary.py) checks batch-1 vs batch-N labels, and bf16 vs fp32 when bf16 was chosen
 automatically on a CPU; `--no-batch-check` skips it. What ran is in every answer's meta and in `run_info`.
+Label scoring under that automatic bf16 gives fp32's labels: the candidates' logits come from an fp32 output layer
+and the near ties (bf16 top-two margin below 3x the canary's measured bf16/fp32 error) are re-scored in fp32, a
+full batch at a time (docs/speed.md, "bf16 with fp32's labels"); `run_info["rescore"]` says how many.
 """
 
 from __future__ import annotations
