@@ -1,4 +1,4 @@
-"""python benchmarks/bench_sft_plain.py [--model smollm2-135m] [--task rotten] [--n-train 128] [--n-eval 200]
+"""python benchmarks/bench_sft_plain.py [--models M ...] [--tasks T ...] [--seeds 0 1 2] [--n-train 128] [--json F]
 
 Are the SFT track's defaults at least as good as the plain script a user would write first? Both sides train the
 same model on the same n-train examples (task.train(n, seed)) and are scored on the same first n-eval test items by
@@ -7,8 +7,14 @@ generating and parsing (eval.labels), with invalid answers counted wrong:
   plain    transformers Trainer + peft, written here in ~40 lines as users do: LoRA r 16 / alpha 32 on all linear
            layers, lr 2e-4, 3 epochs, batch 8, the prompt "Review: <text>\\nSentiment:" and the answer " <label>"
            (loss on the answer tokens only), no chat template, no search; greedy, 4 new tokens;
-  track    `finetune/sft.py --model M --task T --n-train N --n-eval E --seeds S` with its defaults (the LR x epochs
-           search on a split carved from the N examples, chat template, docs/encoders.md).
+  track    `finetune/sft.py --model M --task T --n-train N --n-eval E --seeds S` with its defaults (--search auto:
+           an LR search only when the split carved from the N examples can separate the candidates, else lr 2e-4;
+           chat template; docs/speed.md). `--track-args "--search halving"` measures the search as an option.
+
+Every model x task gets a per-seed table and one row of the summary: the paired difference track - plain over all
+seeds' items (eval.stats.paired_difference: bootstrap CI, McNemar's p with one seed), whether it is significantly
+negative, and the training-time ratio (the track's time includes its search). The issue-24 table is this summary
+for the offline models (smollm2-135m, gemma3-270m, qwen2.5-coder-0.5b) x tasks (rotten, chnsenti), >= 3 seeds.
 
 Both run in bf16 autocast on a CPU with AVX512-BF16/AMX (eval.hardware.sft_precision), fp32 elsewhere, with the same
 torch threads. Prints one markdown table row per side (accuracy with its 95% CI, macro-F1, valid rate, wall time of
@@ -120,44 +126,81 @@ def track(model_name: str, task, n_train: int, n_eval: int, seed: int, extra: li
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--task", default="rotten")
+    ap.add_argument("--models", "--model", nargs="+", default=["smollm2-135m"])
+    ap.add_argument("--tasks", "--task", nargs="+", default=["rotten"])
     ap.add_argument("--n-train", type=int, default=128)
     ap.add_argument("--n-eval", type=int, default=200)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--sides", nargs="+", choices=["plain", "track"], default=["plain", "track"])
     ap.add_argument("--track-args", default="", help="extra finetune/sft.py options for the track side, one string "
                     "(e.g. \"--learning-rate 2e-4 --num-train-epochs 3\")")
+    ap.add_argument("--json", default=None, help="append every (model, task, seed) result here as it finishes")
     args = ap.parse_args()
 
     from eval.data import load_task
     from eval.hardware import configure_threads
 
     threads = configure_threads()
-    task = load_task(args.task)
     extra = shlex.split(args.track_args)
     names = {"plain": "plain peft script", "track": f"track {args.track_args or 'defaults'} (finetune/sft.py)"}
-    rows = []  # (side, seed, result)
-    for seed in args.seeds:  # one seed at a time, both sides, so a long batch yields its pairs as it goes
-        if "plain" in args.sides:
-            rows.append(("plain", seed, plain(args.model, task, args.n_train, args.n_eval, seed)))
-        if "track" in args.sides:
-            rows.append(("track", seed, track(args.model, task, args.n_train, args.n_eval, seed, extra)))
-        print(json.dumps({"seed": seed, "rows": [[names[n], s, r] for n, s, r in rows if s == seed]}), flush=True)
-    print(f"\n{args.model} on {args.task}, n_train {args.n_train}, first {args.n_eval} test items, "
-          f"torch threads {threads}\n")
-    print("| side | seed | accuracy [95% CI] | macro-F1 | valid | train s (with search) | eval s | precision "
-          "| settings |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    summary = []
+    for model in args.models:
+        for task_name in args.tasks:
+            task = load_task(task_name)
+            rows = []  # (side, seed, result)
+            for seed in args.seeds:  # one seed at a time, both sides, so a long batch yields its pairs as it goes
+                if "plain" in args.sides:
+                    rows.append(("plain", seed, plain(model, task, args.n_train, args.n_eval, seed)))
+                if "track" in args.sides:
+                    rows.append(("track", seed, track(model, task, args.n_train, args.n_eval, seed, extra)))
+                line = json.dumps({"model": model, "task": task_name, "seed": seed, "n_train": args.n_train,
+                                   "rows": [[names[n], s, r] for n, s, r in rows if s == seed]})
+                print(line, flush=True)
+                if args.json:
+                    with open(args.json, "a", encoding="utf-8") as f:
+                        f.write(line + "\n")
+            print(side_table(model, task_name, args, threads, rows, names))
+            if len(args.sides) == 2:
+                summary.append(pair_row(model, task, args, rows))
+    if summary:
+        print("\n| model | task | n_train | seeds | test items | plain accuracy | track accuracy | track - plain "
+              "[95% CI], p | significantly worse | train-time ratio track / plain | track's LR choice |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("\n".join(summary))
+    return 0
+
+
+def side_table(model: str, task_name: str, args, threads: int, rows: list, names: dict) -> str:
+    out = [f"\n{model} on {task_name}, n_train {args.n_train}, first {args.n_eval} test items, torch threads "
+           f"{threads}\n", "| side | seed | accuracy [95% CI] | macro-F1 | valid | train s (with search) | eval s | "
+           "precision | settings |", "|---|---|---|---|---|---|---|---|---|"]
     for side, seed, r in rows:
         ci = f" [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]" if r.get("ci") else ""
         before = f"; before training {r['before']:.3f}" if r.get("before") is not None else ""
-        print(f"| {names[side]} | {seed} | {r['accuracy']:.3f}{ci} | {r['macro_f1']:.3f} | {r['valid_rate']:.3f} | "
-              f"{r['train_s']:.0f} | {r['eval_s'] or 0:.0f} | {r['dtype']} | "
-              f"{r.get('chosen') or r['settings']}{before} |")
-    if len(args.sides) == 2:
-        print(paired(task, args.n_eval, rows))
-    return 0
+        out.append(f"| {names[side]} | {seed} | {r['accuracy']:.3f}{ci} | {r['macro_f1']:.3f} | {r['valid_rate']:.3f} "
+                   f"| {r['train_s']:.0f} | {r['eval_s'] or 0:.0f} | {r['dtype']} | "
+                   f"{r.get('chosen') or r['settings']}{before} |")
+    return "\n".join(out)
+
+
+def pair_row(model: str, task, args, rows: list) -> str:
+    """One line of the defaults-vs-plain table: mean accuracies, the paired difference over all seeds' items, and
+    the training-time ratio (the track's time includes its search)."""
+    from eval.stats import encode, paired_difference
+
+    gold = [e.label for e in task.test(args.n_eval)]
+    sides = {side: [r for name, _, r in rows if name == side] for side in ("track", "plain")}
+    g, a = encode(gold, [r["preds"] for r in sides["track"]], task.labels)
+    b = encode(gold, [r["preds"] for r in sides["plain"]], task.labels)[1]
+    d = paired_difference(g, a, b, len(task.labels))
+    mean = {k: sum(r["accuracy"] for r in v) / len(v) for k, v in sides.items()}
+    ratio = sum(r["train_s"] for r in sides["track"]) / max(1e-9, sum(r["train_s"] for r in sides["plain"]))
+    lr = "; ".join(str((r.get("search") or {}).get("reason") or r.get("chosen") or r["settings"])[:80]
+                   for r in sides["track"][:1])
+    worse = "**yes**" if d.ci[1] < 0 else "no"
+    return (f"| {model} | {task.name} | {args.n_train} | {len(sides['track'])} | {d.n_items} | {mean['plain']:.3f} | "
+            f"{mean['track']:.3f} | {d.diff:+.3f} [{d.ci[0]:+.3f}, {d.ci[1]:+.3f}], p {d.p:.3f} | {worse} | "
+            f"{ratio:.2f}x | {lr} |")
 
 
 def paired(task, n_eval: int, rows: list) -> str:

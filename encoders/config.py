@@ -40,6 +40,11 @@ class EncoderConfig:
                                      f"{ {k: list(v) for k, v in DEFAULT_LR_GRID.items()} }")
     val_fraction: float = _f(0.25, "share of the training subset held out (stratified) to pick the LR and the step "
                              "count; the test set is never used")
+    search: str = _f("auto", "auto: search --lr-grid only when the validation split can detect a --search-delta "
+                     "difference (else the grid's middle value, the method's usual rate; the step count is still "
+                     "chosen on the split); grid: always search", choices=["auto", "grid"])
+    search_delta: float = _f(0.10, "--search auto: the accuracy difference the validation split must be able to "
+                             "detect (two-sided 0.05, power 0.8) before an LR search is worth its cost")
     refit: bool = _f(True, "after the search, retrain on the whole training subset with the chosen LR and step count "
                      "(off: keep the search's best checkpoint, trained on the rest of the subset)")
     llrd: float = _f(1.0, "layer-wise LR decay: each layer down gets lr x llrd (1.0: off; 0.8 in "
@@ -109,6 +114,7 @@ class EncoderConfig:
                    f"--method setfit trains its body with setfit's contrastive loss, not --loss {self.loss}: use "
                    "--loss ce, or weighted-ce for a class-balanced head"),
                   (0 < self.val_fraction < 1, "--val-fraction must be in (0, 1)"),
+                  (0 < self.search_delta < 1, "--search-delta is an accuracy difference in (0, 1)"),
                   (self.lr is None or self.lr > 0, "--lr must be > 0"),
                   (not self.lr_grid or all(x > 0 for x in self.lr_grid), "--lr-grid values must be > 0"),
                   (self.setfit_iterations >= 1 and self.setfit_epochs >= 1, "--setfit-iterations/epochs >= 1")]

@@ -9,6 +9,8 @@ beyond the n the run is charged for).
 2. for each LR of the grid: train on the rest, evaluate `evals` times, early-stop (never before `min_steps`),
    remember the best validation score and the step it was reached at;
 3. pick the LR with the best score (ties: the smaller LR, the safer choice when scores are those of a constant);
+   with `--search auto` (default) the grid is searched only when the split has enough items to detect a
+   `search_delta` difference (eval.validation.items_needed; docs/speed.md), else its middle value is used alone;
 4. refit on the whole subset with that LR for the same number of epochs the best checkpoint had (at least
    `min_steps`), or, with `refit` off, keep the search's best model.
 `--lr X` makes the grid one value: the steps are still chosen this way. docs/encoders.md explains the choices.
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 from encoders.config import EncoderConfig
 from eval.data import Example
-from eval.validation import carve_validation
+from eval.validation import carve_validation, items_needed, min_detectable_difference
 
 # fit(cfg, fit_exs, val_exs or None) -> (model, tok, TrainResult); val None = refit without evaluations
 FitFn = Callable[[EncoderConfig, list[Example], "list[Example] | None"], tuple]
@@ -49,9 +51,17 @@ def search_and_fit(cfg: EncoderConfig, train_exs: list[Example], *, seed: int, f
     `steps_chosen=False` for methods whose length is fixed by their recipe (SetFit's pairs)."""
     cfg = cfg.resolved()
     fit_exs, val_exs = carve_validation(train_exs, cfg.val_fraction, seed)
+    grid, gate = list(cfg.lr_grid), None
+    if cfg.search == "auto" and len(grid) > 1 and len(val_exs) < items_needed(cfg.search_delta):
+        # the split cannot separate the LRs (docs/speed.md, "A search worth its cost"): the method's usual rate
+        gate = (f"{len(val_exs)} validation items detect only differences >= "
+                f"{min_detectable_difference(len(val_exs)):.2f}; {items_needed(cfg.search_delta)} are needed for "
+                f"{cfg.search_delta:g} (--search-delta): lr {grid[len(grid) // 2]:g}, the grid's middle; no LR search")
+        grid = [grid[len(grid) // 2]]
+        log(f"  {gate}")
     trials, best = [], None
     total_s = 0.0
-    for lr in cfg.lr_grid:
+    for lr in grid:
         model, tok, res = fit(dataclasses.replace(cfg, lr=lr), fit_exs, val_exs)
         total_s += res.train_s
         trials.append({"lr": lr, f"val_{cfg.select_metric}": round(res.best_score, 5), "best_step": res.best_step,
@@ -75,7 +85,10 @@ def search_and_fit(cfg: EncoderConfig, train_exs: list[Example], *, seed: int, f
         total_s += res.train_s
         res.history = chosen_history  # the refit has no validation: its curve is the chosen LR's search run
     res.train_s = total_s
-    search = {"grid": list(cfg.lr_grid), "searched": len(cfg.lr_grid) > 1, "metric": cfg.select_metric,
+    why = gate or ("searched" if len(grid) > 1 else "one LR given")
+    search = {"grid": list(cfg.lr_grid), "searched": len(grid) > 1, "lr_gate": why,
+              "min_detectable_difference": round(min_detectable_difference(len(val_exs)), 3),
+              "metric": cfg.select_metric,
               "val_fraction": cfg.val_fraction, "n_fit": len(fit_exs), "n_val": len(val_exs),
               "steps_chosen_by": "early stopping on the carved split" if steps_chosen else "the method's recipe",
               "refit": cfg.refit, "trials": trials, "chosen": chosen}

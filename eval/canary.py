@@ -130,8 +130,10 @@ class CastSwitch:
 
     `low` keeps a reference to each fp32 parameter and buffer tensor before the cast (`Module.to` swaps in new
     tensors, so the originals stay intact and nothing is copied); `high` puts them back: exact fp32, not an upcast
-    of rounded bf16, so a fallback runs the same fp32 model as if bf16 had never been tried. `release()` drops the
-    fp32 tensors."""
+    of rounded bf16, so a fallback runs the same fp32 model as if bf16 had never been tried. The bf16 tensors of the
+    first cast are kept too, so later round trips (the near-tie re-scoring of docs/speed.md switches once per
+    batch) only swap references and never cast again. `release()` drops the fp32 tensors (and the kept bf16 ones
+    when the model is in fp32)."""
 
     low_name, high_name = "bfloat16", "float32"
 
@@ -139,6 +141,14 @@ class CastSwitch:
         self.model = model
         self.saved: list[tuple[Any, Any]] | None = None  # (parameter, its fp32 data)
         self.buffers: dict[str, Any] = {}
+        self.low_saved: list[tuple[Any, Any]] | None = None  # (parameter, its bf16 data) after the first cast
+        self.low_buffers: dict[str, Any] = {}
+
+    @property
+    def is_low(self) -> bool:
+        import torch
+
+        return self.model.dtype == torch.bfloat16
 
     def low(self) -> None:
         import torch
@@ -147,7 +157,14 @@ class CastSwitch:
             # parameters() yields a tied weight (embeddings = lm_head) once
             self.saved = [(p, p.data) for p in self.model.parameters()]
             self.buffers = dict(self.model.named_buffers())
+        if self.model.dtype == torch.bfloat16:
+            return
+        if self.low_saved is not None:
+            self._put(self.low_saved, self.low_buffers)
+            return
         self.model.to(torch.bfloat16)
+        self.low_saved = [(p, p.data) for p in self.model.parameters()]
+        self.low_buffers = dict(self.model.named_buffers())
 
     def high(self) -> None:
         import torch
@@ -157,12 +174,17 @@ class CastSwitch:
         if self.saved is None:
             self.model.to(torch.float32)
             return
-        for p, data in self.saved:
+        self._put(self.saved, self.buffers)
+
+    def _put(self, params: list[tuple[Any, Any]], buffers: dict[str, Any]) -> None:
+        for p, data in params:
             p.data = data
-        for name, buf in self.buffers.items():  # e.g. rotary inv_freq, cast along with the weights
+        for name, buf in buffers.items():  # e.g. rotary inv_freq, cast along with the weights
             module_name, _, attr = name.rpartition(".")
             setattr(self.model.get_submodule(module_name), attr, buf)
 
     def release(self) -> None:
         self.saved = None
         self.buffers = {}
+        self.low_saved = None
+        self.low_buffers = {}

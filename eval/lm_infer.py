@@ -17,12 +17,27 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 MIN_PREFIX = 16  # shared tokens below this are not worth a cache copy per batch
+# bf16 with fp32's labels (docs/speed.md): bf16 label scores whose top-two margin (nats) is below a threshold are
+# re-scored in fp32. The threshold is RESCORE_FACTOR x the largest bf16-vs-fp32 pair_error measured on the run's own
+# canary items (never below RESCORE_FLOOR, bf16's logit spacing), or RESCORE_MARGIN when no fp32 reference ran
+# (--no-batch-check). Both constants come from benchmarks/bench_bf16_exact.py's calibration (BENCHMARKS.md).
+RESCORE_FACTOR = 3.0
+RESCORE_FLOOR = 0.1
+RESCORE_MARGIN = 0.5
+RESCORE_RULE = (f"fp32 head; fp32 below {RESCORE_FACTOR:g}x canary error (min {RESCORE_FLOOR:g}, else "
+                f"{RESCORE_MARGIN:g})")
+
+
+def calibrated_margin(low: Sequence[Sequence[float]], high: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """(threshold, largest pair_error) from the same items scored in bf16 (`low`) and fp32 (`high`)."""
+    worst = max((pair_error(a, b) for a, b in zip(low, high, strict=True)), default=0.0)
+    return max(RESCORE_FLOOR, RESCORE_FACTOR * worst), worst
 
 
 def encode(tokenizer: Any, text: str) -> list[int]:
@@ -179,6 +194,65 @@ def generate(
     return out
 
 
+def margin(row: Sequence[float]) -> float:
+    """Top-two gap of one item's label scores (log-probs): how far the prediction is from changing."""
+    top = sorted(row, reverse=True)
+    return top[0] - top[1] if len(top) > 1 else float("inf")
+
+
+def near_ties(rows: Sequence[Sequence[float]], threshold: float) -> list[int]:
+    """Indices of the items whose top-two margin is below `threshold` (docs/speed.md: re-scored in fp32)."""
+    return [i for i, r in enumerate(rows) if margin(r) < threshold]
+
+
+def pair_error(low: Sequence[float], high: Sequence[float]) -> float:
+    """The largest change low precision makes to any difference of two label scores of one item:
+    max_jk |(low_j - low_k) - (high_j - high_k)|. bf16's argmax equals fp32's whenever bf16's top-two margin exceeds
+    it, so its distribution is what calibrates RESCORE_MARGIN (docs/speed.md)."""
+    d = [a - b for a, b in zip(low, high, strict=True)]
+    return max(d) - min(d)
+
+
+def rescore_near_ties(rows: list[list[float]], threshold: float,
+                      rescore: Callable[[list[int]], list[list[float]]]) -> list[int]:
+    """Replace the rows of the near ties (`near_ties(rows, threshold)`) by `rescore(indices)` (the same items scored
+    in fp32 by the caller) in place; returns the indices re-scored. docs/speed.md has the rule and its calibration."""
+    idx = near_ties(rows, threshold)
+    if idx:
+        for i, row in zip(idx, rescore(idx), strict=True):
+            rows[i] = row
+    return idx
+
+
+class NearTieQueue:
+    """The near ties of a whole run, re-scored in fp32 a full batch at a time (a few items per bf16 batch would
+    each pay a small, inefficient fp32 batch).
+
+        queue = NearTieQueue(RESCORE_MARGIN, batch_size, rescore)   # rescore(keys) -> fp32 rows, in order
+        done = queue.add(keys, rows)   # [(key, row, False)] for the clear items; near ties wait
+        done += queue.flush()          # [(key, fp32 row, True)] once batch_size wait (queue.flush(True): all)
+    """
+
+    def __init__(self, threshold: float, batch_size: int, rescore: Callable[[list[Any]], list[list[float]]]) -> None:
+        self.threshold, self.batch_size, self.rescore = threshold, max(1, batch_size), rescore
+        self.pending: list[Any] = []
+        self.items = self.rescored = 0
+
+    def add(self, keys: Sequence[Any], rows: Sequence[list[float]]) -> list[tuple[Any, list[float], bool]]:
+        self.items += len(keys)
+        ties = set(near_ties(rows, self.threshold))
+        self.pending += [keys[i] for i in sorted(ties)]
+        return [(k, r, False) for i, (k, r) in enumerate(zip(keys, rows, strict=True)) if i not in ties]
+
+    def flush(self, all_: bool = False) -> list[tuple[Any, list[float], bool]]:
+        done: list[tuple[Any, list[float], bool]] = []
+        while self.pending and (all_ or len(self.pending) >= self.batch_size):
+            keys, self.pending = self.pending[:self.batch_size], self.pending[self.batch_size:]
+            self.rescored += len(keys)
+            done += [(k, r, True) for k, r in zip(keys, self.rescore(keys), strict=True)]
+        return done
+
+
 @lru_cache(maxsize=4096)
 def _continuation_cached(tokenizer: Any, tail: str, cont: str) -> tuple[int, ...]:
     base = tokenizer(tail, add_special_tokens=False)["input_ids"]
@@ -212,7 +286,7 @@ def score_labels(
     model: Any, tokenizer: Any, prompts: list[str], candidates: list[str], *, batch_size: int = 16,
     prefix: str | None = None, method: str = "auto", progress: bool = False,
     reuse_prefix: bool | Prefix | None = None,
-    ids: Sequence[Sequence[int]] | None = None, stats: dict | None = None,
+    ids: Sequence[Sequence[int]] | None = None, stats: dict | None = None, fp32_head: bool = False,
 ) -> list[list[float]]:
     """Log-probability of each candidate continuing each prompt; argmax is the prediction (always valid).
 
@@ -222,7 +296,10 @@ def score_labels(
     tokens run in one batched pass on that cache. "auto" takes "first_token" when every candidate is one token
     with distinct first tokens, else "full", so "auto" always returns true log-likelihoods.
     `prefix` joins prompt and candidate (None: `answer_prefix(prompt)`, the rule the SFT track appends with).
-    `reuse_prefix` / `ids` / `stats` as in `generate`.
+    `reuse_prefix` / `ids` / `stats` as in `generate`. `fp32_head` (a bf16/fp16 model): the candidates' first-token
+    logits are computed in fp32 from the hidden state the output layer receives, so they are not rounded to bf16's
+    spacing (0.125 at magnitude 16-32, which ties labels exactly); the normaliser stays the model's own. It cuts the
+    bf16-vs-fp32 error of the label margins ~3x (docs/speed.md), at one small matmul per batch.
     """
     if method not in {"auto", "first_token", "full"}:
         raise ValueError(f"method must be auto, first_token or full, got {method!r}")
@@ -237,12 +314,38 @@ def score_labels(
         raise ValueError("first_token scoring needs candidates whose first tokens differ")
     encoded = [list(r) for r in ids] if ids is not None else [encode(tokenizer, p) for p in prompts]
     return _score(model, tokenizer, encoded, cand, full=method == "full", batch_size=batch_size,
-                  progress=progress, reuse=reuse_prefix, stats=stats)
+                  progress=progress, reuse=reuse_prefix, stats=stats, fp32_head=fp32_head)
+
+
+def _head_input(model: Any) -> tuple[Any, list]:
+    """(the output layer, a list that receives its input on the next forward) via a forward hook."""
+    head = model.get_output_embeddings()
+    seen: list = []
+    handle = head.register_forward_hook(lambda _m, args, _out: seen.append(args[0]))
+    return handle, seen
+
+
+def _fp32_first_logits(model: Any, hidden: Any, first: Any) -> Any:
+    """The candidates' first-token logits in fp32 from the output layer's input (B x 1 x H) at the last position:
+    x . W[token] (+ bias), with the model's final logit soft-capping where it has one (Gemma 2)."""
+    import torch
+
+    head = model.get_output_embeddings()
+    x = hidden[:, -1, :].float()
+    logits = torch.einsum("bh,bch->bc", x, head.weight[first].float())
+    if getattr(head, "bias", None) is not None:
+        logits = logits + head.bias[first].float()
+    cfg = getattr(model.config, "get_text_config", lambda: model.config)()
+    cap = getattr(cfg, "final_logit_softcapping", None)
+    return cap * torch.tanh(logits / cap) if cap else logits
 
 
 def _score(model: Any, tokenizer: Any, encoded: list[list[int]], cand: list[list[list[int]]], *, full: bool,
-           batch_size: int, progress: bool, reuse: bool | Prefix | None, stats: dict | None) -> list[list[float]]:
+           batch_size: int, progress: bool, reuse: bool | Prefix | None, stats: dict | None,
+           fp32_head: bool = False) -> list[list[float]]:
     import torch
+
+    fp32_head = fp32_head and model.dtype in (torch.bfloat16, torch.float16)
 
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     prefix = _resolve_prefix(model, encoded, reuse)
@@ -254,10 +357,18 @@ def _score(model: Any, tokenizer: Any, encoded: list[list[int]], cand: list[list
         for batch in _batches(order, batch_size, progress, "score"):
             kw = _inputs([encoded[i] for i in batch], pad, model.device, prefix)
             need_rest = full and any(len(c) > 1 for i in batch for c in cand[i])
-            res = model(**kw, use_cache=need_rest, logits_to_keep=1)
-            logp = res.logits[:, -1, :].float().log_softmax(-1)
-            first = torch.tensor([[c[0] for c in cand[i]] for i in batch], device=logp.device)
-            scores = logp.gather(1, first)
+            handle, seen = _head_input(model) if fp32_head else (None, [])
+            try:
+                res = model(**kw, use_cache=need_rest, logits_to_keep=1)
+            finally:
+                if handle is not None:
+                    handle.remove()
+            logits = res.logits[:, -1, :].float()
+            first = torch.tensor([[c[0] for c in cand[i]] for i in batch], device=logits.device)
+            if fp32_head and seen:
+                scores = _fp32_first_logits(model, seen[-1], first) - logits.logsumexp(-1, keepdim=True)
+            else:
+                scores = logits.log_softmax(-1).gather(1, first)
             if need_rest:
                 scores = scores + _rest_logprobs(model, res.past_key_values, kw, [cand[i] for i in batch], pad)
             for i, row in zip(batch, scores.tolist(), strict=True):

@@ -2,9 +2,12 @@
 rate, steps / epochs), so no run uses the test set or labels beyond the n it is charged for (docs/encoders.md).
 
     fit, val = carve_validation(train_exs, 0.25, seed)
+    if len(val) < items_needed(0.10): ...   # too few items to separate settings: do not search (docs/speed.md)
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -32,3 +35,18 @@ def carve_validation(examples: list[Example], fraction: float, seed: int) -> tup
     fit = [ex for i, ex in enumerate(examples) if i not in val_idx]
     val = [ex for i, ex in enumerate(examples) if i in val_idx]
     return fit, val
+
+
+Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided 95%, 80% power
+
+
+def min_detectable_difference(n_val: int) -> float:
+    """The smallest accuracy difference between two settings that n_val validation items detect (two-sided 95%, 80%
+    power, p = 0.5, the worst case): (z_0.975 + z_0.8) * sqrt(2 * 0.25 / n). docs/speed.md, "A search worth its
+    cost"."""
+    return (Z_ALPHA + Z_POWER) * math.sqrt(2 * 0.25 / max(1, n_val))
+
+
+def items_needed(delta: float) -> int:
+    """Validation items needed to detect an accuracy difference of `delta` (the inverse of the above)."""
+    return math.ceil((Z_ALPHA + Z_POWER) ** 2 * 2 * 0.25 / delta**2)

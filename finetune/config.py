@@ -43,9 +43,15 @@ class SFTArgs:
     lora_alpha: int = _f(32, "LoRA alpha")
     lora_dropout: float = _f(0.05, "LoRA dropout")
     target_modules: list[str] = _f(DEFAULT_TARGETS, "module names that get LoRA adapters")
-    learning_rate: float | None = _f(None, "peak learning rate. Given: no search. None: LR and epochs are picked from "
-                                     "--lr-grid and 1..--num-train-epochs on a validation split of the training "
-                                     "subset, by generate-and-parse accuracy (finetune/select.py)")
+    learning_rate: float | None = _f(None, "peak learning rate. Given: no search. None: --search decides "
+                                     "(finetune/search.py): the default 2e-4, or a search on a validation split of "
+                                     "the training subset")
+    search: str = _f("auto", "auto: search the LR only when the validation split can detect a --search-delta "
+                     "accuracy difference, else lr 2e-4; halving: LRs 1 epoch each, by gold-label likelihood, the "
+                     "best kept only if significantly better than 2e-4; grid: LR x epochs by generated accuracy "
+                     "(finetune/select.py); never", choices=["auto", "halving", "grid", "never"])
+    search_delta: float = _f(0.10, "--search auto: the accuracy difference the validation split must be able to "
+                             "detect (two-sided 0.05, power 0.8) before a search is worth its cost")
     lr_grid: list[float] = _f([1e-4, 2e-4, 5e-4], "learning rates the search tries (LoRA wants far more than full "
                               "fine-tuning)")
     val_fraction: float = _f(0.25, "share of the training subset held out (stratified) for the search")
@@ -65,6 +71,8 @@ class SFTArgs:
 
     def __post_init__(self) -> None:
         check_choices(self)
+        if not 0 < self.search_delta < 1:
+            raise ValueError(f"--search-delta is an accuracy difference in (0, 1), got {self.search_delta}")
         self.target_modules = list(self.target_modules)
 
     def options(self) -> dict[str, Any]:

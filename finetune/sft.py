@@ -72,14 +72,14 @@ def config_from_spec(spec: RunSpec) -> SFTArgs:
 
 def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Path:
     """Run one spec; returns the record path (the record's config holds every effective value). Without a
-    learning rate, LR x epochs are chosen on a split of the run's own training subset first (finetune/select.py):
-    the same tuning effort as every training-based track."""
+    learning rate, finetune/search.py decides: the documented default LR, or (when the split carved from the run's own
+    training subset can separate the candidates, or --search asks) a search on that split."""
     cfg, search = config_from_spec(spec), None
     if cfg.learning_rate is None:
-        from finetune.select import choose
+        from finetune.search import plan  # the default LR unless the validation split can separate candidates
 
         task = task or load_ref(spec.task, spec.data)
-        cfg, search = choose(spec, cfg, task)
+        cfg, search = plan(spec, cfg, task)
     return train_and_record(spec, cfg, results_dir, task=task, search=search)
 
 

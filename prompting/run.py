@@ -103,10 +103,16 @@ class PromptConfig:
                                      role=_RT)
     batch_check: bool = _opt(True, "hf: compare batch-1 and batch-N labels (and bf16 vs fp32) on the first 16 "
                                    "prompts; on a difference use the batch size / dtype that agrees", role=_RT)
+    rescore_margin: float | None = _opt(None, "hf --mode score with bf16 chosen automatically on a CPU: re-score in "
+                                        "fp32 the items whose bf16 top-two label margin (nats) is below this; unset: "
+                                        "the calibrated default (docs/speed.md); 0: plain bf16. Changes labels, so it "
+                                        "is part of the run id")
 
     def __post_init__(self) -> None:
         check_choices(self)  # a YAML file or a sweep gets the checks argparse does
         self.think = think_text(self.think)  # one spelling per setting: "on" and "true" give one run id
+        if self.rescore_margin is not None and self.rescore_margin < 0:
+            raise ValueError(f"--rescore-margin must be >= 0 nats (0: plain bf16), got {self.rescore_margin}")
         if self.variants:
             from eval.prompts import variant_problem
 
@@ -214,6 +220,8 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
                   "model_s": round(sum(a.meta.get("seconds", 0.0) for a in answers), 3),
                   "eval_examples_per_s": round(got.asked / got.wall_s, 3) if got.wall_s else None}
         stats = {"errors": sum(not a.ok for a in answers), "truncated": sum(a.truncated for a in answers),
+                 # hf bf16 scoring: near ties re-scored in fp32 (docs/speed.md); counted over this record's answers
+                 "rescored_fp32": sum(bool(a.meta.get("rescored_fp32")) for a in answers),
                  "prompt_truncated": sum(bool(a.meta.get("prompt_truncated")) for a in answers),
                  "error_examples": [{"id": e.id, "error": a.error} for e, a in zip(test[:n], answers) if not a.ok],
                  "from_cache": got.from_cache, "asked": got.asked, "think_open": prompt.think_open and
@@ -330,7 +338,7 @@ KINDS = {"zeroshot": "zeroshot", "zero-shot": "zeroshot", "score": "zeroshot", "
          "cot_zeroshot": "cot", "fewshot": "fewshot", "few-shot": "fewshot"}
 # what the backend reports about itself (which weights, dtype, chat template, temperature): recorded in a spec's
 # options because they change answers, but decided by the backend on this machine, never set by a config
-DERIVED = {"weights", "chat", "dtype", "temperature"}
+DERIVED = {"weights", "chat", "dtype", "temperature", "rescore"}
 
 
 def make_spec(cfg: PromptConfig, data: DataRef, n_train: int | str, seed: int, n_eval: int | None) -> RunSpec:

@@ -100,7 +100,7 @@ def test_refit_keeps_the_epochs_of_the_best_checkpoint():
 
 
 def test_search_records_grid_choice_and_counts_its_cost(tiny, st_model, tmp_path):
-    assert enc_train.cli(argv(tiny, st_model, "lora", tmp_path, "--lr-grid", "1e-4", "3e-3")) == 0
+    assert enc_train.cli(argv(tiny, st_model, "lora", tmp_path, "--lr-grid", "1e-4", "3e-3", "--search", "grid")) == 0
     rec = record(tmp_path)
     search, training = rec["details"]["training"]["search"], rec["details"]["training"]
     assert search["grid"] == [1e-4, 3e-3] and search["searched"] and search["refit"]
@@ -111,6 +111,15 @@ def test_search_records_grid_choice_and_counts_its_cost(tiny, st_model, tmp_path
     assert rec["timing"]["train_s"] >= sum(t["train_s"] for t in search["trials"]) - 0.02
     assert training["pooling"] == "mean" and "sentence-transformers" in training["pooling_reason"]
     assert rec["options"]["lr"] is None and rec["options"]["lr_grid"] == [1e-4, 3e-3]
+
+
+def test_auto_search_uses_the_grids_middle_when_the_split_cannot_separate_lrs(tiny, st_model, tmp_path):
+    """3 validation items detect only differences of ~1: no LR search (docs/speed.md), the steps still chosen."""
+    assert enc_train.cli(argv(tiny, st_model, "lora", tmp_path, "--lr-grid", "1e-4", "3e-4", "3e-3")) == 0
+    search = record(tmp_path)["details"]["training"]["search"]
+    assert not search["searched"] and [t["lr"] for t in search["trials"]] == [3e-4]
+    assert "no LR search" in search["lr_gate"] and search["min_detectable_difference"] > 0.5
+    assert search["chosen"]["lr"] == 3e-4 and search["refit"]
 
 
 def test_setfit_runs_end_to_end_and_predicts_from_its_saved_run(tiny, st_model, tmp_path, capsys):

@@ -13,7 +13,7 @@ pytest.importorskip("transformers")
 from eval import hardware  # noqa: E402
 from eval.canary import AutocastSwitch, CastSwitch, run_canary  # noqa: E402
 from eval.lm import build_prompt, candidate_ids, encode, generate, load_causal_lm, score_labels  # noqa: E402
-from eval.lm_infer import MIN_PREFIX, shared_prefix  # noqa: E402
+from eval.lm_infer import MIN_PREFIX, RESCORE_FACTOR, RESCORE_FLOOR, RESCORE_RULE, shared_prefix  # noqa: E402
 
 SYSTEM = ("you are a helpful classifier review sentiment positive negative neutral answer the movie was great and "
           "the acting was good i loved it a wonderful story")
@@ -301,3 +301,120 @@ def test_real_instruct_model_prefix_reuse_is_exact() -> None:
     a = score_labels(model, tok, prompts, words, reuse_prefix=False)
     b = score_labels(model, tok, prompts, words)
     assert [r.index(max(r)) for r in a] == [r.index(max(r)) for r in b]
+
+
+def test_margin_rules() -> None:
+    """The near-tie rule of docs/speed.md: the top-two gap, and the largest change to any score difference."""
+    from eval.lm_infer import margin, near_ties, pair_error, rescore_near_ties
+
+    rows = [[-0.1, -3.0, -2.0], [-1.0, -1.05], [-0.7, -0.69]]
+    assert margin(rows[0]) == pytest.approx(1.9) and margin(rows[1]) == pytest.approx(0.05)
+    assert near_ties(rows, 0.1) == [1, 2] and near_ties(rows, 0.0) == []
+    # bf16 moved label 0 by +0.1 and label 1 by -0.2: the difference of the two changed by 0.3
+    assert pair_error([-0.9, -1.2], [-1.0, -1.0]) == pytest.approx(0.3)
+    asked: list = []
+    done = rescore_near_ties(rows, 0.1, lambda idx: asked.append(idx) or [[0.0, -9.0] for _ in idx])
+    assert done == [1, 2] and asked == [[1, 2]] and rows[1] == rows[2] == [0.0, -9.0] and rows[0][0] == -0.1
+    assert rescore_near_ties(rows, 0.0, lambda idx: pytest.fail("nothing to re-score")) == []
+
+
+def test_cast_switch_round_trips_reuse_both_tensor_sets(tiny_causal_lm: Path) -> None:
+    """After the first cast, switching (once per batch for the re-scoring) swaps references and never casts again."""
+    model, _, _ = load_causal_lm(str(tiny_causal_lm), dtype="float32")
+    switch = CastSwitch(model)
+    switch.low()
+    first = next(model.parameters()).data_ptr()
+    assert switch.is_low
+    switch.high()
+    assert not switch.is_low and next(model.parameters()).dtype == torch.float32
+    switch.low()
+    assert next(model.parameters()).data_ptr() == first  # the kept bf16 storage, not a new cast
+    switch.release()
+    assert switch.low_saved is None and switch.saved is None
+
+
+def test_hf_bf16_scoring_rescores_near_ties_in_fp32(tiny_causal_lm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 + fp32 re-scoring of the near ties: items re-scored carry fp32's scores, the record counts them, and
+    the setting is part of the backend's identity (run id, cache key) only when it can change a label."""
+    from prompting_fixtures import SCHEME
+
+    from prompting.backends import BackendOptions, get_backend
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    prompts = [f"{SYSTEM} review {i}: {x}" for i, x in enumerate(INPUTS * 3)]
+
+    def run(**kw) -> tuple:
+        backend = get_backend("hf")(str(tiny_causal_lm), BackendOptions(mode="score", batch_size=4, threads=1, **kw),
+                                    SCHEME)
+        out: dict = {}
+        backend.answer_all(prompts, out.__setitem__)
+        return backend, [out[i] for i in range(len(prompts))]
+
+    fp32, ref = run(dtype="float32")
+    assert "rescore" not in fp32.identity() and not fp32.run_info["rescore"]["active"]
+    everything, got = run(rescore_margin=1e9, batch_check=False)  # every item is a "near tie": all of fp32
+    info = everything.run_info["rescore"]
+    assert info["active"] and info["items"] == info["rescored"] == len(prompts)
+    assert everything.identity()["rescore_margin"] == 1e9 and everything.identity()["dtype"] == "bfloat16"
+    assert [a.text for a in got] == [a.text for a in ref] and all(a.meta["rescored_fp32"] for a in got)
+    for a, b in zip(got, ref, strict=True):
+        assert a.meta["scores"] == pytest.approx(b.meta["scores"], abs=1e-4)
+    default, got = run()  # the calibrated margin, with the canary (its dtype check sees the re-scored labels)
+    info = default.run_info["rescore"]
+    assert info["active"] and info["items"] == len(prompts) and 0 <= info["rescored"] <= len(prompts)
+    calibration = info["margin_from"]["calibrated on the canary's items"]  # the canary's fp32 vs bf16 scores
+    assert calibration["items"] == 16 and info["margin"] == pytest.approx(
+        max(RESCORE_FLOOR, RESCORE_FACTOR * calibration["max_pair_error"]), abs=1e-3)
+    assert default.identity()["rescore"] == RESCORE_RULE and "rescore_margin" not in default.identity()
+    assert sum(bool(a.meta.get("rescored_fp32")) for a in got) == info["rescored"]
+    assert "dtype_check" in default.run_info["canary"]
+    plain, _ = run(rescore_margin=0)
+    assert "rescore" not in plain.identity() and "0" in plain.run_info["rescore"]["reason"]
+    generate = get_backend("hf")(str(tiny_causal_lm), BackendOptions(mode="generate", threads=1), SCHEME)
+    assert not generate.rescore_on and "rescore" not in generate.identity()
+
+
+def test_fp32_head_scores_bf16_labels_without_rounding_the_logits(tiny) -> None:
+    """fp32_head on a bf16 model: the same scores up to bf16's rounding of the logits (on real models it cuts the
+    bf16/fp32 margin error ~3x: BENCHMARKS.md; this 32-wide random model's small logits are hardly rounded); a
+    no-op in fp32; log-probabilities for multi-token candidates too (their first token from the fp32 head)."""
+    import copy
+
+    model, tok, prompts = tiny
+    words = ["positive", "negative", "neutral"]
+    ref = score_labels(model, tok, prompts, words, batch_size=4)
+    assert score_labels(model, tok, prompts, words, batch_size=4, fp32_head=True) == ref  # fp32: unchanged
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    plain = score_labels(half, tok, prompts, words, batch_size=4)
+    head = score_labels(half, tok, prompts, words, batch_size=4, fp32_head=True)
+    assert head != plain and all(x == pytest.approx(y, abs=0.05) for a, b in zip(head, plain) for x, y in zip(a, b))
+    multi = ["very good", "very bad"]
+    full_ref = score_labels(model, tok, prompts, multi, batch_size=4)
+    full_head = score_labels(half, tok, prompts, multi, batch_size=4, fp32_head=True)
+    assert all(s < 0 for row in full_head for s in row)
+    assert [max(range(2), key=r.__getitem__) for r in full_head] == [max(range(2), key=r.__getitem__)
+                                                                      for r in full_ref]
+
+
+def test_the_near_tie_rule_is_in_the_run_id_only_where_it_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Results can change with the rule, so its spec differs; fp32 and generation specs keep their ids, and a spec
+    with --rescore-margin round-trips through the sweep/spec path."""
+    from eval.tracks import DataRef, track
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    t = track("prompting")
+
+    def spec(method: str, **options):
+        return t.make_spec(t.config_from_options("hf/gemma3-270m", method, options), DataRef("rotten"), 0, 0, 8)
+
+    auto, fp32 = spec("score"), spec("score", dtype="float32")
+    assert auto.options["rescore"] == RESCORE_RULE and "rescore" not in fp32.options
+    assert "rescore" not in spec("zeroshot").options and "rescore" not in spec("score", rescore_margin=0).options
+    fixed = spec("score", rescore_margin=0.3)
+    assert len({auto.run_id, fp32.run_id, fixed.run_id}) == 3 and fixed.options["rescore_margin"] == 0.3
+    again = t.make_spec(t.config_from_spec(fixed), DataRef("rotten"), 0, 0, 8)
+    assert again.run_id == fixed.run_id
+    with pytest.raises(ValueError, match="rescore-margin"):
+        t.config_from_options("hf/gemma3-270m", "score", {"rescore_margin": -1})

@@ -224,7 +224,8 @@ def test_search_picks_lr_and_epochs_on_a_carved_split_by_generated_accuracy(tiny
 
     argv = ["--model", str(tiny_causal_lm), "--task", "drugs", "--n-train", "12", "--seeds", "0", "--n-eval", "4",
             "--results-dir", str(tmp_path), "--max-seq-length", "64", "--batch-size", "3", "--num-train-epochs", "2",
-            "--min-steps", "1", "--lr-grid", "1e-4", "1e-3", "--eval-mode", "generate", "--backend", "hf"]
+            "--min-steps", "1", "--lr-grid", "1e-4", "1e-3", "--eval-mode", "generate", "--backend", "hf",
+            "--search", "grid"]
     assert cli(argv) == 0
     rec = json.loads(next((tmp_path / "runs" / "drugs" / "finetune").glob("*.json")).read_text())
     search = rec["details"]["search"]
@@ -319,3 +320,63 @@ def test_building_the_config_is_the_option_check_for_sweeps() -> None:
         config_from_options("gemma3-270m", "lora", {"lr": 2e-5})
     with pytest.raises(ValueError, match="eval_mode"):
         config_from_options("gemma3-270m", "lora", {"eval_mode": "sample"})
+
+
+def test_search_gate_states_what_the_split_can_detect() -> None:
+    """No search when the carved split cannot separate the candidates: the documented default, and why."""
+    from finetune.config import SFTArgs
+    from finetune.search import DEFAULT_LR, gate, items_needed, min_detectable_difference
+
+    assert items_needed(0.10) == 393 and items_needed(0.20) == 99  # (1.96 + 0.84)^2 * 0.5 / delta^2, rounded up
+    assert min_detectable_difference(32) == pytest.approx(0.350, abs=1e-3)
+    assert min_detectable_difference(items_needed(0.1)) <= 0.1
+    go, why = gate(32, SFTArgs(model="m"))
+    assert not go and "0.35" in why and "393" in why and f"{DEFAULT_LR:g}" in why
+    assert gate(400, SFTArgs(model="m"))[0] and gate(100, SFTArgs(model="m", search_delta=0.2))[0]
+    assert gate(8, SFTArgs(model="m", search="halving"))[0] and not gate(10_000, SFTArgs(model="m", search="never"))[0]
+    with pytest.raises(ValueError, match="search-delta"):
+        SFTArgs(model="m", search_delta=0)
+
+
+def test_search_keeps_the_default_unless_significantly_better() -> None:
+    from finetune.search import decide, paired_p
+
+    base = {"learning_rate": 2e-4, "val_gold_logprob": -0.50, "per_item": [-0.5, -0.4, -0.6, -0.5]}
+    noisy = {"learning_rate": 5e-4, "val_gold_logprob": -0.45, "per_item": [-0.1, -0.9, -0.2, -0.6]}
+    clear = {"learning_rate": 1e-4, "val_gold_logprob": -0.30, "per_item": [-0.3, -0.2, -0.4, -0.3]}
+    assert decide([base, noisy], 2e-4)["learning_rate"] == 2e-4  # higher mean, not significant
+    assert decide([base, clear], 2e-4)["learning_rate"] == 1e-4 and decide([base, clear], 2e-4)["p_vs_default"] < 0.05
+    assert decide([base], 2e-4)["why"] == "the default scored best"
+    assert paired_p([1.0, 2.0], [0.0, 1.0]) == 0.0 and paired_p([0.0], [1.0]) == 1.0
+
+
+def test_halving_search_screens_one_epoch_each_by_gold_likelihood(tiny_causal_lm: Path, tmp_path: Path) -> None:
+    from finetune.sft import cli
+
+    argv = ["--model", str(tiny_causal_lm), "--task", "drugs", "--n-train", "12", "--seeds", "0", "--n-eval", "4",
+            "--results-dir", str(tmp_path), "--max-seq-length", "64", "--batch-size", "3", "--num-train-epochs", "2",
+            "--min-steps", "1", "--lr-grid", "1e-4", "1e-3", "--eval-mode", "score", "--backend", "hf",
+            "--search", "halving"]
+    assert cli(argv) == 0
+    rec = json.loads(next((tmp_path / "runs" / "drugs" / "finetune").glob("*.json")).read_text())
+    search = rec["details"]["search"]
+    assert search["searched"] and search["n_fit"] == 9 and search["n_val"] == 3
+    # the default 2e-4 joins the grid as the baseline; 9 fit examples at batch 3: one epoch is 3 steps
+    assert [t["learning_rate"] for t in search["trials"]] == [1e-4, 1e-3, 2e-4]
+    assert {t["steps"] for t in search["trials"]} == {3} and all(t["val_gold_logprob"] <= 0 for t in search["trials"])
+    assert rec["config"]["learning_rate"] == search["chosen"]["learning_rate"]
+    assert rec["config"]["num_train_epochs"] == 2.0  # epochs are not searched
+    assert rec["timing"]["search_s"] == search["seconds"] > 0
+
+
+def test_auto_search_skips_a_split_too_small_and_says_so(tiny_causal_lm: Path, tmp_path: Path) -> None:
+    from finetune.sft import cli
+
+    argv = ["--model", str(tiny_causal_lm), "--task", "drugs", "--n-train", "12", "--seeds", "0", "--n-eval", "4",
+            "--results-dir", str(tmp_path), "--max-seq-length", "64", "--batch-size", "3", "--num-train-epochs", "1",
+            "--min-steps", "1", "--eval-mode", "score", "--backend", "hf"]
+    assert cli(argv) == 0
+    rec = json.loads(next((tmp_path / "runs" / "drugs" / "finetune").glob("*.json")).read_text())
+    search = rec["details"]["search"]
+    assert not search["searched"] and search["n_val"] == 3 and "no search" in search["reason"]
+    assert rec["config"]["learning_rate"] == 2e-4 and rec["options"]["search"] == "auto"

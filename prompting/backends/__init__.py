@@ -56,6 +56,7 @@ class BackendOptions:
     batch_check: bool = True  # hf: the batch canary (and bf16-vs-fp32 guard) before the first batch
     canary_k: int = 16  # hf: prompts the canary compares
     reuse_prefix: bool | None = None  # hf: reuse the shared prefix's KV cache (None: when >= 16 tokens)
+    rescore_margin: float | None = None  # hf score + automatic CPU bf16: fp32 re-scoring below this margin (0: off)
 
     @classmethod
     def of(cls, config: Any, **values: Any) -> BackendOptions:
