@@ -17,7 +17,18 @@ def _tiny_lm():
                                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32))
 
 
-def test_the_bf16_training_wrapper_is_removed_before_evaluation():
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate's state is a process-wide singleton that an earlier Trainer in this process has set up: start
+    from a clean one (its own reset, accelerate/state.py `_reset_state`) and leave a clean one behind."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_the_bf16_training_wrapper_is_removed_before_evaluation(fresh_accelerate_state):
     from accelerate import Accelerator
 
     from finetune.trainer import unwrap_training_forward
