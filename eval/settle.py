@@ -404,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--text-column")
     g.add_argument("--label-column")
     g.add_argument("--label-names", help="the --labels list of the --data runs (comma-separated)")
+    g.add_argument("--encoding", help="the encoding of the --data files, as the --data runs read them")
     ap.add_argument("--labels", type=int, required=True, help="labelled examples you have (N)")
     ap.add_argument("--budget-min", type=float, required=True, help="minutes of runs settle may spend")
     ap.add_argument("--margin", type=float, default=0.02, help="equivalence margin on the metric (default 0.02)")
@@ -439,7 +440,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from eval.dataref import data_ref
     from eval.recommend import Context, task_problem
     from eval.records import load_records
 
@@ -454,14 +454,8 @@ def _run(args: argparse.Namespace) -> int:
             text_column=args.text_column,
             label_column=args.label_column,
             labels=args.label_names,
-        ).name
-        data_ref(
-            data=args.data,
-            test_data=args.test_data,
-            text_column=args.text_column,
-            label_column=args.label_column,
-            labels=args.label_names,
-        )  # the files exist and hash
+            encoding=args.encoding,
+        ).name  # the files exist and read
     else:
         task = args.task
         if problem := task_problem(task, records):

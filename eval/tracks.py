@@ -54,16 +54,17 @@ class DataRef:
         return load_ref(self.task, self.ref)
 
 
-def data_flags(ref: dict | None) -> str:
+def data_flags(ref: dict | None, labels_flag: str = "--labels") -> str:
     """The flags (leading space) that give a command the ad-hoc data of a data reference (eval/dataref.py), with
-    the encoding each file was read with, so the command reads the same text; "" for a named task."""
+    the encoding each file was read with, so the command reads the same text; "" for a named task. `labels_flag`:
+    the flag of the label list (settle and recommend take it as --label-names: their --labels is the budget)."""
     if not ref:
         return ""
     import shlex
 
     pairs = [("--data", ref.get("file")), ("--test-data", ref.get("test_file")),
              ("--text-column", ref.get("text_column")), ("--label-column", ref.get("label_column")),
-             ("--labels", ",".join(ref["labels"]) if ref.get("labels") else None),
+             (labels_flag, ",".join(ref["labels"]) if ref.get("labels") else None),
              ("--encoding", ref.get("encoding") if ref.get("encoding") not in (None, "utf-8") else None)]
     return "".join(f" {flag} {shlex.quote(str(value))}" for flag, value in pairs if value)
 
