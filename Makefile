@@ -40,13 +40,13 @@ lock-upgrade: install
 demo: install
 	$(OFFLINE) $(PY) eval/data.py --task rotten
 	$(OFFLINE) $(PY) eval/data.py --task chnsenti
-	$(OFFLINE) $(PY) -m eval.models minilm-l6 mpnet-base smollm2-135m qwen2.5-coder-0.5b
+	$(OFFLINE) $(PY) -m eval.lm.models minilm-l6 mpnet-base smollm2-135m qwen2.5-coder-0.5b
 	$(OFFLINE) $(PY) eval/sweep.py sweeps/demo.yaml --results-dir $(DEMO_RESULTS)
 	cat $(DEMO_RESULTS)/LEADERBOARD.md
 	# the recommendation at 16 / 64 / 256 labels, from the records only
 	for n in 16 64 256; do $(OFFLINE) $(PY) eval/recommend.py --task rotten --labels $$n --results-dir $(DEMO_RESULTS) \
 		|| exit 1; done
-	# `make demo SETTLE=15`: then settle the 64-label answer with up to 15 minutes of extra runs (eval/settle.py)
+	# `make demo SETTLE=15`: then settle the 64-label answer with up to 15 minutes of extra runs (eval/decide/settle.py)
 	$(if $(SETTLE),$(OFFLINE) $(PY) eval/settle.py --task rotten --labels 64 --budget-min $(SETTLE) \
 		--results-dir $(DEMO_RESULTS))
 	$(OFFLINE) $(PY) eval/report.py --results-dir $(DEMO_RESULTS)
@@ -86,7 +86,7 @@ $(UVENV)/.installed: requirements/unsloth.txt requirements/torch.txt requirement
 # 4 steps, before/after on 16 items, the 16-bit merge; an hf run beside it): a few minutes on 2 idle cores. Only that
 # file: this venv has just the finetune extra, so other test modules (ollama, openai, ...) would not even import.
 test-unsloth: install-unsloth
-	$(OFFLINE) $(UPY) -m eval.models smollm2-135m
+	$(OFFLINE) $(UPY) -m eval.lm.models smollm2-135m
 	REQUIRE_UNSLOTH=1 $(OFFLINE) $(UPY) -m pytest -q -m unsloth tests/test_unsloth_real.py
 
 bench: install

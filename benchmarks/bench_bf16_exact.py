@@ -3,12 +3,12 @@
 bf16 with fp32's labels (issue 24, docs/speed.md): hf zero-shot label scoring, per offline model and task, in one
 process:
   calibration  --n-cal items of the task's *training* pool (never the test items), scored in fp32 and in bf16: the
-               distribution of eval.lm_infer.pair_error (how far bf16 moves any difference of two label scores) and
+               distribution of eval.lm.infer.pair_error (how far bf16 moves any difference of two label scores) and
                the bf16 margins of the labels that flip. The run's threshold must sit above the largest error seen
                on these other items ("covered").
-  benchmark    the first --n test items, chunk by chunk alternating two sides on one model (eval.canary.CastSwitch,
+  benchmark    the first --n test items, chunk by chunk alternating two sides on one model (eval.lm.canary.CastSwitch,
                as the `hf` backend runs): exact fp32, and bf16 + fp32 re-scoring of the near ties
-               (eval.lm_infer.NearTieQueue; threshold calibrated on the first 16 items as the backend's canary does,
+               (eval.lm.infer.NearTieQueue; threshold calibrated on the first 16 items as the backend's canary does,
                or --threshold). Reported: identical labels vs fp32 (plain bf16 and bf16 + re-scoring), how many
                items were re-scored, the speed ratio.
 The machine is shared: times are inflated by other jobs (the load average is printed), the ratio comes from one
@@ -38,11 +38,11 @@ def load() -> str:
 
 
 def setup(model_name: str, task_name: str):
-    from eval.canary import CastSwitch
-    from eval.data import load_task
-    from eval.lm import build_prompt, encode, load_causal_lm
-    from eval.models import resolve
-    from eval.prompts import load_prompt
+    from eval.inputs.data import load_task
+    from eval.lm.canary import CastSwitch
+    from eval.lm.causal import build_prompt, encode, load_causal_lm
+    from eval.lm.models import resolve
+    from eval.lm.prompts import load_prompt
 
     task = load_task(task_name)
     prompt = load_prompt("zeroshot", task.scheme)
@@ -62,8 +62,8 @@ def argmax(rows, words):
 
 
 def measure(model_name: str, task_name: str, args) -> dict:
-    from eval.lm import score_labels
-    from eval.lm_infer import NearTieQueue, calibrated_margin, margin, pair_error
+    from eval.lm.causal import score_labels
+    from eval.lm.infer import NearTieQueue, calibrated_margin, margin, pair_error
 
     task, model, tok, switch, words, render = setup(model_name, task_name)
     bs = args.batch_size
@@ -144,7 +144,7 @@ def table(results: list[dict], machine: str, command: str) -> str:
         "",
         f"Machine: {machine}", "", f"Command: `{command}`", "",
         "Zero-shot label scoring (`--mode score`), batch 16. Calibration: `n_cal` items of the training pool scored "
-        "in fp32 and bf16; *error* = eval.lm_infer.pair_error (the largest change bf16 makes to a difference of two "
+        "in fp32 and bf16; *error* = eval.lm.infer.pair_error (the largest change bf16 makes to a difference of two "
         "label scores, nats). Benchmark: the first n test items, fp32 and bf16 + fp32 re-scoring of the items whose "
         "bf16 top-two margin is below the threshold, alternating chunk by chunk in one run; *identical* = argmax "
         "labels equal to the fp32 run's. *plain bf16* = the bf16 side before re-scoring (bf16 model, label logits "
@@ -188,12 +188,12 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threshold", type=float, default=None,
                     help="default: calibrated on the first 16 test items, as the backend's canary does "
-                         "(eval.lm_infer.calibrated_margin)")
+                         "(eval.lm.infer.calibrated_margin)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    from eval.hardware import configure_threads, cpu_native_bf16
+    from eval.run.hardware import configure_threads, cpu_native_bf16
 
     if not cpu_native_bf16():
         print("This CPU has neither AVX512-BF16 nor AMX: the hf backend runs fp32 there; nothing to measure.")

@@ -1,4 +1,4 @@
-"""Cost of the decision layer's bootstrap: eval.analysis.analyse over the committed records with B = 1,000
+"""Cost of the decision layer's bootstrap: eval.decide.analysis.analyse over the committed records with B = 1,000
 replicates (the old default, whose p-values floor at 1/1,001) against B = stats.N_BOOT (20,000), in one process,
 alternating, so both see the same load.
 
@@ -12,9 +12,9 @@ import os
 import statistics
 import time
 
-from eval import stats
-from eval.analysis import analyse
-from eval.records import load_records
+from eval.decide import stats
+from eval.decide.analysis import analyse
+from eval.run.records import load_records
 
 
 def main(argv: list[str] | None = None) -> int:

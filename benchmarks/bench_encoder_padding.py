@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from encoders.config import EncoderConfig
     from encoders.loop import batch_order, collate, encode, make_optimizer
     from encoders.modeling import build_classifier, locate_model
-    from eval.data import load_task
+    from eval.inputs.data import load_task
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,6 +1,6 @@
 """python benchmarks/bench_lm_inference.py [--n 64] [--n-cot 64] [--threads 1] [--dtype bfloat16] [--no-write]
 
-Ratio benchmark of eval/lm.py on the real gemma3-270m on CPU, drug reviews (offline package):
+Ratio benchmark of eval/lm/causal.py on the real gemma3-270m on CPU, drug reviews (offline package):
   (1) left-padded batched generation (batch 16) vs one prompt at a time, same reviews, few new tokens:
       examples/s ratio (target >= 3x) and % identical extracted labels (target >= 99%);
   (2) last-position label scoring vs 128-token (chain-of-thought length) batched generation: examples/s ratio
@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from eval.labels import LabelScheme  # noqa: E402
+from eval.scoring.labels import LabelScheme  # noqa: E402
 
 LABELS = ("positive", "neutral", "negative")
 INSTRUCTION = "Review: {review}\nSentiment (positive, neutral or negative):"
@@ -71,14 +71,15 @@ def main() -> None:
     ap.add_argument("--cot-tokens", type=int, default=128, help="(2): chain-of-thought length")
     ap.add_argument("--max-prompt-tokens", type=int, default=256, help="reviews are cut with fit_text to fit")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--dtype", default=None, help="e.g. bfloat16 (default: eval.lm.device_and_dtype, fp32 on CPU)")
+    ap.add_argument("--dtype", default=None,
+                    help="e.g. bfloat16 (default: eval.lm.causal.device_and_dtype, fp32 on CPU)")
     ap.add_argument("--model", default="gemma3-270m")
     ap.add_argument("--no-write", action="store_true", help="print the section, do not touch BENCHMARKS.md")
     args = ap.parse_args()
 
     import torch
 
-    from eval.lm import build_prompt, fit_text, generate, load_causal_lm, score_labels
+    from eval.lm.causal import build_prompt, fit_text, generate, load_causal_lm, score_labels
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -127,7 +128,7 @@ def main() -> None:
     table = "\n".join("| " + " | ".join(map(str, row)) + " |" for row in rows)
     mean_len = sum(lengths) / len(lengths)
     section = f"""{START}
-## eval/lm.py inference (gemma3-270m, CPU)
+## eval/lm/causal.py inference (gemma3-270m, CPU)
 
 Command: `{cmd}` ({time.strftime("%Y-%m-%d")}). One run; wall-clock seconds.
 Machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads; load average

@@ -14,8 +14,8 @@ import os
 import platform
 import time
 
-from eval.data import load_task
-from eval.prompts import load_prompt
+from eval.inputs.data import load_task
+from eval.lm.prompts import load_prompt
 from prompting.backends import BackendOptions
 from prompting.backends.hf import HFBackend
 

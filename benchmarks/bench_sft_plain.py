@@ -2,7 +2,7 @@
 
 Are the SFT track's defaults at least as good as the plain script a user would write first? Both sides train the
 same model on the same n-train examples (task.train(n, seed)) and are scored on the same first n-eval test items by
-generating and parsing (eval.labels), with invalid answers counted wrong:
+generating and parsing (eval.scoring.labels), with invalid answers counted wrong:
 
   plain    transformers Trainer + peft, written here in ~40 lines as users do: LoRA r 16 / alpha 32 on all linear
            layers, lr 2e-4, 3 epochs, batch 8, the prompt "Review: <text>\\nSentiment:" and the answer " <label>"
@@ -12,13 +12,13 @@ generating and parsing (eval.labels), with invalid answers counted wrong:
            chat template; docs/speed.md). `--track-args "--search halving"` measures the search as an option.
 
 Every model x task gets a per-seed table and one row of the summary: the paired difference track - plain over all
-seeds' items (eval.stats.paired_difference: bootstrap CI, McNemar's p with one seed), whether it is significantly
-negative, and the training-time ratio (the track's time includes its search). The issue-24 table is this summary
-for the offline models (smollm2-135m, gemma3-270m, qwen2.5-coder-0.5b) x tasks (rotten, chnsenti), >= 3 seeds.
+seeds' items (eval.decide.stats.paired_difference: bootstrap CI, McNemar's p with one seed), whether it is
+significantly negative, and the training-time ratio (the track's time includes its search). The issue-24 table is this
+summary for the offline models (smollm2-135m, gemma3-270m, qwen2.5-coder-0.5b) x tasks (rotten, chnsenti), >= 3 seeds.
 
-Both run in bf16 autocast on a CPU with AVX512-BF16/AMX (eval.hardware.sft_precision), fp32 elsewhere, with the same
-torch threads. Prints one markdown table row per side (accuracy with its 95% CI, macro-F1, valid rate, wall time of
-training and evaluation); the track's record goes to a temporary results dir.
+Both run in bf16 autocast on a CPU with AVX512-BF16/AMX (eval.run.hardware.sft_precision), fp32 elsewhere, with the
+same torch threads. Prints one markdown table row per side (accuracy with its 95% CI, macro-F1, valid rate, wall time
+of training and evaluation); the track's record goes to a temporary results dir.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def plain(model_name: str, task, n_train: int, n_eval: int, seed: int) -> dict:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
 
-    from eval.hardware import sft_precision
-    from eval.lm import load_causal_lm
+    from eval.lm.causal import load_causal_lm
+    from eval.run.hardware import sft_precision
 
     path = load_causal_lm(model_name, dtype="float32")[2]["model_id"]  # the converted offline GGUF (a folder)
     tok = AutoTokenizer.from_pretrained(path)
@@ -93,7 +93,7 @@ def plain(model_name: str, task, n_train: int, n_eval: int, seed: int) -> dict:
 
 
 def score(task, test, preds: list[str], train_s: float, eval_s: float, dtype: str) -> dict:
-    from eval.metrics import compute_metrics
+    from eval.scoring.metrics import compute_metrics
 
     m = compute_metrics([e.label for e in test], preds, task.labels)
     return {"accuracy": m["accuracy"], "ci": m.get("accuracy_ci"), "macro_f1": m["macro_f1"],
@@ -137,8 +137,8 @@ def main() -> int:
     ap.add_argument("--json", default=None, help="append every (model, task, seed) result here as it finishes")
     args = ap.parse_args()
 
-    from eval.data import load_task
-    from eval.hardware import configure_threads
+    from eval.inputs.data import load_task
+    from eval.run.hardware import configure_threads
 
     threads = configure_threads()
     extra = shlex.split(args.track_args)
@@ -186,7 +186,7 @@ def side_table(model: str, task_name: str, args, threads: int, rows: list, names
 def pair_row(model: str, task, args, rows: list) -> str:
     """One line of the defaults-vs-plain table: mean accuracies, the paired difference over all seeds' items, and
     the training-time ratio (the track's time includes its search)."""
-    from eval.stats import encode, paired_difference
+    from eval.decide.stats import encode, paired_difference
 
     gold = [e.label for e in task.test(args.n_eval)]
     sides = {side: [r for name, _, r in rows if name == side] for side in ("track", "plain")}
@@ -205,7 +205,7 @@ def pair_row(model: str, task, args, rows: list) -> str:
 
 def paired(task, n_eval: int, rows: list) -> str:
     """Track minus plain on the same items, all seeds: paired bootstrap CI (McNemar's p with one seed)."""
-    from eval.stats import encode, paired_difference
+    from eval.decide.stats import encode, paired_difference
 
     gold = [e.label for e in task.test(n_eval)]
     sides = [[r["preds"] for name, _, r in rows if name == side] for side in ("track", "plain")]

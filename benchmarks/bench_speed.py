@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 def machine() -> str:
     import torch
 
-    from eval.hardware import cpu_flags, describe
+    from eval.run.hardware import cpu_flags, describe
 
     d = describe()
     model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
@@ -45,9 +45,9 @@ def machine() -> str:
 
 def prompts_for(model: str, kind: str, n: int, shots: int = 0) -> tuple[object, list[str], list[str], list[str]]:
     """(task, chat-templated prompts, verbalizers, gold labels) for the rotten task."""
-    from eval.data import load_task
-    from eval.lm import build_prompt, load_causal_lm
-    from eval.prompts import load_prompt
+    from eval.inputs.data import load_task
+    from eval.lm.causal import build_prompt, load_causal_lm
+    from eval.lm.prompts import load_prompt
 
     task = load_task("rotten")
     examples = [(e.text, e.label) for e in task.train(shots, 0)] if shots else []
@@ -85,8 +85,8 @@ def argmax_labels(rows: list[list[float]], words: list[str]) -> list[str]:
 def part_dtype(args) -> list[str]:
     import torch
 
-    from eval.hardware import configure_threads, cpu_native_bf16
-    from eval.lm import load_causal_lm, score_labels
+    from eval.lm.causal import load_causal_lm, score_labels
+    from eval.run.hardware import configure_threads, cpu_native_bf16
 
     if not cpu_native_bf16():
         return ["This CPU has neither AVX512-BF16 nor AMX: bf16 would be emulated (slower than fp32); skipped."]
@@ -111,8 +111,8 @@ def part_dtype(args) -> list[str]:
 
 
 def part_prefix(args) -> list[str]:
-    from eval.hardware import configure_threads
-    from eval.lm import load_causal_lm, score_labels
+    from eval.lm.causal import load_causal_lm, score_labels
+    from eval.run.hardware import configure_threads
 
     configure_threads(args.threads)
     _, texts, words, gold = prompts_for(args.model, "fewshot", args.n, shots=16)
@@ -137,8 +137,8 @@ def part_prefix(args) -> list[str]:
 def part_threads(args) -> list[str]:
     import torch
 
-    from eval.hardware import available_cpus
-    from eval.lm import load_causal_lm, score_labels
+    from eval.lm.causal import load_causal_lm, score_labels
+    from eval.run.hardware import available_cpus
 
     _, texts, words, _ = prompts_for(args.model, "zeroshot", args.n)
     model, tok, info = load_causal_lm(args.model)
@@ -160,14 +160,14 @@ def part_sft(args) -> list[str]:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from eval.hardware import configure_threads
-    from eval.lm import load_causal_lm
+    from eval.lm.causal import load_causal_lm
+    from eval.run.hardware import configure_threads
     from finetune.config import DEFAULT_TARGETS
     from finetune.formatting import Formatter, load_template
     from finetune.trainer import completion_loss
 
     configure_threads(args.threads)
-    from eval.data import load_task
+    from eval.inputs.data import load_task
 
     task = load_task("rotten")
     model, tok, _ = load_causal_lm(args.model, dtype="float32")
@@ -211,11 +211,11 @@ def part_sft(args) -> list[str]:
 def part_llama(args) -> list[str]:
     import socket
 
-    from eval.data import load_task
-    from eval.hardware import configure_threads
-    from eval.models import resolve
-    from eval.packaged import assembled_file
-    from eval.prompts import load_prompt
+    from eval.inputs.data import load_task
+    from eval.lm.models import resolve
+    from eval.lm.packaged import assembled_file
+    from eval.lm.prompts import load_prompt
+    from eval.run.hardware import configure_threads
     from prompting.backends import BackendOptions, get_backend
 
     if not args.server_python:
@@ -279,12 +279,12 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--steps", type=int, default=3, help="sft: timed steps per side")
     ap.add_argument("--server-python", default=None, help="llama: python of a venv with llama-cpp-python[server]")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: eval.hardware's choice)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: eval.run.hardware's choice)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     head = machine()
 
-    from eval.hardware import configure_threads
+    from eval.run.hardware import configure_threads
 
     if args.part != "threads":
         head += f"; torch threads {configure_threads(args.threads)}"

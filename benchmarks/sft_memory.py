@@ -38,8 +38,8 @@ def _peak_mb() -> float:
 def measure(model_name: str, batch_size: int, max_seq_length: int, loss: str) -> dict:
     import time
 
-    from eval.data import load_task
-    from eval.models import resolve
+    from eval.inputs.data import load_task
+    from eval.lm.models import resolve
     from finetune.backends import for_training, load
     from finetune.config import SFTArgs, trainer_args
     from finetune.formatting import Formatter, load_template

@@ -10,7 +10,7 @@ beyond the n the run is charged for).
    remember the best validation score and the step it was reached at;
 3. pick the LR with the best score (ties: the smaller LR, the safer choice when scores are those of a constant);
    with `--search auto` (default) the grid is searched only when the split has enough items to detect a
-   `search_delta` difference (eval.validation.items_needed; docs/speed.md), else its middle value is used alone;
+   `search_delta` difference (eval.run.validation.items_needed; docs/speed.md), else its middle value is used alone;
 4. refit on the whole subset with that LR for the same number of epochs the best checkpoint had (at least
    `min_steps`), or, with `refit` off, keep the search's best model.
 `--lr X` makes the grid one value: the steps are still chosen this way. docs/encoders.md explains the choices.
@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from encoders.config import EncoderConfig
-from eval.data import Example
-from eval.validation import carve_validation, items_needed, min_detectable_difference
+from eval.inputs.data import Example
+from eval.run.validation import carve_validation, items_needed, min_detectable_difference
 
 # fit(cfg, fit_exs, val_exs or None) -> (model, tok, TrainResult); val None = refit without evaluations
 FitFn = Callable[[EncoderConfig, list[Example], "list[Example] | None"], tuple]

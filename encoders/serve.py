@@ -19,7 +19,7 @@ class EncoderPredictor:
     def __init__(self, record: dict, artifacts: Path) -> None:
         import torch
 
-        from eval.hardware import configure_threads
+        from eval.run.hardware import configure_threads
 
         meta = json.loads((artifacts / "run.json").read_text())
         cfg = record.get("config") or {}

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from encoders.config import EncoderConfig
-from eval.data import Example
+from eval.inputs.data import Example
 
 HEAD_FILE = "head.safetensors"
 
@@ -40,7 +40,7 @@ def fit(cfg: EncoderConfig, path: str, labels: list[str], train_exs: list[Exampl
     from transformers.utils import logging as hf_logging
 
     from encoders.loop import TrainResult
-    from eval.metrics import accuracy, macro_f1
+    from eval.scoring.metrics import accuracy, macro_f1
 
     hf_logging.set_verbosity_error()
     head = {"class_weight": "balanced"} if cfg.loss == "weighted-ce" else {}

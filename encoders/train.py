@@ -25,13 +25,13 @@ if __package__ in (None, ""):  # `python encoders/train.py`: make the repo impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from encoders.config import EncoderConfig, default_config_file
-from eval.cli import add_data_args, add_run_args, data_kwargs, parse_track_args, values_with_role
-from eval.data import Example, TaskData, load_task
-from eval.dataref import data_ref, load_ref
-from eval.distributed import accelerator, barrier, close
-from eval.records import RunSpec, finish_run, output_dir, record_path
-from eval.runner import one_by_one, track_cli
-from eval.sources import DataError
+from eval.inputs.data import Example, TaskData, load_task
+from eval.inputs.dataref import data_ref, load_ref
+from eval.inputs.sources import DataError
+from eval.run.cli import add_data_args, add_run_args, data_kwargs, parse_track_args, values_with_role
+from eval.run.distributed import accelerator, barrier, close
+from eval.run.records import RunSpec, finish_run, output_dir, record_path
+from eval.run.runner import one_by_one, track_cli
 from eval.tracks import DataRef
 
 
@@ -76,7 +76,7 @@ def doctor_checks(facts: dict) -> list:
 
 def command(model: str, method: str, task: str, n: int | str, seeds: str, n_eval: str, options: dict | None) -> str:
     """The arguments of this CLI that add the run; `options` (those that differ from the pair's defaults) as flags."""
-    from eval.cli import flags
+    from eval.run.cli import flags
 
     return f"--task {task} --model {model} --method {method} --n-train {n} --seeds {seeds}{n_eval}{flags(options)}"
 
@@ -131,7 +131,7 @@ def cross_validate(cfg: EncoderConfig, path: str, task: TaskData, train_exs: lis
     import numpy as np
     from sklearn.model_selection import StratifiedKFold
 
-    from eval.metrics import accuracy, macro_f1
+    from eval.scoring.metrics import accuracy, macro_f1
 
     y = [e.label for e in train_exs]
     smallest = min(y.count(lab) for lab in set(y))
@@ -173,7 +173,7 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None, progr
         raise ValueError("--mlm-pretrain and --kfold run in one process: launch without accelerate "
                          "(data parallelism covers the fine-tuning stage)")
     device = acc.device if acc is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    from eval.hardware import configure_threads
+    from eval.run.hardware import configure_threads
 
     threads = configure_threads() if device.type == "cpu" else None  # the idle usable cores (docs/speed.md)
     out = output_dir(spec, results_dir)

@@ -52,7 +52,7 @@ def torch_checks() -> tuple[list[Check], dict]:
                       "pip install -e '.[demo]' (CPU) or install your CUDA torch first")], facts
     out = [Check(OK, "torch", f"{torch.__version__}")]
     if torch.cuda.is_available():
-        from eval.hardware import cuda_native_bf16
+        from eval.run.hardware import cuda_native_bf16
 
         i = torch.cuda.current_device()
         name, cap = torch.cuda.get_device_name(i), torch.cuda.get_device_capability(i)
@@ -196,7 +196,7 @@ def openai_checks(base_url: str) -> tuple[list[Check], set[str] | None]:
 
 
 def hub_check() -> tuple[Check, bool]:
-    from eval.weights import hub_reachable, offline_mode
+    from eval.lm.weights import hub_reachable, offline_mode
 
     if offline_mode():
         return Check(NO, "Hugging Face hub", "HF_HUB_OFFLINE=1: only local folders and offline packages load"), False
@@ -212,7 +212,7 @@ def offline_packages() -> set[str]:
 
     import yaml
 
-    from eval.models import _table
+    from eval.lm.models import _table
 
     wanted: set[str] = set()
     for e in _table()[1].values():
@@ -263,12 +263,12 @@ def need_gb(billions: float, four_bit: bool) -> float:
 
 def model_checks(name: str, facts: dict, hub: bool, pulled: set[str] | None,
                  openai_models: set[str] | None) -> Check:
-    from eval.models import resolve
+    from eval.lm.models import resolve
 
     info = resolve(name)
     if not info.alias and not Path(name).expanduser().is_dir() and "/" not in name and ":" not in name:
-        from eval.models import aliases
-        from eval.preflight import near
+        from eval.lm.models import aliases
+        from eval.run.preflight import near
 
         return Check(BAD, f"model {name}", "not an alias in eval/models.yaml, a local folder, an org/name hub id or "
                      f"an Ollama name:tag{near(name, aliases())}", "use an alias from eval/models.yaml")

@@ -1,5 +1,5 @@
-"""The error a user's data or task definition raises (re-exported by eval.sources and eval.data): its message says
-how to fix it, and every command prints it as one line (eval.cli.report_errors)."""
+"""The error a user's data or task definition raises (re-exported by eval.inputs.sources and eval.inputs.data): its
+message says how to fix it, and every command prints it as one line (eval.run.cli.report_errors)."""
 
 
 class DataError(ValueError):

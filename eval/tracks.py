@@ -6,23 +6,23 @@ is an LLM, the command that reproduces a run, its preflight and doctor checks) i
 is used, then raises an install hint), that implements `TrackModule`:
 
 - `Config`: its typed config dataclass; each field's metadata says whether it changes the result (`role="result"`,
-  part of `RunSpec.options` and the run id) or not (`"runtime"`, `"spec"`, `"cli"`; see eval.cli.option);
+  part of `RunSpec.options` and the run id) or not (`"runtime"`, `"spec"`, `"cli"`; see eval.run.cli.option);
 - `config_from_options(model, method, options) -> Config`: how a sweep block becomes a config (the track's config
   files filled in, unknown keys fail);
 - `make_spec(config, data, n_train, seed, n_eval) -> RunSpec`: the one place a run's identity is built; the track's
-  CLI and eval/sweep.py both call it, so the same run has the same run id whichever way it is started;
+  CLI and eval/run/sweep.py both call it, so the same run has the same run id whichever way it is started;
 - `config_from_spec(spec) -> Config`: the inverse, so a spec alone reproduces the run;
 - `run_one(spec, results_dir, task=None) -> Path`: run it and return the record path (`task`: the loaded data,
   when the caller has it);
 - `preflight(spec) -> list[str]`: cheap checks (no model load) that name the fix;
 - `command(model, method, task, n, seeds, n_eval, options) -> str`: the arguments of its CLI that add this run;
-- `cli(argv) -> int`: its command line (eval/runner.py's `track_cli` loop);
+- `cli(argv) -> int`: its command line (eval/run/runner.py's `track_cli` loop);
 - `doctor_checks(facts) -> list[eval.doctor.Check]`: what `python -m eval.doctor` says about it on this machine.
 
 `data` is a `DataRef`: the task name and, for ad-hoc `--data` files, their reference with content hashes
-(eval.dataref). Building the config *is* the validation: an unknown option or a bad value fails there, before any
-work, in the CLI and in `eval/sweep.py --dry-run` alike. tests/test_track_battery.py runs the same checks over every
-registered track; a new track that passes them is done (docs/architecture.md).
+(eval.inputs.dataref). Building the config *is* the validation: an unknown option or a bad value fails there, before
+any work, in the CLI and in `eval/run/sweep.py --dry-run` alike. tests/test_track_battery.py runs the same checks over
+every registered track; a new track that passes them is done (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal, Protocol
 
-from eval.records import RunSpec
+from eval.run.records import RunSpec
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,13 @@ class DataRef:
         return cls(spec.task, spec.data)
 
     def load(self) -> Any:
-        from eval.dataref import load_ref
+        from eval.inputs.dataref import load_ref
 
         return load_ref(self.task, self.ref)
 
 
 def data_flags(ref: dict | None, labels_flag: str = "--labels") -> str:
-    """The flags (leading space) that give a command the ad-hoc data of a data reference (eval/dataref.py), with
+    """The flags (leading space) that give a command the ad-hoc data of a data reference (eval/inputs/dataref.py), with
     the encoding each file was read with, so the command reads the same text; "" for a named task. `labels_flag`:
     the flag of the label list (settle and recommend take it as --label-names: their --labels is the budget)."""
     if not ref:
@@ -115,8 +115,8 @@ class Track:
     # its seed changes the run beyond which labelled examples it draws (initialisation, data order, sampling): False
     # for a deterministic fit or greedy decoding, whose seed matters only through the subset of the pool it picks
     seeded_training: bool = False
-    # the run eval/recommend.py suggests when a task has no records: (model, method, why); prompting-style tracks
-    # (learns_from="shots") are suggested zero-shot
+    # the run eval/decide/recommend.py suggests when a task has no records: (model, method, why); prompting-style
+    # tracks (learns_from="shots") are suggested zero-shot
     starter: tuple[str, str, str] | None = None
     # "module:function" building the predictor of one of its records for `python -m eval.serve` (docs/serve.md):
     # function(record: dict, artifacts: Path) -> eval.serve.predictor.Predictor, imported only when serving
@@ -186,7 +186,7 @@ class Track:
     def changed_options(self, spec: RunSpec) -> dict:
         """The result-changing settings of `spec` that differ from what this track's command gives by default for
         the same model and method (nested mappings left out): the flags that make its command reproduce `spec`."""
-        from eval.cli import fields_with_role
+        from eval.run.cli import fields_with_role
 
         cfg, default = self.config_from_spec(spec), self.config_from_options(spec.model, spec.method, {})
         return {k: getattr(cfg, k) for k in fields_with_role(type(cfg), "result")
@@ -206,9 +206,9 @@ class Track:
 
 
 TRACKS: dict[str, Track] = {t.name: t for t in (
-    Track("baseline", "eval.baseline", "eval/baseline.py", "", "reference", model_is_name=True, line_style=":",
+    Track("baseline", "baseline.train", "baseline/train.py", "", "reference", model_is_name=True, line_style=":",
           starter=("tfidf-lr", "tfidf-lr-balanced", "the reference line every approach has to beat"),
-          predictor="eval.baseline_model:predictor"),
+          predictor="baseline.model:predictor"),
     Track("encoders", "encoders.train", "encoders/train.py", "encoders", "encoder", gpu=True, cpus=2,
           seeded_training=True, predictor="encoders.serve:predictor",
           starter=("minilm-l6", "full", "a fine-tuned encoder at this budget")),

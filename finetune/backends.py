@@ -5,7 +5,7 @@
   for (`--backend unsloth`: unsloth >= 2026.10's CPU backend, text LoRA; docs/unsloth-cpu.md). The backend is
   decided before unsloth is imported, and unsloth is imported only when chosen (its import patches TRL).
 - `hf`: transformers + peft; 4-bit bitsandbytes (QLoRA) on CUDA, full precision LoRA on CPU (the offline
-  `gemma3-270m` loads through `eval.lm.load_causal_lm`, which converts its GGUF package once).
+  `gemma3-270m` loads through `eval.lm.causal.load_causal_lm`, which converts its GGUF package once).
 
 Saving and exports (adapter, `--merge`, `--export-gguf`, the Ollama Modelfile) live in finetune/export.py.
 Why each rule here exists, with its public source: docs/gpu-paths.md.
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from eval.models import ModelInfo
+from eval.lm.models import ModelInfo
 
 BACKENDS = ("auto", "unsloth", "hf")
 # First release after unsloth PR #4100 (merged 2026-02-24), which fixed garbage output from left-padded batched
@@ -47,10 +47,10 @@ def cuda_available() -> bool:
 def cuda_bf16() -> bool:
     """Native bf16 on the current CUDA device. `torch.cuda.is_bf16_supported()` alone also counts emulation, which
     is True on a T4 (compute capability 7.5) and runs bf16 slowly there (docs/pitfalls.md#bf16-support). The one
-    decision lives in eval.hardware."""
+    decision lives in eval.run.hardware."""
     import torch
 
-    from eval.hardware import cuda_native_bf16
+    from eval.run.hardware import cuda_native_bf16
 
     return torch.cuda.is_available() and cuda_native_bf16(torch)
 
@@ -213,29 +213,29 @@ class Loaded:
 def load(info: ModelInfo, backend: str, *, load_in_4bit: bool, max_seq_length: int, lora: dict,
          seed: int, dtype: Any = None, gradient_checkpointing: bool | None = None) -> Loaded:
     """Load the model for `backend` and wrap it with LoRA. `lora`: r, alpha, dropout, target_modules.
-    `dtype`: the weights dtype both backends load in (eval.hardware.sft_precision; None: the backend's default).
+    `dtype`: the weights dtype both backends load in (eval.run.hardware.sft_precision; None: the backend's default).
     `gradient_checkpointing`: unsloth's own (None: on with CUDA, off on a CPU, where it only saves memory)."""
     if backend == "unsloth":
         loaded = _load_unsloth(info, load_in_4bit, max_seq_length, lora, seed, dtype, gradient_checkpointing)
     else:
         loaded = _load_hf(info, load_in_4bit, lora, dtype)
-    from eval.lm import ensure_pad_token  # pad != eos (docs/pitfalls.md#pad-eos); load_causal_lm did it
+    from eval.lm.causal import ensure_pad_token  # pad != eos (docs/pitfalls.md#pad-eos); load_causal_lm did it
 
     loaded.info["pad_choice"] = ensure_pad_token(loaded.tokenizer, loaded.model)
     return loaded
 
 
 def unsloth_model_source(info: ModelInfo, load_in_4bit: bool) -> tuple[str, str]:
-    """(what unsloth's from_pretrained loads, its source) decided as for every track (eval/weights.py): a local
-    folder; an alias's offline package (converted once to a safetensors folder, `python -m eval.models ALIAS`) when
+    """(what unsloth's from_pretrained loads, its source) decided as for every track (eval/lm/weights.py): a local
+    folder; an alias's offline package (converted once to a safetensors folder, `python -m eval.lm.models ALIAS`) when
     offline or the hub is unreachable; else the hub id, unsloth's pre-quantized 4-bit repo when loading 4-bit."""
-    from eval.weights import locate
+    from eval.lm.weights import locate
 
     where = locate(info.name)
     if where.kind == "local":
         return where.ref, "local"
     if where.kind == "offline":
-        from eval.models import prepare
+        from eval.lm.models import prepare
 
         return str(prepare(info.name)), f"offline:{where.ref}"
     return (info.id_for("unsloth") if load_in_4bit else info.id_for("hf")), "hub"
@@ -272,8 +272,8 @@ def _load_unsloth(info: ModelInfo, load_in_4bit: bool, max_seq_length: int, lora
 
 def model_type_of(info: Any) -> str | None:
     """config.json's `model_type` of what this run loads (a local/offline folder or the hub id), None if unknown;
-    read before loading, so the dtype can avoid float16 for a family that overflows it (eval.hardware)."""
-    from eval.weights import locate
+    read before loading, so the dtype can avoid float16 for a family that overflows it (eval.run.hardware)."""
+    from eval.lm.weights import locate
 
     where = locate(info.name)
     ref = where.ref if where.kind == "local" else info.id_for("hf")
@@ -292,7 +292,7 @@ def follow_loaded_dtype(precision: dict, model: Any) -> dict:
     (`models/loader.py`) turns a bf16 request into fp16 on a GPU without native bf16 ("Device does not support
     bfloat16. Will change to float16.") and its trainer then refuses bf16=True ("Model is in float16 precision but
     you want to use bfloat16", `models/rl.py`); the record says what trained. On a CPU the weights stay fp32 under
-    the bf16 autocast (eval.hardware.sft_precision), so nothing changes there."""
+    the bf16 autocast (eval.run.hardware.sft_precision), so nothing changes there."""
     import torch
 
     loaded = getattr(model, "dtype", None)
@@ -316,7 +316,7 @@ def _load_hf(info: ModelInfo, load_in_4bit: bool, lora: dict, dtype: Any = None)
         from peft import prepare_model_for_kbit_training
         from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-        from eval.distributed import cuda_device_map
+        from eval.run.distributed import cuda_device_map
 
         model_id = info.id_for("hf")
         dtype = dtype or cuda_compute_dtype()
@@ -328,7 +328,7 @@ def _load_hf(info: ModelInfo, load_in_4bit: bool, lora: dict, dtype: Any = None)
         tok = AutoTokenizer.from_pretrained(model_id)
         meta = {"dtype": str(dtype), "quantization": "bnb-nf4"}
     else:
-        from eval.lm import load_causal_lm
+        from eval.lm.causal import load_causal_lm
 
         model, tok, lm_info = load_causal_lm(info.name, dtype=dtype)
         model_id, meta = str(lm_info["model_id"]), dict(lm_info)

@@ -1,5 +1,5 @@
 """The SFT run configuration: one typed dataclass. `finetune/configs/<model>.yaml` (or --config) sets defaults, the
-command line wins, unknown keys fail (eval.cli). Fields that change results go into RunSpec.options; the rest
+command line wins, unknown keys fail (eval.run.cli). Fields that change results go into RunSpec.options; the rest
 (role "runtime") only change where or how fast it runs."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.cli import check_choices, values_with_role
-from eval.cli import option as _f  # one field helper for every track's config
+from eval.run.cli import check_choices, values_with_role
+from eval.run.cli import option as _f  # one field helper for every track's config
 
 CONFIGS_DIR = Path(__file__).with_name("configs")
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-_RT = "runtime"  # role of the fields that only change where or how fast a run happens (eval.cli.option)
+_RT = "runtime"  # role of the fields that only change where or how fast a run happens (eval.run.cli.option)
 
 
 @dataclass
@@ -85,7 +85,7 @@ class SFTArgs:
         unknown = sorted((set(options) | set(runtime)) - names - {"prompt_version"})
         if unknown:
             raise ValueError(f"unknown SFT options {unknown}; the options are {sorted(names)} (and prompt_version)")
-        from eval.cli import coerce
+        from eval.run.cli import coerce
 
         return cls(**coerce(cls, {k: v for k, v in {**options, **runtime}.items() if k in names}))
 
@@ -111,7 +111,7 @@ def trainer_args(cfg: SFTArgs, *, output_dir: str, n_examples: int, seed: int, c
     """TRL SFTConfig for LoRA; backend-independent except optimizer/precision, which follow the hardware."""
     from trl import SFTConfig
 
-    from eval.distributed import GROUP_TIMEOUT_S
+    from eval.run.distributed import GROUP_TIMEOUT_S
     from finetune.backends import optimizer_name
 
     gc = cuda if cfg.gradient_checkpointing is None else cfg.gradient_checkpointing

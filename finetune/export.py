@@ -171,7 +171,7 @@ def export_after_record(loaded: Loaded, out: Path, record: Path, *, merge: bool 
 
 
 def _update_artifacts(record: Path, found: dict) -> None:
-    from eval.records import atomic_write
+    from eval.run.records import atomic_write
 
     data = json.loads(record.read_text(encoding="utf-8"))
     details = data.setdefault("details", {})  # a track's own fields live under `details` (docs/records.md)

@@ -4,10 +4,11 @@ for evaluation.
 - The prompt is a versioned file, prompts/sft.txt (`# version: N` in its header, `{labels}` and `{text}`).
 - Models with a chat template get it (thinking disabled for Qwen3-style models, so the answer slot is the assistant
   turn right after an empty think block); base models get the plain instruction, which ends in the answer slot.
-- The completion is the label's canonical verbalizer, joined by `eval.lm.answer_prefix` (a space after "Answer:").
-  TRL appends EOS and masks the prompt (prompt/completion format), so the loss covers exactly the answer + EOS.
-- Long inputs are cut by tokens (`eval.lm.fit_text`) so prompt + completion fit `max_seq_length`: the instruction and
-  the answer slot always survive; only the input text is shortened.
+- The completion is the label's canonical verbalizer, joined by `eval.lm.causal.answer_prefix` (a space after
+  "Answer:"). TRL appends EOS and masks the prompt (prompt/completion format), so the loss covers exactly the
+  answer + EOS.
+- Long inputs are cut by tokens (`eval.lm.causal.fit_text`) so prompt + completion fit `max_seq_length`: the
+  instruction and the answer slot always survive; only the input text is shortened.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.data import Example
-from eval.labels import LabelScheme
-from eval.lm import answer_prefix, build_prompt, fit_text
-from eval.prompts import PLAIN_SUBJECT, label_words
+from eval.inputs.data import Example
+from eval.lm.causal import answer_prefix, build_prompt, fit_text
+from eval.lm.prompts import PLAIN_SUBJECT, label_words
+from eval.scoring.labels import LabelScheme
 
 _TEXT_SLOT = "\x00TEXT\x00"  # stands in for the input when a template is rendered without one
 
@@ -33,8 +34,8 @@ class PromptTemplate:
 
     def fill(self, labels: Sequence[str], text: str, subject: str = PLAIN_SUBJECT) -> str:
         """{labels}, {text} and, when a template asks for it, {subject}: what to classify, as the prompting track
-        words it (eval.prompts.label_words: "the sentiment of the following text" for a task with a topic)."""
-        from eval.prompts import fill  # the one template filler (one pass: braces inside a review stay)
+        words it (eval.lm.prompts.label_words: "the sentiment of the following text" for a task with a topic)."""
+        from eval.lm.prompts import fill  # the one template filler (one pass: braces inside a review stay)
 
         return fill(self.template, {"labels": ", ".join(labels), "text": text, "subject": subject})
 
@@ -44,7 +45,7 @@ def load_template(name: str = "sft") -> PromptTemplate:
 
     prompts/sft.txt is the SFT prompt; prompts/sft_instruction.txt is the prompting track's shared instruction
     (no input slot), so it is not a complete SFT template."""
-    from eval import prompts  # the one reader of versioned prompt files
+    from eval.lm import prompts  # the one reader of versioned prompt files
 
     path = Path(name) if name.endswith(".txt") else prompts.PROMPTS_DIR / f"{name}.txt"
     if not path.exists():
@@ -72,8 +73,8 @@ class Formatter:
         self.chat = bool(getattr(tokenizer, "chat_template", None)) if chat is None else chat
         self.verbalizers = [scheme.verbalizer(lab) for lab in scheme.labels]
         self.subject = label_words(scheme)["subject"]
-        # the suite's one rule (eval.lm.answer_prefix): a space after "Answer:", nothing after a template's newline;
-        # every prompt ends in the same template text, so one prefix serves all
+        # the suite's one rule (eval.lm.causal.answer_prefix): a space after "Answer:", nothing after a template's
+        # newline; every prompt ends in the same template text, so one prefix serves all
         self.answer_prefix = answer_prefix(self.render("x"))
         bos_id = getattr(tokenizer, "bos_token_id", None)
         adds_bos = bos_id is not None and tokenizer("x")["input_ids"][:1] == [bos_id]
@@ -110,8 +111,8 @@ class Formatter:
 
     def _for_trl(self, prompt: str) -> str:
         """TRL tokenizes a plain-string prompt with the tokenizer's special tokens, so it adds BOS itself; a chat
-        template already wrote one. eval.lm.encode adds BOS only when the text lacks it. Dropping the written BOS
-        here makes training see exactly the ids evaluation sees (one BOS, never two); tested."""
+        template already wrote one. eval.lm.causal.encode adds BOS only when the text lacks it. Dropping the written
+        BOS here makes training see exactly the ids evaluation sees (one BOS, never two); tested."""
         if self._bos and prompt.startswith(self._bos):
             return prompt[len(self._bos):]
         return prompt

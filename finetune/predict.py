@@ -1,12 +1,12 @@
 """Evaluation of the SFT model, identical before and after training, on the same prompts.
 
-- generate: greedy, a few new tokens, batched with left padding and sorted by length (eval.lm.generate), then the
-  harness extraction (never guesses: no label word -> INVALID, counted wrong and in the valid rate);
+- generate: greedy, a few new tokens, batched with left padding and sorted by length (eval.lm.causal.generate), then
+  the harness extraction (never guesses: no label word -> INVALID, counted wrong and in the valid rate);
 - score: one forward pass per prompt reading the last position's logits over the verbalizers' first tokens, or the
-  full verbalizer log-likelihood when first tokens are shared (eval.lm.score_labels) -> valid by construction.
+  full verbalizer log-likelihood when first tokens are shared (eval.lm.causal.score_labels) -> valid by construction.
 
-Both reuse the prompts' shared prefix (the instruction) once per evaluation (eval/lm_infer.py). Before each
-evaluation the canary (eval/canary.py) compares batch-1 and batch-N labels on the first 16 prompts, and bf16
+Both reuse the prompts' shared prefix (the instruction) once per evaluation (eval/lm/infer.py). Before each
+evaluation the canary (eval/lm/canary.py) compares batch-1 and batch-N labels on the first 16 prompts, and bf16
 autocast against fp32 when autocast is on; the batch size / precision that agree are used and recorded.
 """
 
@@ -29,12 +29,12 @@ class ModeResult:
     preds: list[str]
     raws: list[str]
     seconds: float
-    statuses: list[str] | None = None  # parse status per example (eval.labels.parse_answer); None: scored
+    statuses: list[str] | None = None  # parse status per example (eval.scoring.labels.parse_answer); None: scored
     run: dict = field(default_factory=dict)  # what ran: batch size, precision, prefix tokens, the canary outcome
 
     def row_fields(self) -> list[dict]:
-        """What each per-example row needs so eval/score.py re-scores it exactly: the parse status, or for label
-        scoring (whose raw output is the label scores, not text) a `scored` mark so the stored label is kept."""
+        """What each per-example row needs so eval/scoring/rescore.py re-scores it exactly: the parse status, or for
+        label scoring (whose raw output is the label scores, not text) a `scored` mark so the stored label is kept."""
         if self.statuses is None:
             return [{"scored": True, "status": "valid"} for _ in self.preds]
         return [{"status": s} for s in self.statuses]
@@ -42,8 +42,8 @@ class ModeResult:
 
 def predict_generate(model: Any, tok: Any, prompts: Sequence[str], fmt: Formatter, *, batch_size: int,
                      max_new_tokens: int) -> ModeResult:
-    from eval.labels import parse_answer
-    from eval.lm import generate
+    from eval.lm.causal import generate
+    from eval.scoring.labels import parse_answer
 
     t0 = time.perf_counter()
     stats: dict = {}
@@ -53,7 +53,7 @@ def predict_generate(model: Any, tok: Any, prompts: Sequence[str], fmt: Formatte
 
 
 def predict_score(model: Any, tok: Any, prompts: Sequence[str], fmt: Formatter, *, batch_size: int) -> ModeResult:
-    from eval.lm import score_labels
+    from eval.lm.causal import score_labels
 
     t0 = time.perf_counter()
     stats: dict = {}
@@ -72,7 +72,7 @@ def evaluate(model: Any, tok: Any, prompts: Sequence[str], fmt: Formatter, *, ev
 
     The canary runs first, on the first mode (generate when asked for); its batch size and precision are used for
     every mode. `autocast`: bf16 autocast over fp32 weights (a CPU with native bf16), checked against fp32."""
-    from eval.canary import AutocastSwitch, run_canary
+    from eval.lm.canary import AutocastSwitch, run_canary
 
     modes = MODES[eval_mode]
     switch = AutocastSwitch(str(getattr(model, "device", "cpu")).split(":")[0]) if autocast else None

@@ -33,9 +33,9 @@ import tempfile
 import time
 from typing import Any
 
-from eval.data import TaskData
-from eval.records import RunSpec
-from eval.validation import carve_validation, items_needed, min_detectable_difference
+from eval.inputs.data import TaskData
+from eval.run.records import RunSpec
+from eval.run.validation import carve_validation, items_needed, min_detectable_difference
 from finetune.config import SFTArgs
 
 DEFAULT_LR = 2e-4  # the documented default when the validation split cannot separate the candidates
@@ -94,7 +94,7 @@ def decide(trials: list[dict], default_lr: float) -> dict:
 
 def gold_logprobs(model: Any, tok: Any, fmt: Any, prompts: list[str], gold: list[str], batch_size: int) -> list[float]:
     """log p(gold label | prompt) normalised over the label verbalizers (the trained completions), per item."""
-    from eval.lm import score_labels
+    from eval.lm.causal import score_labels
 
     labels = list(fmt.scheme.labels)
     rows = score_labels(model, tok, prompts, fmt.verbalizers, batch_size=batch_size, prefix=fmt.answer_prefix)
@@ -142,8 +142,8 @@ def screen(spec: RunSpec, cfg: SFTArgs, task: TaskData, fit: list, val: list) ->
     import torch
     from transformers import set_seed
 
-    from eval.hardware import sft_precision
-    from eval.models import resolve
+    from eval.lm.models import resolve
+    from eval.run.hardware import sft_precision
     from finetune.backends import for_inference, load, select_backend
     from finetune.config import trainer_args
     from finetune.formatting import Formatter, load_template

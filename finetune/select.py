@@ -21,9 +21,9 @@ import tempfile
 import time
 from typing import Any
 
-from eval.data import TaskData
-from eval.records import RunSpec
-from eval.validation import carve_validation
+from eval.inputs.data import TaskData
+from eval.run.records import RunSpec
+from eval.run.validation import carve_validation
 from finetune.config import SFTArgs
 
 
@@ -83,8 +83,8 @@ def choose(spec: RunSpec, cfg: SFTArgs, task: TaskData) -> tuple[SFTArgs, dict]:
     import torch
     from transformers import set_seed
 
-    from eval.hardware import sft_precision
-    from eval.models import resolve
+    from eval.lm.models import resolve
+    from eval.run.hardware import sft_precision
     from finetune.config import trainer_args
     from finetune.formatting import Formatter, load_template
     from finetune.trainer import make_trainer
@@ -94,7 +94,7 @@ def choose(spec: RunSpec, cfg: SFTArgs, task: TaskData) -> tuple[SFTArgs, dict]:
     info = resolve(spec.model)
     template = load_template(cfg.prompt)
     cuda = torch.cuda.is_available()
-    # the trials train exactly as the run they choose for does (finetune/sft.py main): eval.hardware decides the
+    # the trials train exactly as the run they choose for does (finetune/sft.py main): eval.run.hardware decides the
     # dtype once, native bf16 only (is_bf16_supported() alone counts a T4's emulation; docs/pitfalls.md#bf16-support)
     precision = sft_precision(cfg.dtype, model_type_of(info) if cuda else None)  # as the run (finetune/sft.py)
     bf16 = precision["bf16"]

@@ -4,10 +4,10 @@ its base model, asked and parsed as finetune/predict.py evaluated the run.
 The model is built as finetune/sft.py built it for training (finetune.backends.load: the same base weights, dtype,
 pad-token rule and LoRA shape) and the adapter's saved weights are loaded into it; the prompt is the run's versioned
 template through the same `Formatter` (chat template or plain, inputs cut to max_seq_length), the mode is the one the
-record reports (generate: greedy, eval.labels.parse_answer, INVALID kept; score: the verbalizers' log-likelihood),
-under the bf16 autocast or fp32 the run's canary settled on, in batches of the batch size it used, with the KV cache
-of the prompts' shared prefix computed once from the run's test prompts (finetune/predict.py computes it per
-evaluation over those same prompts), so an answer does not depend on what it is batched with.
+record reports (generate: greedy, eval.scoring.labels.parse_answer, INVALID kept; score: the verbalizers'
+log-likelihood), under the bf16 autocast or fp32 the run's canary settled on, in batches of the batch size it used,
+with the KV cache of the prompts' shared prefix computed once from the run's test prompts (finetune/predict.py computes
+it per evaluation over those same prompts), so an answer does not depend on what it is batched with.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eval.records import RunSpec
+from eval.run.records import RunSpec
 
 
 class SFTPredictor:
@@ -26,10 +26,10 @@ class SFTPredictor:
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        from eval.dataref import load_ref
-        from eval.hardware import configure_threads
-        from eval.lm import shared_prefix
-        from eval.models import resolve
+        from eval.inputs.dataref import load_ref
+        from eval.lm.causal import shared_prefix
+        from eval.lm.models import resolve
+        from eval.run.hardware import configure_threads
         from eval.serve.predictor import ServeError
         from finetune.backends import for_inference, load
         from finetune.formatting import Formatter, load_template
@@ -80,12 +80,12 @@ class SFTPredictor:
         self.mode = details.get("main_eval_mode") or ("generate" if cfg.eval_mode != "score" else "score")
         ran = (conf.get("eval_runtime") or {}).get("after") or {}
         self.batch_size = int(ran.get("batch_size") or cfg.eval_batch_size)
-        self.autocast = ran.get("precision") == "bfloat16-autocast"  # eval.canary.AutocastSwitch.low_name
+        self.autocast = ran.get("precision") == "bfloat16-autocast"  # eval.lm.canary.AutocastSwitch.low_name
         self.max_new_tokens = cfg.max_new_tokens
         self.labels = list(task.labels)
         self.score_kind = "log-likelihood" if self.mode == "score" else None
         test_prompts = [self.fmt.prompt(e.text) for e in task.test(spec.n_eval)]
-        from eval.lm import encode
+        from eval.lm.causal import encode
 
         with self._precision():
             self.prefix = shared_prefix(self.model, [encode(self.tok, p) for p in test_prompts],
@@ -118,8 +118,8 @@ class SFTPredictor:
         return None
 
     def predict(self, texts: Sequence[str]) -> list[dict]:
-        from eval.labels import parse_answer
-        from eval.lm import generate, score_labels
+        from eval.lm.causal import generate, score_labels
+        from eval.scoring.labels import parse_answer
 
         prompts = [self.fmt.prompt(t) for t in texts]
         reuse = self.prefix if self.prefix else False

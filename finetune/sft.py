@@ -25,14 +25,14 @@ from typing import Any
 if __package__ in (None, ""):  # `python finetune/sft.py`: import from the repo root, not from finetune/
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from eval.cli import add_data_args, add_run_args, data_kwargs, parse_track_args, values_with_role
-from eval.data import TaskData, load_task
-from eval.dataref import data_ref, load_ref
-from eval.distributed import barrier, close, is_main, world_size
-from eval.labels import INVALID
-from eval.models import resolve
-from eval.records import RunSpec, finish_run, output_dir, record_path
-from eval.runner import one_by_one, track_cli
+from eval.inputs.data import TaskData, load_task
+from eval.inputs.dataref import data_ref, load_ref
+from eval.lm.models import resolve
+from eval.run.cli import add_data_args, add_run_args, data_kwargs, parse_track_args, values_with_role
+from eval.run.distributed import barrier, close, is_main, world_size
+from eval.run.records import RunSpec, finish_run, output_dir, record_path
+from eval.run.runner import one_by_one, track_cli
+from eval.scoring.labels import INVALID
 from eval.tracks import DataRef
 from finetune.backends import BackendError, cuda_available, optimizer_name, select_backend
 from finetune.config import SFTArgs, default_config_file, trainer_args
@@ -84,7 +84,7 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Pa
 
 
 def _config_file_values(model: str) -> dict:
-    from eval.cli import load_yaml_config
+    from eval.run.cli import load_yaml_config
 
     path = default_config_file(model)
     return load_yaml_config(path, SFTArgs) if path else {}
@@ -115,7 +115,7 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
     if four_bit and not torch.cuda.is_available():
         raise BackendError("method qlora (4-bit) needs CUDA; rerun with --quantization none (method lora)")
     info = resolve(spec.model)
-    from eval.hardware import configure_threads, sft_precision
+    from eval.run.hardware import configure_threads, sft_precision
 
     # one decision (docs/speed.md); the model family matters only where float16 would be picked (a GPU)
     model_type = model_type_of(info) if torch.cuda.is_available() else None
@@ -133,7 +133,7 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
 
     # --- evaluate before training (fresh LoRA adapters are a no-op: B is initialised to zero) ---
     # Under `accelerate launch` every process trains (TRL/Trainer runs DDP by itself) and only the main process
-    # evaluates and writes the record, so a data-parallel run still has one record (eval/distributed.py).
+    # evaluates and writes the record, so a data-parallel run still has one record (eval/run/distributed.py).
     main_process = is_main()
     _say(f"{spec.run_id}: {backend} backend, {loaded.model_id}, {len(train)} train / {len(test)} test examples"
          + (f", {world_size()} processes" if world_size() > 1 else ""))
@@ -232,7 +232,7 @@ def _report(stage: str, results: dict[str, ModeResult], test: list) -> None:
 
 def _mode_summary(test: list, task: TaskData, seed: int, after: ModeResult, before: ModeResult) -> dict:
     """The secondary evaluation mode: metrics before/after plus the predictions (labels only, compact)."""
-    from eval.records import evaluate as score
+    from eval.run.records import evaluate as score
 
     return {"metrics": score(test, after.preds, task.labels, seed=seed),
             "before_training": score(test, before.preds, task.labels, seed=seed),
@@ -276,7 +276,7 @@ def doctor_checks(facts: dict) -> list:
 def command(model: str, method: str, task: str, n: int | str, seeds: str, n_eval: str, options: dict | None) -> str:
     """The arguments of this CLI that add the run; `options` (those that differ from the model's defaults) as flags.
     The method is the quantization (qlora: 4-bit)."""
-    from eval.cli import flags
+    from eval.run.cli import flags
 
     quant = " --quantization 4bit" if method == "qlora" else ""
     return f"--task {task} --model {model} --n-train {n} --seeds {seeds}{n_eval}{quant}{flags(options)}"

@@ -50,7 +50,7 @@ def model_config_values(model: str, cls: type) -> dict[str, Any]:
 
 
 def model_config_values_at(path: Path, cls: type) -> dict[str, Any]:
-    from eval.cli import ConfigError, load_yaml_config
+    from eval.run.cli import ConfigError, load_yaml_config
 
     values = load_yaml_config(path, cls)
     bad = sorted(set(values) & NOT_MODEL_KEYS)
@@ -83,9 +83,9 @@ def default_max_new_tokens(cot: bool, backend: str, thinking: bool = False) -> i
 
 
 def parse_prompt_config(cls: type, argv: list[str] | None = None, description: str | None = None) -> Any:
-    """The prompting CLI, layered as every track's (eval.cli.parse_track_args): built-in defaults <
+    """The prompting CLI, layered as every track's (eval.run.cli.parse_track_args): built-in defaults <
     prompting/configs/<model>.yaml < --config FILE < command line."""
-    from eval.cli import parse_track_args
+    from eval.run.cli import parse_track_args
 
     ap = argparse.ArgumentParser(description=description, epilog=COST_HELP,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

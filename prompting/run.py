@@ -27,20 +27,20 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python prompting/run.py`: import this checkout, not an installed copy
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.cli import check_choices, data_kwargs, fields_with_role, option, task_help, think_text, values_with_role
-from eval.data import TaskData, load_task
-from eval.dataref import data_ref, load_ref
-from eval.labels import parse_answer
-from eval.prompts import Prompt, load_prompt, prompt_version
-from eval.records import RunSpec, finish_run, record_path
-from eval.runner import should_run, track_cli
-from eval.sources import DataError
+from eval.inputs.data import TaskData, load_task
+from eval.inputs.dataref import data_ref, load_ref
+from eval.inputs.sources import DataError
+from eval.lm.prompts import Prompt, load_prompt, prompt_version
+from eval.run.cli import check_choices, data_kwargs, fields_with_role, option, task_help, think_text, values_with_role
+from eval.run.records import RunSpec, finish_run, record_path
+from eval.run.runner import should_run, track_cli
+from eval.scoring.labels import parse_answer
 from eval.tracks import DataRef
 from prompting.backends import Backend, BackendError, BackendOptions, get_backend, split_model
 from prompting.cache import Answer, AnswerCache
 from prompting.defaults import cost_note, default_max_new_tokens, model_config_values, parse_prompt_config, thinks
 
-_opt = option  # a field's help and role, written once (eval.cli.option)
+_opt = option  # a field's help and role, written once (eval.run.cli.option)
 _RT = "runtime"
 
 
@@ -114,7 +114,7 @@ class PromptConfig:
         if self.rescore_margin is not None and self.rescore_margin < 0:
             raise ValueError(f"--rescore-margin must be >= 0 nats (0: plain bf16), got {self.rescore_margin}")
         if self.variants:
-            from eval.prompts import variant_problem
+            from eval.lm.prompts import variant_problem
 
             self.variants = [str(v).split("@")[0] for v in self.variants]  # a recorded version names its file
             if self.prompt not in (None, "fewshot"):
@@ -161,8 +161,8 @@ def make_backend(cfg: PromptConfig, scheme, kind: str | None = None) -> Backend:
 
 
 def parse_flags(answer: Answer, prompt: Prompt, backend: Backend) -> dict:
-    """What eval.labels.parse_answer needs besides the text; stored in the example's row so that eval/score.py
-    re-applies exactly the same rules (only the flags that are set, to keep rows short)."""
+    """What eval.scoring.labels.parse_answer needs besides the text; stored in the example's row so that
+    eval/scoring/rescore.py re-applies exactly the same rules (only the flags that are set, to keep rows short)."""
     raw_prompt = answer.meta.get("raw_prompt", backend.raw_prompt)  # hf: known once the tokenizer is loaded
     flags = {"truncated": bool(answer.truncated), "reasoning": prompt.kind == "cot",
              "think_open": bool(prompt.think_open and raw_prompt), "error": answer.error}
@@ -209,7 +209,8 @@ def run_group(cfg: PromptConfig, task: TaskData, backend: Backend, cache: Answer
     parsed = [parse(a, prompt, backend, task.scheme) for a in got.answers]
     preds, row_fields = [p for p, _ in parsed], [f for _, f in parsed]
     # the per-example log gets the answer as a server with stop strings returns it (reasoning included, a base
-    # model's invented continuation cut), so eval/score.py re-extracts the same labels; failures are None there
+    # model's invented continuation cut), so eval/scoring/rescore.py re-extracts the same labels; failures are None
+    # there
     raws = [prompt.cut(a.text) if a.ok and a.text is not None else None for a in got.answers]
     paths = []
     for spec in specs:
@@ -311,8 +312,8 @@ def run_groups(cfg: PromptConfig, groups: dict[tuple[int, int], list[RunSpec]], 
 
 
 def main(cfg: PromptConfig) -> int:
-    """The command for a parsed config (eval/runner.py's loop): data, every run preflighted at once
-    (eval/preflight.py; the same checks with --dry-run), then the plan or the runs still missing."""
+    """The command for a parsed config (eval/run/runner.py's loop): data, every run preflighted at once
+    (eval/run/preflight.py; the same checks with --dry-run), then the plan or the runs still missing."""
 
     def build() -> tuple[list[RunSpec], TaskData]:
         task = load_task(**_data(cfg))  # fixed test order, nested train subsets
@@ -330,7 +331,8 @@ def main(cfg: PromptConfig) -> int:
     return track_cli(build, run, results_dir=cfg.results_dir, dry_run=cfg.dry_run, debug=cfg.debug)
 
 
-# --- the track contract (eval/tracks.py, eval/sweep.py): a RunSpec alone reproduces a run -------------------------
+# --- the track contract (eval/tracks.py, eval/run/sweep.py): a RunSpec alone reproduces a run
+# -------------------------
 
 Config = PromptConfig
 # method and prompt names as sweeps write them -> template kind
@@ -383,7 +385,7 @@ def config_from_options(model: str, method: str, options: dict, **cli: object) -
     if backend and not model.startswith(f"{backend}/"):
         model = f"{backend}/{model}"
     if o.get("dtype") and model.split("/")[0] == "hf":  # a spec names the dtype that ran
-        from eval.hardware import pick_dtype
+        from eval.run.hardware import pick_dtype
 
         auto = str(pick_dtype()[1]).removeprefix("torch.")
         o["dtype"] = "auto" if o["dtype"] == auto else o["dtype"]  # auto keeps the bf16-vs-fp32 guard
@@ -403,7 +405,7 @@ def config_from_spec(spec: RunSpec, **cli: object) -> PromptConfig:
 
 
 def preflight(spec: RunSpec) -> list[str]:
-    """Nothing beyond the harness's checks (eval/preflight.py): a backend that cannot serve the spec (e.g. --mode
+    """Nothing beyond the harness's checks (eval/run/preflight.py): a backend that cannot serve the spec (e.g. --mode
     score on a server) is refused when its spec is built, and a server is checked before its first request."""
     return []
 
@@ -416,7 +418,7 @@ def doctor_checks(facts: dict) -> list:
 
 def command(model: str, method: str, task: str, n: int | str, seeds: str, n_eval: str, options: dict | None) -> str:
     """The arguments of this CLI that add the run: the method names the prompt and mode, n the shots."""
-    from eval.cli import flags
+    from eval.run.cli import flags
 
     kind = method.removesuffix("-score")
     prompt = {"score": "zeroshot"}.get(kind, kind)

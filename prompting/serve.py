@@ -4,8 +4,8 @@ record, asked and parsed as prompting/run.py asked and parsed its test items.
 Everything comes from the record (no artifacts to keep): the config (`config_from_spec`: model, backend, mode,
 think, decoding), the prompt file at the recorded version (refused if it changed since), the run's own k shots (the
 seed's training subset, as `run_group` picks them), the few-shot variant the run chose. Answers are parsed by
-`prompting.run.parse`, the evaluation's own rules (eval.labels.parse_answer; a generated answer with no label is
-INVALID with its status, never a guess).
+`prompting.run.parse`, the evaluation's own rules (eval.scoring.labels.parse_answer; a generated answer with no label
+is INVALID with its status, never a guess).
 
 - in-process `hf`: the weights the record names, in the dtype it ran in (the canary's outcome), batches of the batch
   size it settled on, and the KV cache of the same shared prefix (the instruction and shots: computed once, here,
@@ -21,14 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eval.records import RunSpec
+from eval.run.records import RunSpec
 from prompting.cache import Answer
 
 
 class PromptingPredictor:
     def __init__(self, record: dict) -> None:
-        from eval.dataref import load_ref
-        from eval.prompts import load_prompt
+        from eval.inputs.dataref import load_ref
+        from eval.lm.prompts import load_prompt
         from eval.serve.predictor import ServeError
         from prompting.run import config_from_spec, make_backend, max_new_tokens, prompt_kind
 
@@ -69,8 +69,8 @@ class PromptingPredictor:
             self._load(record, [e.text for e in task.test(spec.n_eval)])
 
     def _load(self, record: dict, test_texts: list[str]) -> None:
-        from eval.cli import parse_think
-        from eval.lm import build_prompt, encode, shared_prefix
+        from eval.lm.causal import build_prompt, encode, shared_prefix
+        from eval.run.cli import parse_think
         from eval.serve.predictor import ServeError
         from prompting.backends import BackendError
 
@@ -81,7 +81,7 @@ class PromptingPredictor:
         model, tok, info = self.backend.lm
         if self.backend.weights != record["options"].get("weights", self.backend.weights):
             raise ServeError(f"the run's weights were {record['options']['weights']}, this machine loaded "
-                             f"{self.backend.weights}: install the model the run used (python -m eval.models)")
+                             f"{self.backend.weights}: install the model the run used (python -m eval.lm.models)")
         self.model, self.tok = model, tok
         self.think = parse_think(self.cfg.think) is True
         self._text = lambda p: build_prompt(tok, p, chat=self.backend.chat, enable_thinking=self.think)
@@ -117,7 +117,7 @@ class PromptingPredictor:
 
             self.backend.answer_all(prompts, keep, stop=self.prompt.stop)
             return [a or Answer(text=None, error="no answer") for a in answers]
-        from eval.lm import generate, score_labels
+        from eval.lm.causal import generate, score_labels
 
         o, model, tok = self.backend.options, self.model, self.tok
         full = [self._text(p) for p in prompts]

@@ -1,5 +1,5 @@
 """Shared fixtures. `tiny_causal_lm` is a real (random) Llama-architecture causal LM with a word-level tokenizer
-and a chat template, saved to a folder once per session: every LM-using track (eval/lm.py, SFT, prompting hf
+and a chat template, saved to a folder once per session: every LM-using track (eval/lm/causal.py, SFT, prompting hf
 backend) runs end to end on it in well under a second, on CPU, without network."""
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def build_tiny_causal_lm(folder: Path, *, chat_template: str | None = TINY_CHAT_
 
 @pytest.fixture(scope="session")
 def tiny_causal_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Folder of a tiny causal LM with a chat template (load with eval.lm.load_causal_lm(str(path))).
+    """Folder of a tiny causal LM with a chat template (load with eval.lm.causal.load_causal_lm(str(path))).
 
     Also pins torch to one thread for the session: on a shared 2-core machine, multi-threaded kernels on 32-wide
     matrices spin-wait and ran ~90x slower than one thread (measured), which made this file take minutes.

@@ -1,5 +1,5 @@
 """Synthetic run records for the decision layer (leaderboard, compare, recommend, report): real records written by
-eval.records.finish_run on a tiny local task, with predictions whose accuracy is set exactly."""
+eval.run.records.finish_run on a tiny local task, with predictions whose accuracy is set exactly."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.data import TaskData, load_task
-from eval.dataref import data_ref
-from eval.records import RunSpec, finish_run
+from eval.inputs.data import TaskData, load_task
+from eval.inputs.dataref import data_ref
+from eval.run.records import RunSpec, finish_run
 
 # (track, model, method, n_train, seed) -> accuracy; "collapse" = always the majority label; "skew" = 96% one label
 RUNS: dict[tuple, float | str] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from eval.labels import LabelScheme
+from eval.scoring.labels import LabelScheme
 
 SCHEME = LabelScheme.from_labels(["negative", "positive"], {"negative": ["negative", "0"],
                                                             "positive": ["positive", "1"]})

@@ -1,6 +1,6 @@
-"""Ad-hoc data's task name (eval/data.py: adhoc_name, check_task_name; eval/preflight.py: same_name_problem): two
-projects' train.csv never share a task, a results folder or a leaderboard table; `--task NAME` names the data and
-enters the run id; a name that would pool two data sets is refused before any work."""
+"""Ad-hoc data's task name (eval/inputs/data.py: adhoc_name, check_task_name; eval/run/preflight.py:
+same_name_problem): two projects' train.csv never share a task, a results folder or a leaderboard table; `--task NAME`
+names the data and enters the run id; a name that would pool two data sets is refused before any work."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from eval import baseline
-from eval.data import adhoc_name, load_task
+from baseline import train as baseline
+from eval.inputs.data import adhoc_name, load_task
 from tests.test_preflight import data_args, one_line_error, reviews
 
 
@@ -85,7 +85,7 @@ def test_the_reproduce_command_names_the_files(tmp_path: Path, capsys: pytest.Ca
     alone is no task), and running it plans the same run id."""
     import shlex
 
-    from eval.records import RunSpec
+    from eval.run.records import RunSpec
     from eval.tracks import track
 
     f = reviews((tmp_path / "shop").mkdir() or tmp_path / "shop" / "train.csv")

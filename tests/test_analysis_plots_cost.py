@@ -1,6 +1,6 @@
-"""eval/analysis.py (records -> ranked rows, curves, break-even), eval/plots.py (learning curve, cost plot, Pareto
-front), eval/cost.py (the record's `cost` object) and eval/report_assets.py (the page's inline CSS/JS), on the
-synthetic records of tests/decide_fixtures.py whose accuracies are set exactly."""
+"""eval/decide/analysis.py (records -> ranked rows, curves, break-even), eval/decide/plots.py (learning curve, cost
+plot, Pareto front), eval/run/cost.py (the record's `cost` object) and eval/decide/report_assets.py (the page's inline
+CSS/JS), on the synthetic records of tests/decide_fixtures.py whose accuracies are set exactly."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from decide_fixtures import write_results
 
-from eval import cost
-from eval.analysis import analyse, approach_label, n_labels
-from eval.records import load_records
+from eval.decide.analysis import analyse, approach_label, n_labels
+from eval.run import cost
+from eval.run.records import load_records
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_n_labels_and_approach_label() -> None:
 
 def test_plots_are_written_and_the_pareto_front_is_cheapest_best(analysed, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from eval import plots
+    from eval.decide import plots
 
     ts, _ = analysed
     drawn = plots.learning_curve(ts, tmp_path / "curve.png", max_lines=3)
@@ -90,7 +90,7 @@ def test_cost_record_and_old_records() -> None:
 
 
 def test_report_assets_are_self_contained() -> None:
-    from eval.report_assets import CSS, JS
+    from eval.decide.report_assets import CSS, JS
 
     assert "http://" not in CSS + JS and "https://" not in CSS + JS  # no CDN: the page works offline
     assert CSS.count("{") == CSS.count("}") and JS.count("(") == JS.count(")") and JS.count("{") == JS.count("}")

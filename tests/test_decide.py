@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from decide_fixtures import write_results
 
-from eval import compare, leaderboard, recommend, report
+from eval.decide import compare, leaderboard, recommend, report
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +97,8 @@ def test_compare_paired_and_refuses_other_test_items(results, tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert res["test"] == "paired-bootstrap" and res["a"]["seeds"] == [0, 1]
     # the same pair has the same numbers here and on the leaderboard (same replicates), and CI <=> p
-    from eval.analysis import analyse
-    from eval.records import load_records
+    from eval.decide.analysis import analyse
+    from eval.run.records import load_records
 
     ts = analyse(load_records(results)[0])[0]["toy"][0]
     row = next(r for r in ts.rows if r.approach[2] == "setfit")
@@ -150,7 +150,7 @@ def test_recommend_answers_and_says_what_is_missing(results, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "unknown task 'rotton'" in err and "rotten" in err
     assert recommend.main(["--task", "sst2", "--labels", "16", "--results-dir", str(results)]) == 0
-    assert "python eval/baseline.py --task sst2 --n-train 16" in capsys.readouterr().out
+    assert "python baseline/train.py --task sst2 --n-train 16" in capsys.readouterr().out
 
 
 def test_report_is_one_offline_file(results):
@@ -204,7 +204,7 @@ def _dry_run(cmd: str, results_dir: Path, records: Path | None = None) -> int:
     assert argv[0] == "python", cmd
     script, args = argv[1], argv[2:] + ["--dry-run", "--results-dir", str(results_dir)]
     if script == "eval/settle.py":
-        from eval import settle
+        from eval.decide import settle
 
         return settle.main(argv[2:] + ["--dry-run", "--results-dir", str(records or results_dir)])
     track = next(t for t in TRACKS.values() if t.script == script)
@@ -212,8 +212,8 @@ def _dry_run(cmd: str, results_dir: Path, records: Path | None = None) -> int:
 
 
 def _suggested(results_dir: Path, task: str, budgets: tuple[int, ...]) -> list[str]:
-    from eval.analysis import analyse
-    from eval.records import load_records
+    from eval.decide.analysis import analyse
+    from eval.run.records import load_records
 
     records, _ = load_records(results_dir)
     analysed = analyse(records, task=task)
@@ -268,8 +268,8 @@ def test_never_recommends_what_does_not_beat_the_constant(capsys):
     assert len(res["shared_items"]) == len(shared)  # each approach once, on its largest shared set
     for c in res["shared_items"]:
         assert (c["ci"][0] > 0 or c["ci"][1] < 0) == (c["p"] < 0.05)
-    from eval.analysis import analyse
-    from eval.records import load_records
+    from eval.decide.analysis import analyse
+    from eval.run.records import load_records
 
     sets, _ = analyse(load_records(COMMITTED)[0], task="drugs")
     for ts in sets["drugs"]:
@@ -286,8 +286,8 @@ def test_committed_pairs_one_test_same_numbers_everywhere(capsys):
     on the same records gives the same numbers (checked on a spread of pairs)."""
     from itertools import combinations
 
-    from eval.analysis import analyse
-    from eval.records import load_records
+    from eval.decide.analysis import analyse
+    from eval.run.records import load_records
 
     records = load_records(COMMITTED)[0]
     sets, _ = analyse(records)

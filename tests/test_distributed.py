@@ -59,7 +59,7 @@ def test_sft_run_on_two_processes_writes_one_record(tiny_causal_lm, tmp_path):
 
 
 def test_shard_splits_a_global_batch_and_never_leaves_a_process_empty():
-    from eval.distributed import shard
+    from eval.run.distributed import shard
 
     class Acc:
         def __init__(self, index: int, n: int) -> None:

@@ -1,6 +1,6 @@
 """Encoders on a T4 (issue 20): `torch.cuda.is_bf16_supported()` counts emulation and says True at compute
 capability 7.5, so `precision: auto` autocast in emulated bf16 (slow) and the record said bf16. The encoder track
-now asks eval.hardware.cuda_native_bf16, the check the SFT path uses (docs/pitfalls.md#bf16-support)."""
+now asks eval.run.hardware.cuda_native_bf16, the check the SFT path uses (docs/pitfalls.md#bf16-support)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from encoders import train as enc_train  # noqa: E402
 from encoders.config import LOSSES, METHODS, EncoderConfig  # noqa: E402
 from encoders.losses import balanced_class_weights, make_loss, supcon_loss, symmetric_kl  # noqa: E402
 from encoders.modeling import MethodError, build_classifier, prefix_problem  # noqa: E402
-from eval.cli import load_yaml_config  # noqa: E402
+from eval.run.cli import load_yaml_config  # noqa: E402
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "encoders" / "configs").glob("*.yaml"))
 
@@ -199,8 +199,8 @@ def test_kfold_records_mean_and_std(tiny, tmp_path):
 
 
 def test_run_one_reproduces_from_the_spec_alone(tiny, tmp_path):
-    from eval.records import RunSpec
-    from eval.runner import run_spec
+    from eval.run.records import RunSpec
+    from eval.run.runner import run_spec
 
     (rec,) = run_cli(tiny, "bert", "lora", "ce", tmp_path / "a")
     spec = RunSpec.from_record(rec)
@@ -229,7 +229,7 @@ def test_predict_classifies_with_a_saved_run(tiny, tmp_path, model, method, caps
     assert all(x["label"] in ("a", "b", "c") for x in lines)
     # the saved model (the restored best checkpoint) gives exactly the predictions the run recorded; bert-lora: a
     # base saved without its pooler (an MLM checkpoint), whose random pooler only the run's seed rebuilds
-    from eval.data import load_task
+    from eval.inputs.data import load_task
 
     rec = json.loads(next(tmp_path.glob("runs/*/encoders/*.json")).read_text())
     recorded = [json.loads(x)["pred"] for x in next(tmp_path.glob("runs/*/encoders/*.jsonl")).read_text().splitlines()]

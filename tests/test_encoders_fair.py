@@ -18,9 +18,9 @@ from encoders.config import EncoderConfig  # noqa: E402
 from encoders.modeling import build_classifier, choose_pooling  # noqa: E402
 from encoders.pooling import PooledClassifier, checkpoint_pooling, pool  # noqa: E402
 from encoders.search import refit_steps  # noqa: E402
-from eval.data import Example  # noqa: E402
-from eval.sources import DataError  # noqa: E402
-from eval.validation import carve_validation  # noqa: E402
+from eval.inputs.data import Example  # noqa: E402
+from eval.inputs.sources import DataError  # noqa: E402
+from eval.run.validation import carve_validation  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_setfit_runs_end_to_end_and_predicts_from_its_saved_run(tiny, st_model, 
     (run_dir,) = list(tmp_path.glob("runs/*/encoders/artifacts/*"))
     assert not list(run_dir.rglob("*.pkl")) and not list(run_dir.rglob("*.bin"))  # no pickle in a saved run
     recorded = [json.loads(x)["pred"] for x in next(tmp_path.glob("runs/*/encoders/*.jsonl")).read_text().splitlines()]
-    from eval.data import load_task
+    from eval.inputs.data import load_task
 
     test = load_task(data=tiny["csv"], text_column="text", label_column="label").test()
     assert [label for label, _ in predict.classify(run_dir, [e.text for e in test])] == recorded
@@ -158,7 +158,7 @@ def test_decoder_llm_gets_a_last_token_head_with_lora_on_attention_and_mlp(tiny,
 
 
 def test_a_decoder_converted_from_gguf_is_recognised_without_architectures(tiny, tiny_causal_lm, tmp_path):
-    """Configs written from a GGUF (eval/lm_cache.py) have no `architectures`; the model type decides."""
+    """Configs written from a GGUF (eval/lm/cache.py) have no `architectures`; the model type decides."""
     from encoders.modeling import is_decoder
 
     folder = tmp_path / "from-gguf"

@@ -1,6 +1,6 @@
-"""Decoding data files (eval/encoding.py, docs/encodings.md): real text in the encodings users' files come in is read
-back exactly, through eval/data.py, a training run and the per-example file; an uncertain reading says so; a wrong
---encoding is one line."""
+"""Decoding data files (eval/inputs/encoding.py, docs/encodings.md): real text in the encodings users' files come in is
+read back exactly, through eval/inputs/data.py, a training run and the per-example file; an uncertain reading says so;
+a wrong --encoding is one line."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from eval import data as data_mod
-from eval.encoding import decode, looks_western
 from eval.errors import DataError
+from eval.inputs import data as data_mod
+from eval.inputs.encoding import decode, looks_western
 
 # Real sentences (reviews as users write them), each language with its letters outside ASCII.
 LATIN1 = [
@@ -138,10 +138,10 @@ def latin1_files(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_latin1_round_trips_through_data_training_and_the_per_example_file(latin1_files, tmp_path, capsys) -> None:
-    from eval.baseline import cli
+    from baseline.train import cli
 
     train, test = latin1_files
-    # eval/data.py shows the encoding (text and --json), and the texts are the file's exactly
+    # eval/inputs/data.py shows the encoding (text and --json), and the texts are the file's exactly
     assert data_mod.main(["--data", str(train), "--test-data", str(test), "--text-column", "text",
                           "--label-column", "label", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -166,7 +166,7 @@ def test_latin1_round_trips_through_data_training_and_the_per_example_file(latin
 
 
 def test_encoding_flag_reaches_the_record_and_changes_the_run(latin1_files, tmp_path) -> None:
-    from eval.dataref import data_ref
+    from eval.inputs.dataref import data_ref
 
     train, test = latin1_files
     kw = {"data": str(train), "test_data": str(test), "text_column": "text", "label_column": "label"}

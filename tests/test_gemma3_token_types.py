@@ -56,7 +56,7 @@ def test_the_sparse_loss_gives_a_multimodal_gemma3_its_text_token_types(tiny_cau
 def test_gemma3_on_a_gpu_without_native_bf16_trains_in_float32_not_float16(monkeypatch: pytest.MonkeyPatch) -> None:
     """unsloth_zoo 2026.10.9 `model_lists.py` FORCE_FLOAT32 lists gemma3 (activations overflow float16: NaN or
     garbage); unsloth trains such families in float32 where bf16 is not native. The hf path picked float16 on a T4."""
-    from eval.hardware import fp16_unsafe, sft_precision
+    from eval.run.hardware import fp16_unsafe, sft_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     # a T4 (torch 2.13 torch/cuda/__init__.py is_bf16_supported): bf16 only emulated

@@ -17,8 +17,8 @@ pytest.importorskip("trl")
 
 from fake_unsloth import make_fake_unsloth  # noqa: E402
 
-from eval.labels import LabelScheme  # noqa: E402
-from eval.models import resolve  # noqa: E402
+from eval.lm.models import resolve  # noqa: E402
+from eval.scoring.labels import LabelScheme  # noqa: E402
 from finetune import backends  # noqa: E402
 from finetune.config import SFTArgs  # noqa: E402
 from finetune.formatting import Formatter, load_template  # noqa: E402
@@ -51,8 +51,8 @@ def test_unsloth_processor_is_unwrapped_to_its_tokenizer(monkeypatch, tiny_causa
     fmt = Formatter(loaded.tokenizer, SCHEME, load_template(), max_seq_length=96)
     assert fmt.prompt_budget > 0 and "the movie" in fmt.prompt("the movie")
     assert backends.text_tokenizer(loaded.tokenizer) is loaded.tokenizer  # a tokenizer passes through
-    # handed the processor itself, the formatter and eval.lm.encode still tokenize the text
-    from eval.lm import encode
+    # handed the processor itself, the formatter and eval.lm.causal.encode still tokenize the text
+    from eval.lm.causal import encode
 
     assert Formatter(loaded.processor, SCHEME, load_template(), max_seq_length=96).prompt_budget > 0
     assert encode(loaded.processor, "the movie was great") == encode(loaded.tokenizer, "the movie was great")
@@ -117,7 +117,7 @@ def test_export_that_cannot_run_here_is_refused_before_training(tiny_causal_lm: 
 
 # 3. 4-bit under accelerate launch: each rank on its own GPU
 def test_quantized_model_is_placed_on_local_rank(monkeypatch: pytest.MonkeyPatch) -> None:
-    from eval.distributed import cuda_device_map
+    from eval.run.distributed import cuda_device_map
 
     monkeypatch.setenv("LOCAL_RANK", "3")
     assert cuda_device_map() == {"": 3}
@@ -234,7 +234,7 @@ def test_unsloth_gets_our_dtype_and_the_trainer_follows_what_loaded(monkeypatch,
     float16 precision but you want to use bfloat16" (models/rl.py): the Trainer's bf16 must follow the model."""
     import torch
 
-    from eval.hardware import sft_precision
+    from eval.run.hardware import sft_precision
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)  # T4
     precision = sft_precision("bfloat16")

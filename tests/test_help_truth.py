@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-import eval.cli as ecli
+import eval.run.cli as ecli
 
 # options the command defines itself (one run per value), outside the config file's defaults
-OWN_FLAGS = {"eval.baseline": {"class_weight"}}
+OWN_FLAGS = {"baseline.train": {"class_weight"}}
 CASES = [
-    ("eval.baseline", ["--task", "drugs"]),
+    ("baseline.train", ["--task", "drugs"]),
     ("encoders.train", ["--task", "drugs", "--model", "minilm-l6", "--method", "full"]),
     ("encoders.train", ["--task", "drugs", "--model", "minilm-l6", "--method", "setfit"]),
     ("finetune.sft", ["--task", "drugs", "--model", "gemma3-270m"]),
@@ -75,8 +75,8 @@ def test_help_shows_the_defaults_that_apply(modname: str, argv: list[str], monke
         shown = m.group(2)
         assert shown == str(value), f"{modname} {' '.join(argv)}: --{m.group(1)} shows {shown!r}, applies {value!r}"
         checked += 1
-    assert checked >= (1 if modname == "eval.baseline" else 5), text
-    from eval.data import task_names
+    assert checked >= (1 if modname == "baseline.train" else 5), text
+    from eval.inputs.data import task_names
 
     task_entry = next(e for e in entries if re.match(r"\s+--task\b", e))
     assert all(t in task_entry for t in task_names()), task_entry  # rotten and chnsenti too
@@ -86,7 +86,7 @@ def test_the_readme_lists_what_exists() -> None:
     readme = Path("README.md").read_text(encoding="utf-8")
     for spec in sorted(Path("sweeps").glob("*.yaml")):
         assert f"`{spec.stem}`" in readme or spec.name in readme, f"sweeps/{spec.name} is not in the README"
-    from eval.data import task_names
+    from eval.inputs.data import task_names
 
     help_text = ecli.task_help()
     for task in task_names():  # every --task help lists every task (rotten and chnsenti included)

@@ -1,8 +1,8 @@
 """The layering, read from the source (every import, at module level or inside a function):
 
 - no import cycles among the project's modules;
-- the harness (eval/) imports no track package (encoders, finetune, prompting): tracks import eval/, never the
-  reverse, and the registry (eval/tracks.py) names them only as strings;
+- the harness (eval/) imports no track package (baseline, encoders, finetune, prompting): tracks import eval/, never
+  the reverse, and the registry (eval/tracks.py) names them only as strings;
 - the tracks import each other never.
 """
 
@@ -12,8 +12,8 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("eval", "encoders", "finetune", "prompting")
-TRACK_PACKAGES = ("encoders", "finetune", "prompting")
+PACKAGES = ("eval", "baseline", "encoders", "finetune", "prompting")
+TRACK_PACKAGES = ("baseline", "encoders", "finetune", "prompting")
 
 
 def _module(path: Path) -> str:
@@ -22,7 +22,8 @@ def _module(path: Path) -> str:
 
 
 def _imports(path: Path, modules: set[str]) -> set[str]:
-    """The project modules `path` imports (`from eval import stats`: eval.stats; `from eval.x import y`: eval.x)."""
+    """The project modules `path` imports (`from eval import stats`: eval.decide.stats; `from eval.x import y`:
+    eval.x)."""
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):

@@ -1,6 +1,6 @@
 import pytest
 
-from eval.labels import INVALID, LabelScheme, extract, strip_think
+from eval.scoring.labels import INVALID, LabelScheme, extract, strip_think
 
 BIN = LabelScheme.from_labels(["negative", "positive"], {"negative": ["negative", "0"], "positive": ["positive", "1"]})
 TRI = LabelScheme.from_labels(["negative", "neutral", "positive"])

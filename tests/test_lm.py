@@ -1,4 +1,4 @@
-"""eval/lm.py on a tiny random causal LM (tests/conftest.py): batch invariance, order, scoring paths, prompts,
+"""eval/lm/causal.py on a tiny random causal LM (tests/conftest.py): batch invariance, order, scoring paths, prompts,
 truncation and the convert-once cache. The real-gemma check is marked slow (`pytest -m slow`)."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from eval import lm_cache  # noqa: E402
-from eval.lm import (  # noqa: E402
+from eval.lm import cache as lm_cache  # noqa: E402
+from eval.lm.causal import (  # noqa: E402
     answer_prefix,
     build_prompt,
     candidate_ids,

@@ -1,5 +1,5 @@
 """Speed paths that must not change answers: shared-prefix KV reuse, multi-token verbalizers in one pass, the batch
-canary / dtype guard, and the dtype / thread decisions (eval/lm_infer.py, eval/canary.py, eval/hardware.py)."""
+canary / dtype guard, and the dtype / thread decisions (eval/lm/infer.py, eval/lm/canary.py, eval/run/hardware.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from eval import hardware  # noqa: E402
-from eval.canary import AutocastSwitch, CastSwitch, run_canary  # noqa: E402
-from eval.lm import build_prompt, candidate_ids, encode, generate, load_causal_lm, score_labels  # noqa: E402
-from eval.lm_infer import MIN_PREFIX, RESCORE_FACTOR, RESCORE_FLOOR, RESCORE_RULE, shared_prefix  # noqa: E402
+from eval.lm.canary import AutocastSwitch, CastSwitch, run_canary  # noqa: E402
+from eval.lm.causal import build_prompt, candidate_ids, encode, generate, load_causal_lm, score_labels  # noqa: E402
+from eval.lm.infer import MIN_PREFIX, RESCORE_FACTOR, RESCORE_FLOOR, RESCORE_RULE, shared_prefix  # noqa: E402
+from eval.run import hardware  # noqa: E402
 
 SYSTEM = ("you are a helpful classifier review sentiment positive negative neutral answer the movie was great and "
           "the acting was good i loved it a wonderful story")
@@ -305,7 +305,7 @@ def test_real_instruct_model_prefix_reuse_is_exact() -> None:
 
 def test_margin_rules() -> None:
     """The near-tie rule of docs/speed.md: the top-two gap, and the largest change to any score difference."""
-    from eval.lm_infer import margin, near_ties, pair_error, rescore_near_ties
+    from eval.lm.infer import margin, near_ties, pair_error, rescore_near_ties
 
     rows = [[-0.1, -3.0, -2.0], [-1.0, -1.05], [-0.7, -0.69]]
     assert margin(rows[0]) == pytest.approx(1.9) and margin(rows[1]) == pytest.approx(0.05)

@@ -10,7 +10,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from eval.versions import spread_text, version_spread
+from eval.run.versions import spread_text, version_spread
 
 ROOT = Path(__file__).resolve().parents[1]
 REQ = ROOT / "requirements"
@@ -100,7 +100,7 @@ def test_leaderboard_and_report_say_when_versions_differ(tmp_path):
 
     from decide_fixtures import write_results
 
-    from eval import leaderboard, report
+    from eval.decide import leaderboard, report
 
     results, _ = write_results(tmp_path)
     path = sorted(results.glob("runs/*/encoders/*.json"))[0]  # one record made with another transformers

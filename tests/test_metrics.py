@@ -1,7 +1,7 @@
 import pytest
 
-from eval.labels import INVALID
-from eval.metrics import (
+from eval.scoring.labels import INVALID
+from eval.scoring.metrics import (
     accuracy,
     bootstrap_ci,
     collapsed,

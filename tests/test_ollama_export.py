@@ -17,7 +17,7 @@ pytest.importorskip("gguf")
 from fake_unsloth import QWEN3_CHAT_TEMPLATE, _write_gguf, make_fake_unsloth  # noqa: E402
 from ollama_rules import gguf_chat_template, parse_modelfile, template_source  # noqa: E402
 
-from eval.models import resolve  # noqa: E402
+from eval.lm.models import resolve  # noqa: E402
 from finetune import backends  # noqa: E402
 from finetune.config import SFTArgs  # noqa: E402
 

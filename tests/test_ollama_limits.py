@@ -12,8 +12,8 @@ import ollama
 import pytest
 from prompting_fixtures import SCHEME
 
-from eval.labels import INVALID
-from eval.prompts import load_prompt
+from eval.lm.prompts import load_prompt
+from eval.scoring.labels import INVALID
 from prompting.backends import BackendOptions, get_backend
 from prompting.backends import ollama as ollama_backend
 from prompting.fake_server import FakeServer, Reply, fake_tokens

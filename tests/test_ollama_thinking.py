@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from prompting_fixtures import SCHEME
 
-from eval.labels import INVALID
-from eval.prompts import load_prompt
+from eval.lm.prompts import load_prompt
+from eval.scoring.labels import INVALID
 from prompting.backends import BackendError, BackendOptions, get_backend
 from prompting.defaults import ANSWER_TOKENS, SERVER_COT_TOKENS, default_max_new_tokens
 from prompting.fake_server import FakeServer, Reply

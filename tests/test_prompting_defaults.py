@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from eval.models import aliases
+from eval.lm.models import aliases
 from prompting import defaults
 from prompting.run import PromptConfig, config_from_spec
 
@@ -42,7 +42,7 @@ def test_a_model_config_may_not_set_the_experiment(configs, capsys):
 
 
 def test_sweep_specs_get_the_model_config_too(configs):
-    from eval.records import RunSpec
+    from eval.run.records import RunSpec
 
     spec = RunSpec(track="prompting", task="rotten", model="hf/tiny-lm", method="zeroshot", n_train=0, seed=0,
                    n_eval=8, options={"max_new_tokens": 12})

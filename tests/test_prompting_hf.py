@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prompting_fixtures import SCHEME, write_reviews
 
-from eval.labels import INVALID
+from eval.scoring.labels import INVALID
 from prompting.backends import BackendOptions, get_backend
 from prompting.run import PromptConfig, main
 
@@ -63,9 +63,9 @@ def test_run_end_to_end_on_the_tiny_model(tiny_causal_lm: Path, tmp_path: Path, 
         assert r["options"]["weights"].startswith("local:") and r["options"]["mode"] == mode
         if mode == "score":
             assert r["metrics"]["valid_rate"] == 1.0  # valid by construction
-    if mode == "generate":  # eval/score.py re-extracts the logged raw answers to the same labels
-        from eval.labels import LabelScheme
-        from eval.score import rescore
+    if mode == "generate":  # eval/scoring/rescore.py re-extracts the logged raw answers to the same labels
+        from eval.scoring.labels import LabelScheme
+        from eval.scoring.rescore import rescore
 
         scheme = LabelScheme.from_labels(["negative", "positive"])
         for p in sorted((tmp_path / "results" / "runs").rglob("*.jsonl")):

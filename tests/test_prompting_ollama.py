@@ -8,8 +8,8 @@ import socket
 import pytest
 from prompting_fixtures import SCHEME
 
-from eval.labels import INVALID
-from eval.prompts import load_prompt
+from eval.lm.prompts import load_prompt
+from eval.scoring.labels import INVALID
 from prompting.backends import BackendError, BackendOptions, get_backend
 from prompting.fake_server import FakeServer, Reply
 from prompting.run import predict

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from prompting_fixtures import SCHEME
 
-from eval.labels import LabelScheme
-from eval.prompts import PROMPTS_DIR, TEMPLATES, load_prompt, read_template, sft_instruction
+from eval.lm.prompts import PROMPTS_DIR, TEMPLATES, load_prompt, read_template, sft_instruction
+from eval.scoring.labels import LabelScheme
 from prompting.backends import split_model
 
 THREE = LabelScheme.from_labels(["bad", "meh", "good"], {"bad": ["negative"], "meh": ["neutral"],
@@ -63,7 +63,7 @@ def test_model_strings_split_on_the_first_slash_of_a_known_provider(model, backe
 @pytest.mark.parametrize("path", sorted((PROMPTS_DIR.parent / "prompting" / "configs").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_config_loads_and_its_first_line_is_its_command(path: Path) -> None:
-    from eval.cli import load_yaml_config
+    from eval.run.cli import load_yaml_config
     from prompting.run import PromptConfig
 
     PromptConfig(**load_yaml_config(path, PromptConfig))
@@ -71,7 +71,7 @@ def test_every_config_loads_and_its_first_line_is_its_command(path: Path) -> Non
 
 
 def test_unknown_config_keys_fail(tmp_path: Path) -> None:
-    from eval.cli import ConfigError, load_yaml_config
+    from eval.run.cli import ConfigError, load_yaml_config
     from prompting.run import PromptConfig
 
     (tmp_path / "bad.yaml").write_text("model: llama3.1\nconcurency: 8\n")
@@ -80,7 +80,7 @@ def test_unknown_config_keys_fail(tmp_path: Path) -> None:
 
 
 def test_a_task_topic_is_named_and_tasks_without_one_render_as_before() -> None:
-    from eval.labels import LabelScheme
+    from eval.scoring.labels import LabelScheme
 
     topical = LabelScheme.from_labels(["negative", "positive"], topic="sentiment")
     assert "Classify the sentiment of the following text." in load_prompt("zeroshot", topical).render("x")

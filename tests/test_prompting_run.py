@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prompting_fixtures import GOOD, oracle, write_reviews
 
-from eval.labels import INVALID
+from eval.scoring.labels import INVALID
 from prompting.fake_server import FakeServer, Reply
 from prompting.run import PromptConfig, main
 
@@ -131,10 +131,10 @@ def test_kill_and_resume_gives_the_same_record(tmp_path: Path) -> None:
 
 
 def test_a_sweep_spec_runs_under_its_own_run_id_and_shares_the_cache(tmp_path: Path) -> None:
-    """eval/tracks.py's contract as eval/sweep.py uses it: the spec's names, the spec's run id, no repeated calls,
+    """eval/tracks.py's contract as eval/run/sweep.py uses it: the spec's names, the spec's run id, no repeated calls,
     and the CLI would have planned the very same spec."""
-    from eval.dataref import data_ref
-    from eval.runner import run_spec
+    from eval.inputs.dataref import data_ref
+    from eval.run.runner import run_spec
     from eval.tracks import DataRef, track
 
     t = track("prompting")
@@ -187,7 +187,7 @@ def test_the_few_shot_variant_is_chosen_on_the_shots_not_the_test_items(tmp_path
     assert [p.count("Text:") for p in prompts[4:8]] == [4] * 4 and all(p.count("Text:") == 5 for p in prompts[8:])
     shots = {e["text"] for e in rec["examples"]}
     assert not any(t in p for p in prompts[:8] for t in shots)  # no test item is seen while choosing
-    from eval.records import RunSpec
+    from eval.run.records import RunSpec
 
     spec = RunSpec.from_record(rec)
     assert track("prompting").respec(spec).run_id == spec.run_id == rec["run_id"]  # rebuilt from the record

@@ -1,4 +1,4 @@
-"""eval/record.py: the typed Record, its schema version, and the one loader every reader uses."""
+"""eval/run/record.py: the typed Record, its schema version, and the one loader every reader uses."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.record import SCHEMA, Record, RecordError, load_records, read_record
+from eval.run.record import SCHEMA, Record, RecordError, load_records, read_record
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,11 +3,13 @@ import re
 
 import pytest
 
-from eval import baseline, leaderboard, score
-from eval.data import load_task
-from eval.labels import INVALID
-from eval.records import RunSpec, finish_run, is_done, load_records, record_path
-from eval.runner import should_run
+from baseline import train as baseline
+from eval.decide import leaderboard
+from eval.inputs.data import load_task
+from eval.run.records import RunSpec, finish_run, is_done, load_records, record_path
+from eval.run.runner import should_run
+from eval.scoring import rescore as score
+from eval.scoring.labels import INVALID
 
 
 @pytest.fixture

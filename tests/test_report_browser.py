@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from decide_fixtures import write_results
 
-from eval import report
+from eval.decide import report
 
 pytestmark = pytest.mark.browser
 

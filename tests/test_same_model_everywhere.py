@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prompting_fixtures import SCHEME
 
-from eval.models import resolve
+from eval.lm.models import resolve
 from prompting.backends import BackendError, BackendOptions, get_backend
 from prompting.cache import AnswerCache, cache_key
 
@@ -26,7 +26,7 @@ LLAMA_DATE_TEMPLATE = (
 def test_llama_chat_prompt_does_not_carry_todays_date(tiny_causal_lm: Path) -> None:
     from transformers import AutoTokenizer
 
-    from eval.lm import CHAT_DATE, build_prompt
+    from eval.lm.causal import CHAT_DATE, build_prompt
 
     tok = AutoTokenizer.from_pretrained(tiny_causal_lm)
     tok.chat_template = LLAMA_DATE_TEMPLATE

@@ -36,7 +36,7 @@ def assert_parity(record: Path, capsys: pytest.CaptureFixture, **kw: object) -> 
 
 @pytest.fixture(scope="module")
 def baseline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from eval import baseline
+    from baseline import train as baseline
 
     results = tmp_path_factory.mktemp("baseline")
     assert baseline.cli(["--task", "drugs", "--n-train", "64", "--seeds", "0", "--class-weight", "balanced",
@@ -51,7 +51,7 @@ def test_the_baseline_is_served_from_json_and_safetensors_with_parity(baseline_r
 
 
 def test_a_run_without_artifacts_says_how_to_keep_them(tmp_path: Path, capsys) -> None:
-    from eval import baseline
+    from baseline import train as baseline
 
     assert baseline.cli(["--task", "drugs", "--n-train", "16", "--seeds", "0", "--class-weight", "none",
                          "--n-eval", "20", "--results-dir", str(tmp_path)]) == 0
@@ -59,12 +59,12 @@ def test_a_run_without_artifacts_says_how_to_keep_them(tmp_path: Path, capsys) -
     capsys.readouterr()
     assert serve_main([str(record), "--check"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "kept no artifacts" in err and "python eval/baseline.py --task drugs --n-train 16" in err
+    assert "kept no artifacts" in err and "python baseline/train.py --task drugs --n-train 16" in err
     assert "--save-model --overwrite" in err
     # the command it prints keeps the run id (the option is outside it) and leaves a servable run
-    from eval.records import RunSpec
+    from eval.run.records import RunSpec
 
-    args = err.split("python eval/baseline.py ", 1)[1].split() + ["--results-dir", str(tmp_path)]
+    args = err.split("python baseline/train.py ", 1)[1].split() + ["--results-dir", str(tmp_path)]
     assert baseline.cli(args) == 0
     assert only_record(tmp_path, "baseline") == record and RunSpec.from_record(json.loads(record.read_text()))
     assert serve_main([str(record), "--check"]) == 0
@@ -222,7 +222,7 @@ def test_a_committed_prompting_record_is_served_with_parity(capsys) -> None:
 
 
 def test_the_run_recommend_picks_is_served(tiny: dict, tmp_path: Path, capsys) -> None:
-    from eval import baseline
+    from baseline import train as baseline
 
     assert baseline.cli(["--data", tiny["csv"], "--text-column", "text", "--label-column", "label", "--n-train",
                          "30", "--seeds", "0", "--results-dir", str(tmp_path), "--save-model"]) == 0  # two approaches

@@ -1,5 +1,5 @@
-"""eval/settle.py: alpha spent over pre-declared looks keeps the false-decision rate <= alpha under the null, a real
-0.08 gap is decided, and a killed settle resumes from its records."""
+"""eval/decide/settle.py: alpha spent over pre-declared looks keeps the false-decision rate <= alpha under the null, a
+real 0.08 gap is decided, and a killed settle resumes from its records."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval import settle
+from eval.decide import settle
 
 
 def test_schedule_doubles_items_then_adds_seeds():
@@ -116,7 +116,7 @@ def _noisy_csv(path: Path, n: int = 1500) -> None:
 
 @pytest.fixture()
 def baseline_results(tmp_path) -> tuple[Path, list[str]]:
-    from eval import baseline
+    from baseline import train as baseline
 
     data = tmp_path / "reviews.csv"
     _noisy_csv(data)
@@ -147,7 +147,7 @@ def baseline_results(tmp_path) -> tuple[Path, list[str]]:
 def test_settle_runs_tracks_and_resumes_after_a_kill(baseline_results, tmp_path, monkeypatch, capsys):
     """Each step is an ordinary track run with a record: killed in the middle of a look and rerun, settle reads its
     plan, replays the finished looks from the records (running nothing again) and ends as an uninterrupted run."""
-    from eval import baseline
+    from baseline import train as baseline
 
     results, flags = baseline_results
     straight = tmp_path / "straight"

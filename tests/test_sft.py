@@ -13,10 +13,10 @@ import pytest
 pytest.importorskip("trl")
 pytest.importorskip("peft")
 
-from eval.cli import load_yaml_config  # noqa: E402
-from eval.data import Example, load_task  # noqa: E402
-from eval.labels import INVALID, STATUSES, LabelScheme  # noqa: E402
-from eval.models import aliases, resolve  # noqa: E402
+from eval.inputs.data import Example, load_task  # noqa: E402
+from eval.lm.models import aliases, resolve  # noqa: E402
+from eval.run.cli import load_yaml_config  # noqa: E402
+from eval.scoring.labels import INVALID, STATUSES, LabelScheme  # noqa: E402
 from finetune import backends  # noqa: E402
 from finetune.config import CONFIGS_DIR, SFTArgs  # noqa: E402
 from finetune.formatting import Formatter, load_template  # noqa: E402
@@ -28,7 +28,7 @@ SEED_MODELS = ["mistral-7b", "qwen3-4b", "qwen3-1.7b", "llama3.2-3b", "llama3.2-
 
 
 def _tiny(path: Path):
-    from eval.lm import load_causal_lm
+    from eval.lm.causal import load_causal_lm
 
     model, tok, _ = load_causal_lm(str(path))
     return model, tok
@@ -56,8 +56,8 @@ def test_prompt_is_versioned_and_uses_the_task_verbalizers() -> None:
 
 
 def test_a_template_may_name_what_is_classified(tmp_path: Path) -> None:
-    from eval.data import load_task
-    from eval.prompts import label_words
+    from eval.inputs.data import load_task
+    from eval.lm.prompts import label_words
 
     path = tmp_path / "topic.txt"
     path.write_text("# version: 2\nClassify {subject} as one of: {labels}.\n\nText: {text}\n\nAnswer:\n")
@@ -151,14 +151,14 @@ def test_completion_mask_is_exactly_the_answer_and_eos(which: str, request: pyte
         answer = [t for t, lab in zip(ids, labels) if lab != -100]
         assert answer == tok(fmt.completion(label), add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         prompt_ids = [t for t, m in zip(ids, batch["attention_mask"][i].tolist()) if m][: -len(answer)]
-        from eval.lm import encode
+        from eval.lm.causal import encode
 
         assert prompt_ids == encode(tok, rows[i]["prompt"]), "training sees the prompt evaluation sees"
     assert tok.pad_token_id != tok.eos_token_id
 
 
 def test_truncation_keeps_instruction_and_answer_slot(tiny_base_lm: Path) -> None:
-    from eval.lm import encode
+    from eval.lm.causal import encode
 
     _, tok = _tiny(tiny_base_lm)
     fmt = Formatter(tok, SCHEME, load_template(), max_seq_length=48)
@@ -278,7 +278,7 @@ def test_bad_backend_is_one_clear_error(capsys: pytest.CaptureFixture, monkeypat
 @pytest.mark.slow
 def test_gemma3_270m_format_and_mask() -> None:
     """The real offline base model: plain prompt with one BOS, mask = answer + EOS, prompt fits 256 tokens."""
-    from eval.lm import encode, load_causal_lm
+    from eval.lm.causal import encode, load_causal_lm
 
     model, tok, _ = load_causal_lm("gemma3-270m")
     task = load_task("drugs")

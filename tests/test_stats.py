@@ -1,12 +1,12 @@
-"""eval/stats.py against values computed by hand."""
+"""eval/decide/stats.py against values computed by hand."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from eval import stats
-from eval.metrics import macro_f1
+from eval.decide import stats
+from eval.scoring.metrics import macro_f1
 
 
 def test_mcnemar_exact_on_a_known_table():

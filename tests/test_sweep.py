@@ -1,4 +1,5 @@
-"""eval/sweep.py: grid expansion, stable run ids, skip-finished, failure isolation, the Ray executor, shipped specs.
+"""eval/run/sweep.py: grid expansion, stable run ids, skip-finished, failure isolation, the Ray executor, shipped
+specs.
 
 Real runs are TF-IDF baseline runs on the offline drugs task (seconds each); everything writes under tmp_path.
 """
@@ -11,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from eval.executors import Gate, ray_options, write_returned_record
-from eval.records import RunSpec, is_done, record_path
-from eval.sweep import SweepError, load_sweep, main
+from eval.run.executors import Gate, ray_options, write_returned_record
+from eval.run.records import RunSpec, is_done, record_path
+from eval.run.sweep import SweepError, load_sweep, main
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = sorted((REPO / "sweeps").glob("*.yaml"))
@@ -77,7 +78,7 @@ def test_grid_expansion_order_and_stable_run_ids(tmp_path: Path) -> None:
 
 
 def test_run_ids_match_the_track_cli() -> None:
-    """A sweep's baseline run is the very spec eval/baseline.py builds, so their records are shared (golden id)."""
+    """A sweep's baseline run is the very spec baseline/train.py builds, so their records are shared (golden id)."""
     smoke = load_sweep(REPO / "sweeps" / "smoke.yaml")
     cli = RunSpec(track="baseline", task="drugs", model="tfidf-lr", method="tfidf-lr-balanced", n_train=16, seed=0,
                   n_eval=50, options={"class_weight": "balanced", "C": 10.0})

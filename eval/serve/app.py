@@ -54,7 +54,7 @@ def create_app(served: Served, *, max_texts: int = 64, max_batch: int | None = N
     class Prediction(BaseModel):
         label: str = Field(description="one of the task's labels, or INVALID: a generated answer without a label")
         scores: dict[str, float] | None = Field(None, description=f"per label: {predictor.score_kind or 'none'}")
-        status: str = Field(description="parse status (eval.labels.parse_answer): valid for classifiers")
+        status: str = Field(description="parse status (eval.scoring.labels.parse_answer): valid for classifiers")
         raw: str | None = Field(None, description="the generated answer, for generating LLMs")
         truncated: bool = Field(False, description="the text was cut to the model's length, as in the evaluation")
 

@@ -2,10 +2,10 @@
 
 The server never names a track: `eval/tracks.py` says, per track, which function builds the predictor of a record
 (`"module:function"`, imported only when a run of that track is served), and that function returns an object with
-this shape. Each prediction is a dict: `label` (a task label, or eval.labels.INVALID for a generated answer with no
-label in it), `scores` (per-label probabilities or log-likelihoods where the approach has them, else None), `status`
-(eval.labels.parse_answer's parse status; "valid" for classifiers) and, optionally, `raw` (the generated text) and
-`truncated` (the text was cut to the model's length, as in the evaluation).
+this shape. Each prediction is a dict: `label` (a task label, or eval.scoring.labels.INVALID for a generated answer
+with no label in it), `scores` (per-label probabilities or log-likelihoods where the approach has them, else None),
+`status` (eval.scoring.labels.parse_answer's parse status; "valid" for classifiers) and, optionally, `raw` (the
+generated text) and `truncated` (the text was cut to the model's length, as in the evaluation).
 """
 
 from __future__ import annotations

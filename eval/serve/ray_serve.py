@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from eval.records import REPO_ROOT
+from eval.run.records import REPO_ROOT
 
 
 class ServedRun:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from eval.labels import LabelScheme
+from eval.scoring.labels import LabelScheme
 from prompting.cache import Answer
 
 BACKENDS = {
@@ -51,8 +51,8 @@ class BackendOptions:
     num_ctx: int | None = None  # ollama: None = from the longest prompt (never silently truncated)
     mode: str = "generate"  # hf: generate | score (label verbalizers' logits at the last position)
     batch_size: int = 16  # hf
-    threads: int | None = None  # hf: torch CPU threads (None: the cores available, eval.hardware)
-    dtype: str = "auto"  # hf: auto (eval.hardware.pick_dtype) | float32 | bfloat16 | float16
+    threads: int | None = None  # hf: torch CPU threads (None: the cores available, eval.run.hardware)
+    dtype: str = "auto"  # hf: auto (eval.run.hardware.pick_dtype) | float32 | bfloat16 | float16
     batch_check: bool = True  # hf: the batch canary (and bf16-vs-fp32 guard) before the first batch
     canary_k: int = 16  # hf: prompts the canary compares
     reuse_prefix: bool | None = None  # hf: reuse the shared prefix's KV cache (None: when >= 16 tokens)
@@ -73,7 +73,7 @@ class Backend:
     raw_prompt: ClassVar[bool] = False  # True when the prompt is continued verbatim (a template's <think> is open)
 
     def __init__(self, model: str, options: BackendOptions, scheme: LabelScheme) -> None:
-        from eval.models import resolve
+        from eval.lm.models import resolve
 
         self.alias = model  # what the user typed
         self.model = resolve(model).id_for(self.name)  # what the server is asked for (llama3.1 -> llama3.1:8b)

@@ -1,15 +1,15 @@
-"""In-process transformers model (the offline default, `hf/gemma3-270m`), built on eval/lm.py.
+"""In-process transformers model (the offline default, `hf/gemma3-270m`), built on eval/lm/causal.py.
 
-`--mode generate`: greedy, left-padded batches (eval.lm.generate). `--mode score`: the log-probability of each label
-verbalizer after the prompt, read at the last position only (eval.lm.score_labels); the answer is the best label,
-so it is valid by construction. Prompts go through the model's chat template when it has one (not for aliases
+`--mode generate`: greedy, left-padded batches (eval.lm.causal.generate). `--mode score`: the log-probability of each
+label verbalizer after the prompt, read at the last position only (eval.lm.causal.score_labels); the answer is the best
+label, so it is valid by construction. Prompts go through the model's chat template when it has one (not for aliases
 marked `base` in eval/models.yaml); a base model continues the prompt verbatim, so a template's open <think> is
 really open. Answers are reported batch by batch, so progress shows and an interrupted run resumes.
 
-Speed (docs/speed.md): the dtype comes from eval.hardware.pick_dtype (bf16 on CPUs with AVX512-BF16/AMX, `--dtype`
+Speed (docs/speed.md): the dtype comes from eval.run.hardware.pick_dtype (bf16 on CPUs with AVX512-BF16/AMX, `--dtype`
 overrides); torch threads from the cores actually available (`--threads` overrides); the prompts' shared prefix
 (instruction, few-shot examples, system turn) is run once and its KV cache reused for every batch. Before the first
-batch, the canary (eval/canary.py) checks batch-1 vs batch-N labels, and bf16 vs fp32 when bf16 was chosen
+batch, the canary (eval/lm/canary.py) checks batch-1 vs batch-N labels, and bf16 vs fp32 when bf16 was chosen
 automatically on a CPU; `--no-batch-check` skips it. What ran is in every answer's meta and in `run_info`.
 Label scoring under that automatic bf16 gives fp32's labels: the candidates' logits come from an fp32 output layer
 and the near ties (bf16 top-two margin below 3x the canary's measured bf16/fp32 error) are re-scored in fp32, a
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from eval.models import resolve
+from eval.lm.models import resolve
 from prompting.backends import Backend, BackendError, BackendOptions
 from prompting.cache import Answer
 
@@ -31,15 +31,15 @@ log = logging.getLogger("prompting")
 
 
 def predicted_weights(name: str) -> str:
-    """Which weights eval.lm.load_causal_lm will load, known without loading them (part of the cache key:
+    """Which weights eval.lm.causal.load_causal_lm will load, known without loading them (part of the cache key:
     the offline GGUF package is a 4-bit quantisation, not the hub's weights)."""
-    from eval.weights import locate
+    from eval.lm.weights import locate
 
     return locate(name).label
 
 
 def loaded_weights(info: dict) -> str:
-    """The `predicted_weights` string for what eval.lm.load_causal_lm actually loaded (its info dict)."""
+    """The `predicted_weights` string for what eval.lm.causal.load_causal_lm actually loaded (its info dict)."""
     source = str(info["source"])
     if source.startswith("offline:"):
         return "offline:" + source.split(":")[1]
@@ -59,7 +59,7 @@ class HFBackend(Backend):
         self.chat_rule = self.chat  # what identity() reports: fixed before loading, so cache keys never move
         self.raw_prompt = self.chat is False  # type: ignore[misc]
         self.weights = predicted_weights(model)
-        from eval.hardware import pick_dtype
+        from eval.run.hardware import pick_dtype
 
         self.device, dtype, self.dtype_reason = pick_dtype(options.dtype)
         self.dtype = str(dtype).removeprefix("torch.")  # scores depend on dtype (lm-eval PR #1992)
@@ -67,7 +67,7 @@ class HFBackend(Backend):
         self.guard_dtype = options.dtype in (None, "auto") and self.device == "cpu" and self.dtype == "bfloat16"
         # label scoring under that automatic bf16 re-scores its near ties in fp32, so its labels are fp32's
         # (docs/speed.md, "bf16 with fp32's labels"): the threshold is --rescore-margin, else calibrated on the
-        # canary's items (eval.lm_infer.calibrated_margin); off for fp32, an explicit --dtype and generation
+        # canary's items (eval.lm.infer.calibrated_margin); off for fp32, an explicit --dtype and generation
         given = options.rescore_margin
         self.rescore_on = self.guard_dtype and options.mode == "score" and (given is None or given > 0)
         self.rescore_margin: float | None = float(given) if self.rescore_on and given else None
@@ -86,7 +86,7 @@ class HFBackend(Backend):
                  "max_new_tokens": o.max_new_tokens if o.mode == "generate" else None,
                  "think": o.think, "chat": self.chat_rule, "dtype": self.dtype}
         if self.rescore_on:  # it changes labels: part of the run id and the cache key (only then, so fp32 and
-            from eval.lm_infer import RESCORE_RULE  # generation keys stay what they were)
+            from eval.lm.infer import RESCORE_RULE  # generation keys stay what they were)
 
             ident["rescore"] = RESCORE_RULE if self.options.rescore_margin is None else "fp32 below --rescore-margin"
             if self.options.rescore_margin is not None:
@@ -94,8 +94,8 @@ class HFBackend(Backend):
         return ident
 
     def check(self) -> None:
-        from eval.hardware import configure_threads
-        from eval.lm import load_causal_lm
+        from eval.lm.causal import load_causal_lm
+        from eval.run.hardware import configure_threads
 
         self.run_info["threads"] = configure_threads(self.options.threads)
         try:
@@ -119,8 +119,8 @@ class HFBackend(Backend):
 
     def answer_all(self, prompts: Sequence[str], on_answer: Callable[[int, Answer], None],
                    stop: Sequence[str] = ()) -> None:
-        from eval.lm import build_prompt, encode, generate, score_labels, shared_prefix
-        from eval.lm_infer import (
+        from eval.lm.causal import build_prompt, encode, generate, score_labels, shared_prefix
+        from eval.lm.infer import (
             RESCORE_FACTOR,
             RESCORE_FLOOR,
             NearTieQueue,
@@ -132,7 +132,7 @@ class HFBackend(Backend):
         assert self.lm is not None
         model, tok, _ = self.lm
         o = self.options
-        from eval.cli import parse_think  # --think is parsed once, for every backend
+        from eval.run.cli import parse_think  # --think is parsed once, for every backend
 
         think = parse_think(o.think) is True
         texts = [build_prompt(tok, p, chat=self.chat, enable_thinking=think) for p in prompts]
@@ -191,7 +191,7 @@ class HFBackend(Backend):
         self.run_info.update(dtype=str(model.dtype).removeprefix("torch."), batch_size=batch_size,
                              prefix_tokens=len(prefix.ids) if prefix else 0)
         if rescoring() and self.rescore_margin is None:  # no canary ran (--no-batch-check): the fixed default
-            from eval.lm_infer import RESCORE_MARGIN
+            from eval.lm.infer import RESCORE_MARGIN
 
             self.rescore_margin = RESCORE_MARGIN
         rescore = self.run_info.setdefault("rescore", self._rescore_info())
@@ -239,7 +239,7 @@ class HFBackend(Backend):
 
     def _canary(self, n: int, labels: Callable[[Sequence[int], int], list[str]]) -> int:
         """Batch-1 vs batch-N (and bf16 vs fp32) labels on the first prompts; returns the batch size to use."""
-        from eval.canary import CastSwitch, run_canary
+        from eval.lm.canary import CastSwitch, run_canary
 
         assert self.lm is not None
         o = self.options
@@ -275,7 +275,7 @@ class HFBackend(Backend):
             return {"active": False, "margin": self.rescore_margin, "reason": "the canary chose fp32 for this run"}
         how = ("--rescore-margin" if o.rescore_margin is not None else
                {"calibrated on the canary's items": self.calibration} if self.calibration else
-               "eval.lm_infer.RESCORE_MARGIN (no canary ran)")
+               "eval.lm.infer.RESCORE_MARGIN (no canary ran)")
         return {"active": True, "margin": round(self.rescore_margin or 0.0, 4), "margin_from": how, "items": 0,
                 "rescored": 0, "rule": "bf16 scores; items whose bf16 top-two label margin is below `margin` nats "
                                        "are re-scored in fp32 (docs/speed.md)"}

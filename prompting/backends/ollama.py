@@ -104,7 +104,7 @@ def check_host(host: str) -> str:
 
 
 def think_value(think: str | None) -> bool | str | None:
-    from eval.cli import parse_think  # --think is parsed once, for every backend
+    from eval.run.cli import parse_think  # --think is parsed once, for every backend
 
     return parse_think(think)  # True / False / None, or low / medium / high (gpt-oss style levels)
 
@@ -126,7 +126,7 @@ class OllamaBackend(Backend):
 
     def __init__(self, model: str, options: BackendOptions, scheme: Any) -> None:
         super().__init__(model, options, scheme)
-        from eval.models import resolve
+        from eval.lm.models import resolve
 
         info = resolve(model)
         if info.alias and not info.ollama:  # one alias, one model: never the nearest Ollama build under our name

@@ -24,7 +24,7 @@ START_HINT = ("start an OpenAI-compatible server there (vLLM: `vllm serve MODEL`
 
 
 def reasoning_effort(think: str | None) -> str | None:
-    from eval.cli import parse_think  # --think is parsed once, for every backend
+    from eval.run.cli import parse_think  # --think is parsed once, for every backend
 
     value = parse_think(think)
     if value is None:

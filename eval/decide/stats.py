@@ -43,7 +43,7 @@ def encode(
 
 def _f1_from_confusion(conf: np.ndarray, k: int) -> np.ndarray:
     """Macro-F1 from confusion counts (..., k+1, k+1) (rows gold, columns predicted; index k = invalid), averaged
-    over the classes present in gold, as eval.metrics.macro_f1 does."""
+    over the classes present in gold, as eval.scoring.metrics.macro_f1 does."""
     conf = conf[..., :k, :]
     tp = np.diagonal(conf[..., :k], axis1=-2, axis2=-1)
     support = conf.sum(axis=-1)
@@ -57,7 +57,7 @@ def _f1_from_confusion(conf: np.ndarray, k: int) -> np.ndarray:
 
 def metric_value(gold: np.ndarray, pred: np.ndarray, k: int, metric: str, weights: np.ndarray | None = None) -> float:
     """Accuracy or macro-F1 of one run, each item counted `weights[i]` times (a bootstrap resample). Macro-F1
-    averages F1 over the classes present in (the resampled) gold, as eval.metrics.macro_f1 does."""
+    averages F1 over the classes present in (the resampled) gold, as eval.scoring.metrics.macro_f1 does."""
     w = np.ones(len(gold)) if weights is None else weights
     total = w.sum()
     if total == 0:

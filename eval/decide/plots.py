@@ -1,5 +1,5 @@
-"""The two plots per test set, drawn from an analysed `TestSet` (eval/analysis.py), byte-identical for the same records
-(PNG without a Software/date stamp, fixed sizes and colours).
+"""The two plots per test set, drawn from an analysed `TestSet` (eval/decide/analysis.py), byte-identical for the same
+records (PNG without a Software/date stamp, fixed sizes and colours).
 
 - learning curve: one line per approach (its best configuration at each label count) with a 95% CI band; zero-shot
   prompting as horizontal reference lines; the majority class; break-even intervals drawn; at most MAX_LINES lines,
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.analysis import Row, TestSet, approach_label
+from eval.decide.analysis import Row, TestSet, approach_label
 from eval.tracks import is_trained, known
 
 MAX_LINES = 8

@@ -4,9 +4,9 @@
     run_spec(spec, results_dir)                                                     # what every executor calls
 
 `track_cli` is the same for every track: build the specs and load the data (a bad flag or file fails here, one
-line), preflight every run at once (eval/preflight.py: exit 2 with every problem, before any model is loaded; the
+line), preflight every run at once (eval/run/preflight.py: exit 2 with every problem, before any model is loaded; the
 same checks with `--dry-run`), then print the plan (`--dry-run`) or run what has no record yet. A failed run does not
-lose the others (`run_all`). This module sits above eval.records, eval.preflight and eval.tracks; none of them
+lose the others (`run_all`). This module sits above eval.run.records, eval.run.preflight and eval.tracks; none of them
 imports it, so there is no cycle.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from eval.records import RunSpec, _slug, is_done, record_path
+from eval.run.records import RunSpec, _slug, is_done, record_path
 
 
 class RunsFailed(RuntimeError):
@@ -85,10 +85,10 @@ def track_cli(build: Callable[[], tuple[Sequence[RunSpec], Any]], run: Callable[
     """The body of every track's command line, after its flags are parsed. `build()` returns the command's specs and
     the loaded task; every run is preflighted at once (the same checks with and without `--dry-run`: exit 2 with
     the list); then `--dry-run` prints the plan, else `run(specs, task)` runs them (skipping those with a record).
-    Errors become one line and exit 2 (eval.cli.report_errors); `done` runs after the runs (e.g. closing a process
+    Errors become one line and exit 2 (eval.run.cli.report_errors); `done` runs after the runs (e.g. closing a process
     group: every process of a data-parallel launch meets there, so a failed process skips it and exits)."""
-    from eval.cli import report_errors
-    from eval.preflight import check, fail_if
+    from eval.run.cli import report_errors
+    from eval.run.preflight import check, fail_if
 
     def body() -> int:
         specs, task = build()
@@ -124,7 +124,7 @@ def run_spec(spec: RunSpec, results_dir: str) -> Path:
     """Run one spec (what every executor calls). The spec must be what this checkout builds for it; otherwise the
     record would carry a run id that does not describe the run (a prompt file or default changed since it was
     planned), so it stops with the difference and the fix."""
-    from eval.preflight import check, fail_if
+    from eval.run.preflight import check, fail_if
     from eval.tracks import DataRef, track
 
     t = track(spec.track)

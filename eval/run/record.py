@@ -38,7 +38,7 @@ class Record:
     seed: int
     n_eval: int  # items scored
     options: dict[str, Any]  # the RunSpec options: everything else that changes the result
-    metrics: dict[str, Any]  # eval.metrics.compute_metrics: accuracy (+ CI), macro-F1, valid rate, collapse, ...
+    metrics: dict[str, Any]  # eval.scoring.metrics.compute_metrics: accuracy (+ CI), macro-F1, valid rate, ...
     labels: list[str]
     split_hash: dict[str, str]  # test / validation / train hashes of the items used
     timing: dict[str, Any]  # train_s, eval_s, eval_examples_per_s, ...
@@ -52,7 +52,7 @@ class Record:
     config: dict[str, Any] = field(default_factory=dict)  # every effective setting of the run
     env: dict[str, Any] = field(default_factory=dict)  # python, platform, device, package versions, git commit
     examples_file: str | None = None  # the per-example JSONL next to the record
-    data: dict[str, Any] | None = None  # ad-hoc --data: file, sha256, columns (eval.dataref); None: a named task
+    data: dict[str, Any] | None = None  # ad-hoc --data: file, sha256, columns (eval.inputs.dataref); None: named task
     cost: dict[str, Any] | None = None  # train_s, eval_s, examples_per_s, peak_rss_mb, cuda_peak_mb, device, dtype
     details: dict[str, Any] = field(default_factory=dict)  # track-specific: training history, prompting stats, ...
     # top-level fields this schema does not define (written by newer code of the same schema version): kept as
@@ -163,15 +163,16 @@ def _has_records(runs: Path) -> bool:
     return runs.is_dir() and any(p for p in runs.rglob("*.json") if "artifacts" not in p.parts)
 
 
-def reader_problem(results_dir: str | Path, task: str | None = None) -> str | None:
-    """What the readers (report, leaderboard, recommend) check before reading: None when `results_dir` holds run
-    records (and, given `task`, records of that task); else one line naming the fix ("did you mean ...?": nearby
-    folders that hold records, or the tasks that have some). A typo never shows as an empty page."""
+def reader_problem(results_dir: str | Path, task: str | None = None, need_records: bool = True) -> str | None:
+    """What the readers (report, leaderboard, recommend, settle) check before reading: None when `results_dir` holds
+    run records (and, given `task`, records of that task or a task of eval/tasks/); else one line naming the fix
+    ("did you mean ...?": nearby folders that hold records, or the tasks that have some). A typo never shows as an
+    empty page. `need_records=False` (settle, which can start from no records): only the task is checked."""
     import difflib
 
     root = Path(results_dir)
     runs = root / "runs"
-    if not _has_records(runs):
+    if need_records and not _has_records(runs):
         here = {root.parent, Path.cwd()}
         found = sorted({_shown(p.parent) for base in here if base.is_dir() for p in base.glob("*/runs")
                         if _has_records(p) and p.parent.resolve() != root.resolve()})
@@ -181,12 +182,12 @@ def reader_problem(results_dir: str | Path, task: str | None = None) -> str | No
         return f"no run records under {root}{hint}"
     if task is None:
         return None
-    from eval.data import slug, task_names
+    from eval.inputs.data import slug, task_names
 
-    tasks = sorted(p.name for p in runs.iterdir() if p.is_dir() and _has_records(p))
+    tasks = sorted(p.name for p in runs.iterdir() if p.is_dir() and _has_records(p)) if runs.is_dir() else []
     if slug(task) in tasks or task in task_names():  # a named task without records: the reader suggests runs
         return None
     close = difflib.get_close_matches(slug(task), sorted(set(tasks) | set(task_names())), n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    return (f"unknown task {task!r}: no records under {root} and not a task of eval/tasks/; {hint}tasks with "
-            f"records there: {', '.join(tasks)}")
+    have = f"tasks with records there: {', '.join(tasks)}" if tasks else "no task has records there yet"
+    return f"unknown task {task!r}: no records under {root} and not a task of eval/tasks/; {hint}{have}"

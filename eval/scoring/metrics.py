@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eval.labels import INVALID
+from eval.scoring.labels import INVALID
 
 
 def accuracy(gold: Sequence[str], pred: Sequence[str]) -> float:
@@ -86,14 +86,14 @@ def majority_baseline(gold: Sequence[str]) -> dict:
 
 def collapsed(pred: Sequence[str]) -> bool:
     """Every prediction is the same real label: a constant predictor, whatever its accuracy (near-collapse:
-    eval/stats.py)."""
+    eval/decide/stats.py)."""
     return len(pred) > 1 and len(set(pred)) == 1 and pred[0] != INVALID
 
 
 def invalid_breakdown(pred: Sequence[str], statuses: Sequence[str] | None = None) -> dict[str, int]:
-    """How many answers are invalid, by reason (eval.labels.STATUSES). Without statuses (a track that never parses
-    text), an INVALID prediction counts as `no_label`."""
-    from eval.labels import STATUSES
+    """How many answers are invalid, by reason (eval.scoring.labels.STATUSES). Without statuses (a track that never
+    parses text), an INVALID prediction counts as `no_label`."""
+    from eval.scoring.labels import STATUSES
 
     statuses = list(statuses) if statuses is not None else ["valid" if p != INVALID else "no_label" for p in pred]
     if len(statuses) != len(pred):

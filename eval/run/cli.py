@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 def task_help() -> str:
     """--task's help: the tasks there are (read from eval/tasks/, so the list is never stale)."""
-    names = sorted(p.stem for p in Path(__file__).with_name("tasks").glob("*.yaml"))
+    names = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "tasks").glob("*.yaml"))
     return (f"a task in eval/tasks/ ({', '.join(names)}) or a path to a task YAML; with --data, the name of your "
             "data (its results folder; default: folder, file name and content hash)")
 
@@ -86,10 +86,10 @@ def report_errors(body: Callable[[], int], debug: bool = False) -> int:
     import os
     import sys
 
-    from eval.noise import quiet_libraries
+    from eval.run.noise import quiet_libraries
 
     debug = debug or os.environ.get("EVAL_DEBUG") == "1"
-    quiet_libraries(verbose=debug)  # library warnings that are not the user's problem (eval/noise.py)
+    quiet_libraries(verbose=debug)  # library warnings that are not the user's problem (eval/run/noise.py)
     try:
         return body()
     except KeyboardInterrupt:

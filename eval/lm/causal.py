@@ -11,7 +11,7 @@ Why it looks like this (docs/pitfalls.md):
 - label scoring reads only the last position's logits (`logits_to_keep`, trap 11);
 - the pad token is never EOS (trap 7): a model fine-tuned with pad = eos never learns to stop;
 - callers record batch size and dtype (trap 2): `info` carries dtype and device.
-Offline weights that ship as GGUF are converted once and cached as safetensors (eval/packaged.py, eval/lm_cache.py).
+Offline weights that ship as GGUF are converted once and cached as safetensors (eval/lm/packaged.py, eval/lm/cache.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eval.lm_infer import (  # noqa: F401  (re-exported: the one import path for callers)
+from eval.lm.infer import (  # noqa: F401  (re-exported: the one import path for callers)
     answer_prefix,
     candidate_ids,
     encode,
@@ -31,9 +31,9 @@ from eval.lm_infer import (  # noqa: F401  (re-exported: the one import path for
     score_labels,
     shared_prefix,
 )
-from eval.models import resolve
-from eval.packaged import cached_gguf_checkpoint, package_file
-from eval.weights import locate  # where weights come from is decided once, there
+from eval.lm.models import resolve
+from eval.lm.packaged import cached_gguf_checkpoint, package_file
+from eval.lm.weights import locate  # where weights come from is decided once, there
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,10 @@ _PAD_CANDIDATES = ("<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>", "<|
 
 
 def device_and_dtype(override: str | None = None) -> tuple[str, Any]:
-    """Best local device and its dtype (eval.hardware.pick_dtype, the one place that decides): cuda bf16 where it
+    """Best local device and its dtype (eval.run.hardware.pick_dtype, the one place that decides): cuda bf16 where it
     is native (fp16 on a T4), cpu bf16 with AVX512-BF16/AMX (else fp32), mps fp32. `override` = --dtype.
     Scores depend on dtype (docs/pitfalls.md#batch-dtype), so callers record what this returned."""
-    from eval.hardware import pick_dtype
+    from eval.run.hardware import pick_dtype
 
     device, dtype, _ = pick_dtype(override)
     return device, dtype
@@ -88,7 +88,7 @@ def _load_dir(path: str, *, dtype: Any, device: str, trust_remote_code: bool) ->
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    from eval.distributed import cuda_device_map
+    from eval.run.distributed import cuda_device_map
 
     # device_map places weights while loading (no CPU copy first, which matters for 7B models on a GPU); under
     # `accelerate launch` each rank loads onto its own LOCAL_RANK GPU, not all onto GPU 0
@@ -111,7 +111,7 @@ def load_causal_lm(
     device and how the pad token was chosen; record it with the run.
     """
 
-    from eval.hardware import pick_dtype
+    from eval.run.hardware import pick_dtype
 
     auto_device, auto_dtype, why = pick_dtype(dtype if isinstance(dtype, str) else None, device)
     device = device or auto_device
@@ -150,7 +150,7 @@ def load_causal_lm(
 def _load_offline(name: str, offline: dict, kw: dict) -> tuple[Any, Any, str, str]:
     package = offline["package"]
     if "gguf" in offline:
-        path = cached_gguf_checkpoint(name, offline)  # joins/checks packaged parts first (eval/packaged.py)
+        path = cached_gguf_checkpoint(name, offline)  # joins/checks packaged parts first (eval/lm/packaged.py)
         source = f"offline:{package}:{offline['gguf']}"
     else:
         path = package_file(package, offline.get("path"))

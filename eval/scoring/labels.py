@@ -125,8 +125,8 @@ STATUSES = ("valid", "no_label", "empty", "truncated", "error")
 
 def parse_answer(raw: str | None, scheme: LabelScheme, *, think_open: bool = False, truncated: bool = False,
                  reasoning: bool = False, error: str | None = None) -> tuple[str, str]:
-    """The one place a raw model answer becomes `(label, status)`; live runs and eval/score.py both call it, so a
-    re-scoring reproduces a run's metrics exactly.
+    """The one place a raw model answer becomes `(label, status)`; live runs and eval/scoring/rescore.py both call it,
+    so a re-scoring reproduces a run's metrics exactly.
 
     - `error` set, or no text at all (`raw is None`): the request failed after its retries -> `error`;
     - `truncated`: the backend stopped at the token limit. For a prompt that asks for reasoning first

@@ -8,8 +8,8 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from eval.data import TaskData, load_task
-from eval.sources import DataError
+from eval.inputs.data import TaskData, load_task
+from eval.inputs.sources import DataError
 
 
 def file_sha256(path: str | Path) -> str:

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from eval.records import RunSpec
+from eval.run.records import RunSpec
 
 PROVIDERS = ("hf", "ollama", "openai", "unsloth")  # `provider/model` prefixes the tracks understand
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -58,7 +58,7 @@ def near(name: str, choices: Iterable[str], n: int = 3) -> str:
 def model_problem(track: str, model: str) -> str | None:
     """None when `model` is an alias, a local folder or looks like an id the track can load; else the problem with
     the closest aliases."""
-    from eval.models import aliases, resolve
+    from eval.lm.models import aliases, resolve
     from eval.tracks import known
 
     t = known(track)
@@ -122,7 +122,7 @@ def same_name_problem(spec: RunSpec, results_dir: str | Path) -> str | None:
     name (one results folder, one leaderboard table) never pools two data sets."""
     import json
 
-    from eval.data import slug
+    from eval.inputs.data import slug
 
     if not spec.data:
         return None

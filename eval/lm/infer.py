@@ -1,4 +1,5 @@
-"""Batched greedy generation and label scoring for causal LMs (re-exported by eval/lm.py), with shared-prefix reuse.
+"""Batched greedy generation and label scoring for causal LMs (re-exported by eval/lm/causal.py), with shared-prefix
+reuse.
 
 - Batches are padded on the *left* (right padding corrupts decoder-only outputs: transformers' padding docs,
   unsloth #3699); position ids count real tokens only, so batch 1 = batch N.

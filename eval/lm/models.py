@@ -2,7 +2,7 @@
 
 `resolve("qwen3-4b")` gives a ModelInfo; an unknown name is taken as a literal id for every backend (so any HF id or
 Ollama tag works). Offline sources are registry packages located through importlib.metadata without importing them
-(eval/packaged.py); `python -m eval.models ALIAS …` prepares them before a sweep.
+(eval/lm/packaged.py); `python -m eval.lm.models ALIAS …` prepares them before a sweep.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-MODELS_FILE = Path(__file__).with_name("models.yaml")
+MODELS_FILE = Path(__file__).resolve().parents[1] / "models.yaml"
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,11 @@ class ModelInfo:
     def offline_path(self) -> Path | None:
         """Local path of the packaged weights (a folder, or a GGUF), or None when the alias has none or, online,
         when its packages are not installed. Byte-split packagings are joined (and zips unpacked) once into the
-        cache (eval/packaged.py). Offline (HF_HUB_OFFLINE=1) a missing package raises MissingPackages naming the
+        cache (eval/lm/packaged.py). Offline (HF_HUB_OFFLINE=1) a missing package raises MissingPackages naming the
         install command; so does a partial install, which is never what the user meant."""
         if not self.offline:
             return None
-        from eval import packaged
+        from eval.lm import packaged
 
         if "parts" not in self.offline:
             return packaged.package_file(self.offline["package"], self.offline.get("path"))
@@ -60,7 +60,7 @@ class ModelInfo:
 
     def offline_packages(self) -> list[str]:
         """The registry packages that hold this alias's offline weights ([] when it has none)."""
-        from eval import packaged
+        from eval.lm import packaged
 
         return packaged.packages(self.offline) if self.offline else []
 
@@ -86,7 +86,7 @@ def resolve(name: str) -> ModelInfo:
 def prepare(alias: str) -> Path:
     """Make an alias's offline weights ready to load: join/unzip its parts, and convert a GGUF to safetensors.
     Each one-off step announces itself on stderr; a ready alias costs a metadata read."""
-    from eval import packaged
+    from eval.lm import packaged
 
     info = resolve(alias)
     if not info.offline:
@@ -102,11 +102,11 @@ def prepare(alias: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m eval.models ALIAS … : prepare offline models before a sweep (whose runs log to files), so the
+    """python -m eval.lm.models ALIAS … : prepare offline models before a sweep (whose runs log to files), so the
     one-off joins and conversions are seen on screen."""
     import argparse
 
-    from eval.packaged import CorruptSource, _say
+    from eval.lm.packaged import CorruptSource, _say
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("aliases", nargs="+", help="aliases in eval/models.yaml with an offline source")

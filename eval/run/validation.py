@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from eval.data import Example
-from eval.sources import DataError
+from eval.inputs.data import Example
+from eval.inputs.sources import DataError
 
 
 def carve_validation(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:

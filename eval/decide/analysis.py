@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from eval import stats
-from eval.cost import COST_FIELDS, cost_of
-from eval.labels import INVALID
-from eval.records import load_examples
+from eval.decide import stats
+from eval.run.cost import COST_FIELDS, cost_of
+from eval.run.records import load_examples
+from eval.scoring.labels import INVALID
 from eval.tracks import is_trained, sort_key
 
 ALPHA = stats.ALPHA
@@ -218,7 +218,7 @@ def build_rows(recs: list[dict], ids: list[str], labels: list[str]) -> list[Row]
 
 def _set_shown_options(rows: list[Row]) -> None:
     """Per approach: only the options whose values differ between its rows (the full config is in each record)."""
-    from eval.records import varying_options
+    from eval.run.records import varying_options
 
     groups: dict[tuple, list[Row]] = defaultdict(list)
     for r in rows:

@@ -1,4 +1,4 @@
-"""Executors for eval/sweep.py: run a list of RunSpecs locally (one process per run) or as Ray tasks.
+"""Executors for eval/run/sweep.py: run a list of RunSpecs locally (one process per run) or as Ray tasks.
 
 Both executors isolate failures the same way: a run that raises, crashes or is killed becomes a failed `Outcome`
 (its error line and a log file with the full output and traceback) and the others go on. Both admit runs through
@@ -27,7 +27,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from eval.records import REPO_ROOT, RunSpec, atomic_write, is_done, record_path
+from eval.run.records import REPO_ROOT, RunSpec, atomic_write, is_done, record_path
 from eval.tracks import TRACKS
 
 # what each track needs is declared once, on its Track (eval/tracks.py)
@@ -114,8 +114,8 @@ def _dispatch(todo: list[RunSpec], gate: Gate, start: Callable[[RunSpec], Any], 
 
 def run_local(todo: list[RunSpec], results_dir: str | Path, sweep_name: str, max_parallel: int = 1,
               max_concurrency: int | None = None) -> list[Outcome]:
-    """Each run is `python -m eval.sweep --run-one SPEC` in its own process, output to its log file, so a crash or an
-    out-of-memory kill costs that run only."""
+    """Each run is `python -m eval.run.sweep --run-one SPEC` in its own process, output to its log file, so a crash or
+    an out-of-memory kill costs that run only."""
     results_dir = Path(results_dir).resolve()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     running: dict[subprocess.Popen, tuple[RunSpec, float, Path, Any]] = {}
@@ -124,7 +124,7 @@ def run_local(todo: list[RunSpec], results_dir: str | Path, sweep_name: str, max
         log = log_path(results_dir, sweep_name, spec)
         log.parent.mkdir(parents=True, exist_ok=True)
         fh = log.open("w", encoding="utf-8")
-        cmd = [sys.executable, "-m", "eval.sweep", "--run-one", json.dumps(spec.to_dict()),
+        cmd = [sys.executable, "-m", "eval.run.sweep", "--run-one", json.dumps(spec.to_dict()),
                "--results-dir", str(results_dir)]
         fh.write(f"$ {' '.join(cmd[:3])} --run-one '{cmd[4]}' --results-dir {results_dir}\n")
         fh.flush()
@@ -183,7 +183,7 @@ def _ray_run(spec_dict: dict, results_dir: str) -> dict:
     import io
     import traceback
 
-    from eval.runner import run_spec
+    from eval.run.runner import run_spec
 
     spec = RunSpec(**spec_dict)
     try:  # a node that cannot write the driver's path (no shared filesystem) writes to scratch instead
@@ -267,7 +267,7 @@ def run_ray(todo: list[RunSpec], results_dir: str | Path, sweep_name: str, max_p
                      results_dir)
 
 
-# --- entry points for eval/sweep.py ---------------------------------------------------------------------------------
+# --- entry points for eval/run/sweep.py ------------------------------------------------------------------------------
 
 def run_all(sweep: Any, todo: list[RunSpec], results_dir: str | Path, executor: str = "local",
             max_parallel: int | None = None) -> list[Outcome]:

@@ -2,7 +2,7 @@
 
     spec = RunSpec(track="encoders", task="drugs", model="minilm-l6", method="lora", n_train=64, seed=0,
                    options={"loss": "weighted-ce"})
-    if not is_done(spec, results_dir) or overwrite: ...   # eval/runner.py runs the loop
+    if not is_done(spec, results_dir) or overwrite: ...   # eval/run/runner.py runs the loop
     finish_run(spec, task, test, preds, results_dir=..., model_id=..., backend=..., timing=..., config=...)
 
 The run id is derived from the spec's content, so the same spec always maps to the same file: a run whose record
@@ -25,19 +25,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from eval.data import Example, TaskData, parse_n_train, slug
-from eval.labels import INVALID
-from eval.metrics import compute_metrics
-from eval.record import SCHEMA as RECORD_SCHEMA  # noqa: F401 - the schema lives with the typed Record
-from eval.record import Record, load_records  # noqa: F401 - one loader for every reader (eval/record.py)
+from eval.inputs.data import Example, TaskData, parse_n_train, slug
+from eval.run.record import SCHEMA as RECORD_SCHEMA  # noqa: F401 - the schema lives with the typed Record
+from eval.run.record import Record, load_records  # noqa: F401 - one loader for every reader (eval/run/record.py)
+from eval.scoring.labels import INVALID
+from eval.scoring.metrics import compute_metrics
 
 PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "unsloth", "bitsandbytes",
             "scikit-learn", "numpy", "ollama", "openai", "ray")
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _slug(s: str) -> str:
-    return slug(s)  # one spelling of a task's folder everywhere (eval.data.slug)
+    return slug(s)  # one spelling of a task's folder everywhere (eval.inputs.data.slug)
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,8 @@ class RunSpec:
     """Everything that determines a run's result. Frozen; `run_id` is derived from its identity.
 
     `data` references ad-hoc local data (`--data FILE`): the file(s), their content hashes and columns
-    (eval.data.data_ref); None for a named task, whose YAML carries its own version. `runtime` holds settings that
-    change where or how fast a run happens, not its result (inference batch size, server URL, exports): carried
+    (eval.inputs.data.data_ref); None for a named task, whose YAML carries its own version. `runtime` holds settings
+    that change where or how fast a run happens, not its result (inference batch size, server URL, exports): carried
     along so a sweep's run honours them, but outside the run id and equality."""
 
     track: str
@@ -181,16 +181,16 @@ def finish_run(spec: RunSpec, task: TaskData, test: Sequence[Example], preds: Se
                versions: dict | None = None, extra: dict | None = None,
                row_fields: Sequence[dict] | None = None, cost: dict | None = None) -> Path:
     """Score predictions, then write the per-example JSONL and the record (in that order, each atomically, so an
-    existing record always has its examples). Returns the record path. The record is an eval.record.Record
+    existing record always has its examples). Returns the record path. The record is an eval.run.record.Record
     (docs/records.md); `extra` holds the track's own fields and goes under `details`.
 
     `row_fields[i]` adds track-specific fields to example i's row (e.g. `truncated`, `error`), so that a re-scoring
-    with eval/score.py can apply the same rules; a `status` there (eval.labels.parse_answer) is the parse status, else
-    it is `valid` for a label and `no_label` for INVALID. `cost` names the run's `device` and `dtype`; the record's
-    `cost` object (eval/cost.py) adds times, throughput and peak memory."""
+    with eval/scoring/rescore.py can apply the same rules; a `status` there (eval.scoring.labels.parse_answer) is the
+    parse status, else it is `valid` for a label and `no_label` for INVALID. `cost` names the run's `device` and
+    `dtype`; the record's `cost` object (eval/run/cost.py) adds times, throughput and peak memory."""
     if len(preds) != len(test):
         raise ValueError(f"{len(preds)} predictions for {len(test)} test examples")
-    from eval.cost import cost_record
+    from eval.run.cost import cost_record
 
     labels = task.labels
     statuses = [(row_fields[i].get("status") if row_fields is not None else None)

@@ -17,7 +17,7 @@ An `offline` entry in eval/models.yaml names them:
 `assembled_file(alias, offline)` returns the joined, checked file (`<cache>/files/<file>`); `unpacked_dir` the
 unzipped folder (`<cache>/models/<alias>/`). Both are built once, atomically (a temporary sibling moved into place),
 so concurrent runs never see half a file. Every step that takes seconds says so on stderr first, with its size.
-`cached_gguf_checkpoint(alias, offline)` converts a packaged GGUF once into a safetensors folder (eval/lm_cache.py).
+`cached_gguf_checkpoint(alias, offline)` converts a packaged GGUF once into a safetensors folder (eval/lm/cache.py).
 See docs/offline.md for where each package comes from.
 """
 
@@ -35,7 +35,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from eval.lm_cache import _read_meta, cache_root, cached_checkpoint, model_cache_dir
+from eval.lm.cache import _read_meta, cache_root, cached_checkpoint, model_cache_dir
 
 _BLOCK = 1 << 20
 META_FILE = "tune_or_prompt.json"

@@ -1,6 +1,6 @@
 """Library warnings that are not the user's problem, filtered so the ones that are stay visible.
 
-    quiet_libraries(verbose=False)   # every command calls it first (eval.cli.report_errors)
+    quiet_libraries(verbose=False)   # every command calls it first (eval.run.cli.report_errors)
 
 - bitsandbytes >= 0.48 logs "Failed to load CPU gemm_4bit_forward from kernels-community ... `pip install kernels`"
   when it is imported on a CPU with AVX512-BF16 (bitsandbytes/backends/cpu/ops.py): an optional kernel for 4-bit

@@ -5,8 +5,8 @@
     plan.label                       # "offline:<package>": part of a prompting run's identity (the offline GGUF
                                      # package is a 4-bit quantisation, not the hub's weights)
 
-The causal-LM loader (eval/lm.py), the encoder track (encoders/modeling.py) and the prompting `hf` backend all ask
-this module, so a run's spec, its cache key and what is loaded agree.
+The causal-LM loader (eval/lm/causal.py), the encoder track (encoders/modeling.py) and the prompting `hf` backend all
+ask this module, so a run's spec, its cache key and what is loaded agree.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
 
-from eval.models import resolve
+from eval.lm.models import resolve
 
 
 @lru_cache(maxsize=1)
