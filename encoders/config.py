@@ -1,5 +1,5 @@
 """The encoder track's one config: a typed dataclass. `--config encoders/configs/<model>_<method>.yaml` gives defaults,
-the command line wins, unknown keys fail (eval.cli.parse_config).
+the command line wins, unknown keys fail (eval.run.cli.parse_config).
 
 Settings left at None are resolved from the method (`resolved()`), so the record's options hold the effective value,
 not "whatever the default was that day".
@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from eval.cli import option as _f  # one field helper for every track's config
+from eval.run.cli import option as _f  # one field helper for every track's config
 
 METHODS = ("full", "lora", "ptuning", "prompt-tuning", "prefix", "freeze-k", "setfit")
 LOSSES = ("ce", "weighted-ce", "rdrop", "supcon")
@@ -60,7 +60,6 @@ class EncoderConfig:
     grad_clip: float = _f(1.0, "clip the gradient norm to this (0: off)")
     max_length: int = _f(256, "tokens per text; longer texts are truncated")
     group_by_length: bool = _f(True, "batch texts of similar length together (less padding)")
-    pad_to_max: bool = _f(False, "pad every batch to --max-length (how our users did it; for the benchmark)")
     precision: str = _f("auto", "auto: bf16 autocast on a GPU that supports it, else fp32. fp16 is refused for "
                         "DeBERTa-v3 (it overflows)", choices=PRECISIONS)
     # --- model selection -----------------------------------------------------------------------------------------
@@ -134,23 +133,32 @@ class EncoderConfig:
 
     def options(self) -> dict:
         """What goes into RunSpec.options: every setting that changes the result."""
-        return {k: v for k, v in dataclasses.asdict(self.resolved()).items() if k not in NOT_RESULT}
+        return {**{k: v for k, v in dataclasses.asdict(self.resolved()).items() if k not in NOT_RESULT}, **RETIRED}
 
     @classmethod
     def from_spec(cls, model: str, method: str, options: dict) -> EncoderConfig:
         """Built-in defaults < encoders/configs/<model>_<method>.yaml (when it exists) < `options`."""
         known = {f.name for f in dataclasses.fields(cls)}
+        changed = sorted(k for k, v in RETIRED.items() if k in options and options[k] != v)
+        if changed:
+            raise ValueError(f"encoder options {changed} are retired: they can only be "
+                             f"{[RETIRED[k] for k in changed]}")
+        options = {k: v for k, v in options.items() if k not in RETIRED}
         unknown = sorted(set(options) - known)
         if unknown:
             raise ValueError(f"unknown encoder options {unknown}; known: {sorted(known - set(NOT_RESULT))} "
                              "(python encoders/train.py --help explains each)")
         merged = {**config_file_values(model, method), **options}
-        from eval.cli import coerce
+        from eval.run.cli import coerce
 
         values = {k: v for k, v in merged.items() if k in known - {"model", "method"}}
         return cls(model=model, method=method, **coerce(cls, values))
 
 
+# options that no longer exist, kept in every spec at the one value they always had so that the run ids of the records
+# made while they existed stay the same (a spec giving another value is refused)
+# (pad_to_max: padding every batch to max_length; benchmarks/bench_encoder_padding.py measures that on its own)
+RETIRED: dict[str, object] = {"pad_to_max": False}
 # fields that do not change a run's result (role "spec" or "runtime"): kept out of RunSpec.options and the run id
 NOT_RESULT = tuple(f.name for f in dataclasses.fields(EncoderConfig) if f.metadata.get("role") != "result")
 CONFIGS_DIR = Path(__file__).with_name("configs")
@@ -163,7 +171,7 @@ def default_config_file(model: str, method: str) -> Path | None:
 
 
 def config_file_values(model: str, method: str) -> dict:
-    from eval.cli import load_yaml_config
+    from eval.run.cli import load_yaml_config
 
     path = default_config_file(model, method)
     if path is None:

@@ -18,8 +18,8 @@ import torch
 from encoders.config import EncoderConfig
 from encoders.losses import LossFn
 from encoders.modeling import layer_groups
-from eval.hardware import cuda_native_bf16
-from eval.metrics import accuracy, macro_f1
+from eval.run.hardware import cuda_native_bf16
+from eval.scoring.metrics import accuracy, macro_f1
 
 
 @dataclass
@@ -147,13 +147,13 @@ def train(model, tok, train_data: Encoded, val_data: Encoded | None, cfg: Encode
     """Train in place; the model ends with the best validation checkpoint's weights (with `val_data` None: no
     evaluations, the last weights; the refit after a search, which already chose the step count).
 
-    With an `accelerator` (several processes, eval/distributed.py) the model is wrapped in DDP and every global batch
-    is split across the processes; all of them see the same batches in the same order (same seed), validate on the
-    whole validation set with the same synchronised weights, and so take the same early-stopping decisions.
+    With an `accelerator` (several processes, eval/run/distributed.py) the model is wrapped in DDP and every global
+    batch is split across the processes; all of them see the same batches in the same order (same seed), validate on
+    the whole validation set with the same synchronised weights, and so take the same early-stopping decisions.
     """
     from tqdm.auto import tqdm
 
-    from eval.distributed import shard
+    from eval.run.distributed import shard
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -168,7 +168,6 @@ def train(model, tok, train_data: Encoded, val_data: Encoded | None, cfg: Encode
         opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
     dtype = autocast_dtype(cfg, device)
     lengths = [len(x) for x in train_data.input_ids]
-    pad_to = cfg.max_length if cfg.pad_to_max else None
     trainable = [p for p in model.parameters() if p.requires_grad]
     best_score, best_step, best_state, bad = -math.inf, 0, None, 0
     history: list[dict] = []
@@ -183,7 +182,7 @@ def train(model, tok, train_data: Encoded, val_data: Encoded | None, cfg: Encode
             if not batches:
                 batches = batch_order(lengths, cfg.batch_size, rng, cfg.group_by_length)
             idx = batches.pop()
-            batch = collate(tok, train_data, shard(idx, accelerator), pad_to, device)
+            batch = collate(tok, train_data, shard(idx, accelerator), None, device)
             with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 loss = loss_fn(net, batch) / cfg.grad_accum
             if accelerator is not None:
