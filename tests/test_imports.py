@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,3 +86,23 @@ def test_tracks_do_not_import_each_other() -> None:
         if own in TRACK_PACKAGES:
             others = sorted(d for d in deps if d.split(".")[0] in TRACK_PACKAGES and d.split(".")[0] != own)
             assert not others, f"{m} imports {others}"
+
+
+def _strings(path: Path) -> list[tuple[int, str]]:
+    """The string constants of a module that are not docstrings."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n.body
+            and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return [(n.lineno, n.value) for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs]
+
+
+def test_the_harness_names_no_track_outside_the_registry() -> None:
+    """eval/ asks the Track for every fact; only eval/tracks.py (the registry) and the entry script eval/baseline.py
+    (the command users know, which runs baseline/train.py) spell a track's name or module."""
+    allowed = {REPO / "eval" / "tracks.py", REPO / "eval" / "baseline.py"}
+    pattern = re.compile(rf"^({'|'.join(TRACK_PACKAGES)})([./:]|$)")
+    hits = [f"{p.relative_to(REPO)}:{line}: {s!r}" for p in sorted((REPO / "eval").rglob("*.py")) if p not in allowed
+            for line, s in _strings(p) if pattern.match(s)]
+    assert not hits, hits
