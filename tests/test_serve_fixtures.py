@@ -115,3 +115,45 @@ def test_a_near_tie_that_flips_is_reported_with_its_margins() -> None:
     assert "recorded margin 0.0001" in line
     gen = describe(mismatch({"id": "t", "pred": "positive", "raw": "Positive"}, {"label": "[invalid]", "raw": "Pos"}))
     assert "generated: recorded 'Positive', served 'Pos'" in gen
+
+
+# --- committed records without artifacts: one line, with the command that re-runs them with artifacts kept -----------
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def committed_without_artifacts(track: str) -> list[Path]:
+    return [p for p in sorted((RESULTS / "runs").glob(f"*/{track}/*.json"))
+            if not (p.parent / "artifacts" / p.stem).exists()]
+
+
+@pytest.mark.parametrize("track", ["baseline", "encoders", "finetune"])
+def test_committed_runs_without_artifacts_say_so_in_one_line_with_the_command(track: str, tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture) -> None:
+    """For every committed record of the track: one line, naming what is missing and a command whose own --dry-run
+    plans the run id the line says the re-run gets (the record's, or the id this checkout gives its settings)."""
+    import shlex
+
+    from eval.serve.predictor import ServeError
+    from eval.tracks import track as track_of
+
+    records = committed_without_artifacts(track)
+    if not records:
+        pytest.skip(f"no committed {track} record without artifacts in this checkout")
+    t = track_of(track)
+    for record in records:
+        with pytest.raises(ServeError) as err:
+            load(str(record))
+        line = str(err.value)
+        assert "\n" not in line and f"run {record.stem} kept no artifacts" in line, line
+        cmd = line.split("re-run it with them kept: ", 1)[1]
+        expected = record.stem
+        if " (this checkout records that run as " in cmd:
+            cmd, note = cmd.split(" (this checkout records that run as ", 1)
+            expected = note.split(",", 1)[0]
+            assert expected != record.stem and "since options." in note, line
+        words = shlex.split(cmd)
+        assert words[:2] == ["python", t.script] and words[-1] == "--overwrite", line
+        capsys.readouterr()
+        assert t.cli([*words[2:], "--results-dir", str(tmp_path), "--dry-run"]) == 0, (line, capsys.readouterr())
+        planned = [w.split()[1] for w in capsys.readouterr().out.splitlines() if w.startswith(f"{track} ")]
+        assert planned == [expected], (line, planned)
