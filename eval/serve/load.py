@@ -118,9 +118,9 @@ def build_predictor(record: dict, record_path: Path) -> Any:
 
 
 def _new_id(track: Any, spec: RunSpec) -> str:
-    """"" when this checkout gives the record's spec its run id; else what the re-run will be recorded as, and why
-    (a result-changing option added since, e.g. the encoder and SFT `search` of #24, is in the new spec at its
-    default): the record that run writes is then the one to serve."""
+    """Nothing ("") when this checkout gives the record's spec its run id; else what the re-run will be recorded
+    as, and why (a result-changing option added since, e.g. the encoder and SFT `search` of #24, is in the new spec
+    at its default): the record that run writes is then the one to serve."""
     try:
         rebuilt = track.respec(spec)
     except (ValueError, KeyError, OSError, ImportError):  # the command's own run says what is wrong
