@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("name a record (no committed encoder fixture in this checkout)")
     import torch
 
-    from eval.records import load_examples
+    from eval.run.records import load_examples
     from eval.serve.check import _texts
     from eval.serve.load import load
 

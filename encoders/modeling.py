@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 
 from encoders.config import EncoderConfig
-from eval.models import resolve
+from eval.lm.models import resolve
 
 # LoRA targets by architecture (config.model_type): the attention query and value projections.
 LORA_TARGETS = {
@@ -34,8 +34,8 @@ class MethodError(ValueError):
 @cache
 def locate_model(name: str) -> tuple[str, str]:
     """(what to pass to from_pretrained, where it came from): a local folder as is; an alias with an offline package
-    uses the package when HF_HUB_OFFLINE=1 or the hub cannot be reached (eval/weights.py decides, for every track)."""
-    from eval.weights import locate
+    uses the package when HF_HUB_OFFLINE=1 or the hub cannot be reached (eval/lm/weights.py decides, for every track)."""
+    from eval.lm.weights import locate
 
     where = locate(name)
     if where.kind == "local":
@@ -43,7 +43,7 @@ def locate_model(name: str) -> tuple[str, str]:
     if where.kind == "offline":
         info = resolve(name)
         if "gguf" in info.offline:  # a causal LM shipped as GGUF (the LLM-with-a-head arm): its converted checkpoint
-            from eval.packaged import cached_gguf_checkpoint
+            from eval.lm.packaged import cached_gguf_checkpoint
 
             return str(cached_gguf_checkpoint(name, info.offline)), f"package:{where.ref}"
         path = info.offline_path()
@@ -234,7 +234,7 @@ def build_classifier(cfg: EncoderConfig, path: str, labels: list[str], pooling: 
     if model.config.model_type.startswith("deberta-v2") and cfg.precision == "fp16":
         raise MethodError("fp16 overflows in DeBERTa-v3 (microsoft/DeBERTa #77): use --precision bf16 or fp32")
     if pooling == "last":  # decoders often have no pad token; the head finds the last token through pad_token_id
-        from eval.lm import ensure_pad_token
+        from eval.lm.causal import ensure_pad_token
 
         ensure_pad_token(tok, model)
     if tok.pad_token is None:

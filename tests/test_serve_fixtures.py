@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from eval.records import load_examples  # noqa: E402
+from eval.run.records import load_examples  # noqa: E402
 from eval.serve.app import create_app  # noqa: E402
 from eval.serve.check import describe, parity, recorded_scores  # noqa: E402
 from eval.serve.load import load  # noqa: E402

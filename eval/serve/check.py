@@ -9,7 +9,7 @@ import asyncio
 import json
 from typing import Any
 
-from eval.records import load_examples
+from eval.run.records import load_examples
 from eval.serve.load import Served
 from eval.serve.predictor import ServeError
 
@@ -50,7 +50,7 @@ def _texts(record: dict, rows: list[dict]) -> list[str]:
     """The rows' texts: in the rows (records since the text was logged), else the task's test items by id."""
     if all("text" in r for r in rows):
         return [r["text"] for r in rows]
-    from eval.dataref import load_ref
+    from eval.inputs.dataref import load_ref
 
     task = load_ref(record["task"], record.get("data"))
     by_id = {e.id: e.text for e in task.test(record.get("n_eval_requested"))}

@@ -19,7 +19,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run", nargs="?", help="a record path (results/runs/<task>/<track>/<run_id>.json) or a run id")
     ap.add_argument("--results-dir", default="results", help="where run ids are looked up (default: results)")
-    ap.add_argument("--task", help="with --labels: serve the run `python -m eval.recommend` picks")
+    ap.add_argument("--task", help="with --labels: serve the run `python -m eval.decide.recommend` picks")
     ap.add_argument("--labels", type=int, help="your labelled-data budget (with --task)")
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     ap.add_argument("--port", type=int, default=8000)

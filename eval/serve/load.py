@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval.records import RunSpec
-from eval.runner import spec_mismatch
+from eval.run.records import RunSpec
+from eval.run.runner import spec_mismatch
 from eval.serve.predictor import NoArtifacts, Predictor, ServeError
 from eval.tracks import known
 
@@ -50,17 +50,17 @@ def find_record(run: str, results_dir: str | Path = "results") -> Path:
         raise ServeError(f"run id {stem} is recorded for several tasks: pass one record path "
                          f"({', '.join(map(str, hits))})")
     raise ServeError(f"no record {run!r}: pass a record path (results/runs/<task>/<track>/<run_id>.json) or a run "
-                     f"id recorded under {results_dir}/runs (python -m eval.leaderboard lists them), or --task T "
+                     f"id recorded under {results_dir}/runs (python -m eval.decide.leaderboard lists them), or --task T "
                      "--labels N for the run recommend picks")
 
 
 def recommended_record(task: str, labels: int, results_dir: str | Path = "results", metric: str = "accuracy"
                        ) -> tuple[Path, str]:
-    """The record of the option `python -m eval.recommend --task T --labels N` picks (its first seed with
+    """The record of the option `python -m eval.decide.recommend --task T --labels N` picks (its first seed with
     artifacts, else its first seed), and a line saying which."""
-    from eval.analysis import analyse
-    from eval.recommend import recommend
-    from eval.records import load_records
+    from eval.decide.analysis import analyse
+    from eval.decide.recommend import recommend
+    from eval.run.records import load_records
 
     records, _ = load_records(results_dir)
     analysed = analyse(records, metric=metric, task=task)
@@ -68,7 +68,7 @@ def recommended_record(task: str, labels: int, results_dir: str | Path = "result
     best = res.get("best")
     if not best:
         raise ServeError(f"recommend has no pick for --task {task} --labels {labels} ({'; '.join(res['notes'])}): "
-                         f"add the runs it suggests (python -m eval.recommend --task {task} --labels {labels})")
+                         f"add the runs it suggests (python -m eval.decide.recommend --task {task} --labels {labels})")
     ts = analysed[0][task][0]
     row = next(r for r in ts.rows if r.name == best["approach"] and r.n_train == best["n_train"]
                and r.shown_options == best["options"])
@@ -80,7 +80,7 @@ def recommended_record(task: str, labels: int, results_dir: str | Path = "result
 
 
 def artifacts_dir(record_path: Path, record: dict) -> Path:
-    """results/runs/<task>/<track>/artifacts/<run_id> (eval.records.output_dir) next to the record."""
+    """results/runs/<task>/<track>/artifacts/<run_id> (eval.run.records.output_dir) next to the record."""
     return record_path.parent / "artifacts" / str(record["run_id"])
 
 
