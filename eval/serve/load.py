@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.run.records import RunSpec
+from eval.run.runner import spec_mismatch
 from eval.serve.predictor import NoArtifacts, Predictor, ServeError
 from eval.tracks import known
 
@@ -112,7 +113,22 @@ def build_predictor(record: dict, record_path: Path) -> Any:
         spec = RunSpec.from_record(record)
         cmd = f"{track.reproduce(spec)} {exc.flag} --overwrite".replace("  ", " ")
         raise ServeError(f"run {record['run_id']} kept no artifacts ({exc.what} is not in "
-                         f"{artifacts_dir(record_path, record)}); re-run it with them kept: {cmd}") from None
+                         f"{artifacts_dir(record_path, record)}); re-run it with them kept: {cmd}"
+                         f"{_new_id(track, spec)}") from None
+
+
+def _new_id(track: Any, spec: RunSpec) -> str:
+    """Nothing ("") when this checkout gives the record's spec its run id; else what the re-run will be recorded
+    as, and why (a result-changing option added since, e.g. the encoder and SFT `search` of #24, is in the new spec
+    at its default): the record that run writes is then the one to serve."""
+    try:
+        rebuilt = track.respec(spec)
+    except (ValueError, KeyError, OSError, ImportError):  # the command's own run says what is wrong
+        return ""
+    if rebuilt.run_id == spec.run_id:
+        return ""
+    return (f" (this checkout records that run as {rebuilt.run_id}, not {spec.run_id}, since "
+            f"{spec_mismatch(spec, rebuilt)}: serve that record)")
 
 
 def load(run: str | None = None, results_dir: str | Path = "results", task: str | None = None,
