@@ -160,3 +160,13 @@ def test_score_cli_rescore_raw_and_pred(tmp_path, capsys):
     (tmp_path / "empty.jsonl").write_text("")
     assert score.main([str(tmp_path / "empty.jsonl"), "--labels", "a,b"]) == 2
     assert "empty" in capsys.readouterr().err
+
+
+def test_env_names_the_threads_and_cpu_kernels_a_torch_run_used():
+    """The same run id on another thread count or kernel set can round differently: the record says which ran."""
+    torch = pytest.importorskip("torch")
+    from eval.run.records import env_info
+
+    env = env_info()
+    assert env["torch_threads"] == torch.get_num_threads()
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()

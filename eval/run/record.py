@@ -50,7 +50,7 @@ class Record:
     n_train_examples: int | None = None
     before_training: dict[str, Any] | None = None  # SFT: metrics of the same model before training
     config: dict[str, Any] = field(default_factory=dict)  # every effective setting of the run
-    env: dict[str, Any] = field(default_factory=dict)  # python, platform, device, package versions, git commit
+    env: dict[str, Any] = field(default_factory=dict)  # python, platform, device, threads, packages, git
     examples_file: str | None = None  # the per-example JSONL next to the record
     data: dict[str, Any] | None = None  # ad-hoc --data: file, sha256, columns (eval.inputs.dataref); None: named task
     cost: dict[str, Any] | None = None  # train_s, eval_s, examples_per_s, peak_rss_mb, cuda_peak_mb, device, dtype

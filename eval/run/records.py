@@ -159,15 +159,18 @@ def _package_versions() -> tuple[tuple[str, str], ...]:
 def env_info() -> dict:
     """Package versions, device and git commit (the static parts are read once per process)."""
     versions = dict(_package_versions())
-    device = "cpu"
+    device, kernels = "cpu", {}
     if "torch" in sys.modules:  # never import torch just to describe the machine
         torch = sys.modules["torch"]
+        # the same run id on another thread count or CPU kernel set can round differently (and, near a tie, flip a
+        # label): the record says which ran
+        kernels = {"torch_threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
         if torch.cuda.is_available():
             device = f"cuda:{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
         elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             device = "mps"
     return {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "device": device, "packages": versions, "git": git_commit()}
+            "cpu_count": os.cpu_count(), "device": device, **kernels, "packages": versions, "git": git_commit()}
 
 
 def evaluate(test: Sequence[Example], preds: Sequence[str], labels: Sequence[str], seed: int = 0) -> dict:
