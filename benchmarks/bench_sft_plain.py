@@ -6,7 +6,8 @@ generating and parsing (eval.scoring.labels), with invalid answers counted wrong
 
   plain    transformers Trainer + peft, written here in ~40 lines as users do: LoRA r 16 / alpha 32 on all linear
            layers, lr 2e-4, 3 epochs, batch 8, the prompt "Review: <text>\\nSentiment:" and the answer " <label>"
-           (loss on the answer tokens only), no chat template, no search; greedy, 4 new tokens;
+           (loss on the answer tokens only), the review cut to the track's 256-token budget, no chat template, no
+           search; greedy, 4 new tokens;
   track    `finetune/sft.py --model M --task T --n-train N --n-eval E --seeds S` with its defaults (--search auto:
            an LR search only when the split carved from the N examples can separate the candidates, else lr 2e-4;
            chat template; docs/speed.md). `--track-args "--search halving"` measures the search as an option.
@@ -57,9 +58,17 @@ def plain(model_name: str, task, n_train: int, n_eval: int, seed: int) -> dict:
     def prompt(text: str) -> str:
         return f"Review: {text}\nSentiment:"
 
+    # the track's budget (finetune/config.py max_seq_length 256: prompt + answer + EOS), met the way a plain script
+    # does it, by cutting the review's tokens; uncut, one batch of 8 long Chinese reviews (chnsenti) took 21 GB
+    budget = 256 - len(tok(prompt(""))["input_ids"]) - max(len(tok(" " + w)["input_ids"]) for w in words.values()) - 1
+
+    def fit(text: str) -> str:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        return text if len(ids) <= budget else tok.decode(ids[:budget])
+
     rows = []
     for e in task.train(n_train, seed):
-        p, a = tok(prompt(e.text))["input_ids"], tok(" " + words[e.label])["input_ids"] + [tok.eos_token_id]
+        p, a = tok(prompt(fit(e.text)))["input_ids"], tok(" " + words[e.label])["input_ids"] + [tok.eos_token_id]
         rows.append({"input_ids": p + a, "labels": [-100] * len(p) + a})
 
     def collate(batch: list[dict]) -> dict:
@@ -84,7 +93,7 @@ def plain(model_name: str, task, n_train: int, n_eval: int, seed: int) -> dict:
     preds, t0 = [], time.perf_counter()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(prec["autocast"])):
         for i in range(0, len(test), 16):
-            enc = tok([prompt(e.text) for e in test[i:i + 16]], return_tensors="pt", padding=True)
+            enc = tok([prompt(fit(e.text)) for e in test[i:i + 16]], return_tensors="pt", padding=True)
             out = model.generate(**enc, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
             preds += [task.scheme.extract(t) for t in tok.batch_decode(out[:, enc["input_ids"].shape[1]:],
                                                                         skip_special_tokens=True)]
