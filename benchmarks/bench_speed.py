@@ -314,8 +314,8 @@ def gemm_gflops(dtype: str, threads: int, m: int = 256, k: int = 896, n: int = 4
     return 2 * m * k * n / statistics.median(times) / 1e9
 
 
-GEN_PROMPT = ("In two or three sentences, say what the following movie review thinks of the film, then answer "
-              "on the last line with one word, positive or negative.\n\nReview: {text}")
+GEN_PROMPT = ("Explain in a short paragraph of about 60 words what this movie review says about the film and why. "
+              "Then, on the last line, write the sentiment: positive or negative.\n\nReview: {text}")
 
 
 def onednn_kernel(dtype: str, m: int = 256, k: int = 896, n: int = 4864) -> str:
@@ -396,7 +396,7 @@ def part_llama(args) -> list[str]:
     words = [task.scheme.verbalizer(lab) for lab in task.scheme.labels]
     raw_score = [load_prompt("zeroshot", task.scheme).render(e.text) for e in test]
     # generation: the project's CoT prompt makes this chat model answer with the label alone (1 token), so the
-    # generation rows use a prompt that asks for a few sentences first; both sides get the same token ids
+    # generation rows use a prompt that asks for a paragraph first (~60 tokens); both sides get the same token ids
     raw_gen = [GEN_PROMPT.format(text=e.text) for e in test[: args.gen_n]]
 
     # our side, as `prompting/run.py --backend hf --mode score|generate` runs it: dtype auto (bf16 here), batch 16,
@@ -494,7 +494,7 @@ def part_llama(args) -> list[str]:
         l1 = os.getloadavg()[0]
         gh, gl = sum(nh), sum(nl)
         table.append(
-            f"| {t} | generation (a few sentences, then the label), greedy, <= {args.gen_tokens} new tokens: "
+            f"| {t} | generation (a paragraph, then the label), greedy, <= {args.gen_tokens} new tokens: "
             f"generated tokens/s, "
             f"prefill included | {len(g_ids)} | hf {gh}, llama.cpp {gl} | {gh / th:,.1f} tok/s ({th:.1f} s; "
             f"{gh / th / ceil:.2%} of the bf16 ceiling) | {gl / tl:,.1f} tok/s ({tl:.1f} s; decode alone "
@@ -573,7 +573,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=3, help="sft: timed steps per side")
     ap.add_argument("--chunk", type=int, default=32, help="llama: scoring prompts per alternation chunk")
     ap.add_argument("--gen-n", type=int, default=32, help="llama: prompts for the generation rows")
-    ap.add_argument("--gen-tokens", type=int, default=32, help="llama: max new tokens per generated answer")
+    ap.add_argument("--gen-tokens", type=int, default=64, help="llama: max new tokens per generated answer")
     ap.add_argument("--batched-bench", default=None, help="llama: path of llama.cpp's llama-batched-bench binary")
     ap.add_argument("--npl", default="1,4,16", help="llama: parallel sequences for llama-batched-bench")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: eval.hardware's choice)")
