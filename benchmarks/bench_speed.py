@@ -389,7 +389,7 @@ def part_llama(args) -> list[str]:
 
     load_start = os.getloadavg()
     many = available_cpus()
-    counts = [1, many] if many > 1 else [1]
+    counts = sorted({many if c == "all" else min(int(c), many) for c in args.thread_counts.split(",")})
     task = load_task("rotten")
     test = task.test(args.n)
     gold = [e.label for e in test]
@@ -484,6 +484,7 @@ def part_llama(args) -> list[str]:
             f"{p_tokens / tl:,.0f} tok/s ({tl:.1f} s; computed {lc_computed / tl:,.0f} tok/s = "
             f"{lc_computed / tl / ceil8:.1%} of the int8 ceiling) | "
             f"**{tl / th:.2f}x** | {l0:.1f} -> {l1:.1f} |")
+        print(table[-1], file=sys.stderr, flush=True)  # as it comes: a long run on a loaded machine
         same = sum(a == b for a, b in zip(lh, ll))
         acc = [sum(to_label.get(a) == g for a, g in zip(x, gold)) / len(gold) for x in (lh, ll)]
         agree.append(f"{t} thread(s): {same}/{len(lh)} same labels (accuracy hf {acc[0]:.1%}, llama.cpp {acc[1]:.1%})")
@@ -500,6 +501,7 @@ def part_llama(args) -> list[str]:
             f"{gh / th / ceil:.2%} of the bf16 ceiling) | {gl / tl:,.1f} tok/s ({tl:.1f} s; decode alone "
             f"{gl / lc.decode_s:,.1f} tok/s = {gl / lc.decode_s / ceil8:.2%} of the int8 ceiling, prefill "
             f"{lc.prefill_s:.1f} s) | **{(gh / th) / (gl / tl):.2f}x** | {l0:.1f} -> {l1:.1f} |")
+        print(table[-1], file=sys.stderr, flush=True)
     rescored = rescore.get("rescored", 0) - warm_rescored
     items = rescore.get("items", 0) - warm_items
 
@@ -557,6 +559,7 @@ def part_llama(args) -> list[str]:
             for r in batched_bench(args.batched_bench, gguf, t, pp, args.gen_tokens, args.npl):
                 lines.append(f"| {t} | {r['B']} | {float(r['S_PP t/s']):,.0f} | {float(r['S_TG t/s']):,.1f} | "
                              f"{float(r['S t/s']):,.1f} | {l0:.1f} |")
+                print(lines[-1], file=sys.stderr, flush=True)
     return lines
 
 
@@ -575,6 +578,7 @@ def main() -> int:
     ap.add_argument("--gen-n", type=int, default=32, help="llama: prompts for the generation rows")
     ap.add_argument("--gen-tokens", type=int, default=64, help="llama: max new tokens per generated answer")
     ap.add_argument("--batched-bench", default=None, help="llama: path of llama.cpp's llama-batched-bench binary")
+    ap.add_argument("--thread-counts", default="1,all", help="llama: thread counts to measure (all: usable cores)")
     ap.add_argument("--npl", default="1,4,16", help="llama: parallel sequences for llama-batched-bench")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: eval.hardware's choice)")
     ap.add_argument("--no-write", action="store_true")
