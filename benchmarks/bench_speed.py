@@ -552,13 +552,14 @@ def part_llama(args) -> list[str]:
         lines += ["", f"llama.cpp batched: `{Path(args.batched_bench).name}` from the same vendored sources and "
                       f"flags, {pp}-token prompts (the median CoT prompt above) + {args.gen_tokens} generated, "
                       f"N sequences in one batch (run after the side-by-side, alone):", "",
-                  "| threads | sequences | prompt tok/s (S_PP) | generation tok/s (S_TG) | total tok/s | load 1-min |",
+                  "| threads | sequences | prompt tok/s (S_PP) | generation tok/s (S_TG) | generated tok/s, prefill "
+                  "included (TG x B / T), as the side-by-side's generation rows | load 1-min |",
                   "|---|---|---|---|---|---|"]
         for t in counts:
             l0 = os.getloadavg()[0]
             for r in batched_bench(args.batched_bench, gguf, t, pp, args.gen_tokens, args.npl):
                 lines.append(f"| {t} | {r['B']} | {float(r['S_PP t/s']):,.0f} | {float(r['S_TG t/s']):,.1f} | "
-                             f"{float(r['S t/s']):,.1f} | {l0:.1f} |")
+                             f"{int(r['TG']) * int(r['B']) / float(r['T s']):,.1f} | {l0:.1f} |")
                 print(lines[-1], file=sys.stderr, flush=True)
     return lines
 
