@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 def machine() -> str:
     import torch
 
-    from eval.hardware import cpu_flags, describe
+    from eval.run.hardware import cpu_flags, describe
 
     d = describe()
     model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
@@ -49,9 +49,9 @@ def machine() -> str:
 
 def prompts_for(model: str, kind: str, n: int, shots: int = 0) -> tuple[object, list[str], list[str], list[str]]:
     """(task, chat-templated prompts, verbalizers, gold labels) for the rotten task."""
-    from eval.data import load_task
-    from eval.lm import build_prompt, load_causal_lm
-    from eval.prompts import load_prompt
+    from eval.inputs.data import load_task
+    from eval.lm.causal import build_prompt, load_causal_lm
+    from eval.lm.prompts import load_prompt
 
     task = load_task("rotten")
     examples = [(e.text, e.label) for e in task.train(shots, 0)] if shots else []
@@ -90,8 +90,8 @@ def argmax_labels(rows: list[list[float]], words: list[str]) -> list[str]:
 def part_dtype(args) -> list[str]:
     import torch
 
-    from eval.hardware import configure_threads, cpu_native_bf16
-    from eval.lm import load_causal_lm, score_labels
+    from eval.run.hardware import configure_threads, cpu_native_bf16
+    from eval.lm.causal import load_causal_lm, score_labels
 
     if not cpu_native_bf16():
         return ["This CPU has neither AVX512-BF16 nor AMX: bf16 would be emulated (slower than fp32); skipped."]
@@ -116,8 +116,8 @@ def part_dtype(args) -> list[str]:
 
 
 def part_prefix(args) -> list[str]:
-    from eval.hardware import configure_threads
-    from eval.lm import load_causal_lm, score_labels
+    from eval.run.hardware import configure_threads
+    from eval.lm.causal import load_causal_lm, score_labels
 
     configure_threads(args.threads)
     _, texts, words, gold = prompts_for(args.model, "fewshot", args.n, shots=16)
@@ -142,8 +142,8 @@ def part_prefix(args) -> list[str]:
 def part_threads(args) -> list[str]:
     import torch
 
-    from eval.hardware import available_cpus
-    from eval.lm import load_causal_lm, score_labels
+    from eval.run.hardware import available_cpus
+    from eval.lm.causal import load_causal_lm, score_labels
 
     _, texts, words, _ = prompts_for(args.model, "zeroshot", args.n)
     model, tok, info = load_causal_lm(args.model)
@@ -165,14 +165,14 @@ def part_sft(args) -> list[str]:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from eval.hardware import configure_threads
-    from eval.lm import load_causal_lm
+    from eval.run.hardware import configure_threads
+    from eval.lm.causal import load_causal_lm
     from finetune.config import DEFAULT_TARGETS
     from finetune.formatting import Formatter, load_template
     from finetune.trainer import completion_loss
 
     configure_threads(args.threads)
-    from eval.data import load_task
+    from eval.inputs.data import load_task
 
     task = load_task("rotten")
     model, tok, _ = load_causal_lm(args.model, dtype="float32")
@@ -260,7 +260,7 @@ class LlamaCppSide:
 
     def score(self, ids: list[list[int]], cands: list[list[list[int]]]) -> list[list[float]]:
         """Log-probability of each candidate after each prompt (first token; the sum over its tokens when it has
-        more, as eval.lm.score_labels' "full")."""
+        more, as eval.lm.causal.score_labels' "full")."""
         rows = []
         for row_ids, cand in zip(ids, cands):
             self._feed(row_ids)
@@ -379,12 +379,12 @@ def part_llama(args) -> list[str]:
         flop_per_token,
         non_embedding_params,
     )
-    from eval.data import load_task
-    from eval.hardware import available_cpus, cpu_flags
-    from eval.lm import answer_prefix, build_prompt, candidate_ids, encode
-    from eval.models import resolve
-    from eval.packaged import assembled_file
-    from eval.prompts import load_prompt
+    from eval.inputs.data import load_task
+    from eval.run.hardware import available_cpus, cpu_flags
+    from eval.lm.causal import answer_prefix, build_prompt, candidate_ids, encode
+    from eval.lm.models import resolve
+    from eval.lm.packaged import assembled_file
+    from eval.lm.prompts import load_prompt
     from prompting.backends import BackendOptions, get_backend
 
     load_start = os.getloadavg()
@@ -581,12 +581,12 @@ def main() -> int:
     ap.add_argument("--batched-bench", default=None, help="llama: path of llama.cpp's llama-batched-bench binary")
     ap.add_argument("--thread-counts", default="1,all", help="llama: thread counts to measure (all: usable cores)")
     ap.add_argument("--npl", default="1,4,16", help="llama: parallel sequences for llama-batched-bench")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: eval.hardware's choice)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: eval.run.hardware's choice)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     head = machine()
 
-    from eval.hardware import configure_threads
+    from eval.run.hardware import configure_threads
 
     if args.part != "threads":
         head += f"; torch threads {configure_threads(args.threads)}"
