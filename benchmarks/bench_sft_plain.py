@@ -144,7 +144,12 @@ def main() -> int:
     ap.add_argument("--track-args", default="", help="extra finetune/sft.py options for the track side, one string "
                     "(e.g. \"--learning-rate 2e-4 --num-train-epochs 3\")")
     ap.add_argument("--json", default=None, help="append every (model, task, seed) result here as it finishes")
+    ap.add_argument("--summarize", metavar="JSONL", default=None,
+                    help="train nothing: print the tables of the results a --json file holds (runs split over "
+                         "several invocations, or one that was stopped)")
     args = ap.parse_args()
+    if args.summarize:
+        return summarize(Path(args.summarize))
 
     from eval.inputs.data import load_task
     from eval.run.hardware import configure_threads
@@ -172,11 +177,40 @@ def main() -> int:
             if len(args.sides) == 2:
                 summary.append(pair_row(model, task, args, rows))
     if summary:
-        print("\n| model | task | n_train | seeds | test items | plain accuracy | track accuracy | track - plain "
-              "[95% CI], p | significantly worse | train-time ratio track / plain | track's LR choice |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
-        print("\n".join(summary))
+        print(SUMMARY_HEAD + "\n".join(summary))
     return 0
+
+
+def summarize(path: Path) -> int:
+    """The per-seed tables and the summary of a --json file, grouped by model x task x n_train (the last result of a
+    repeated seed wins)."""
+    from types import SimpleNamespace
+
+    from eval.inputs.data import load_task
+
+    groups: dict[tuple, dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            r = json.loads(line)
+            groups.setdefault((r["model"], r["task"], r["n_train"]), {})[r["seed"]] = r["rows"]
+    names = {"plain": "plain peft script", "track": "track defaults (finetune/sft.py)"}
+    summary = []
+    for (model, task_name, n_train), by_seed in groups.items():
+        rows = [("plain" if name.startswith("plain") else "track", seed, res)
+                for seed in sorted(by_seed) for name, seed, res in by_seed[seed]]
+        n_eval = len(rows[0][2]["preds"])
+        args = SimpleNamespace(n_train=n_train, n_eval=n_eval)
+        print(side_table(model, task_name, args, 0, rows, names).replace(", torch threads 0", ""))
+        if {side for side, _, _ in rows} == {"plain", "track"}:
+            summary.append(pair_row(model, load_task(task_name), args, rows))
+    if summary:
+        print(SUMMARY_HEAD + "\n".join(summary))
+    return 0
+
+
+SUMMARY_HEAD = ("\n| model | task | n_train | seeds | test items | plain accuracy | track accuracy | track - plain "
+                "[95% CI], p | significantly worse | train-time ratio track / plain (median of seeds) | track's LR choice |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|\n")
 
 
 def side_table(model: str, task_name: str, args, threads: int, rows: list, names: dict) -> str:
@@ -194,7 +228,7 @@ def side_table(model: str, task_name: str, args, threads: int, rows: list, names
 
 def pair_row(model: str, task, args, rows: list) -> str:
     """One line of the defaults-vs-plain table: mean accuracies, the paired difference over all seeds' items, and
-    the training-time ratio (the track's time includes its search)."""
+    the training-time ratio (median over seeds; the track's time includes its search)."""
     from eval.decide.stats import encode, paired_difference
 
     gold = [e.label for e in task.test(args.n_eval)]
@@ -203,7 +237,14 @@ def pair_row(model: str, task, args, rows: list) -> str:
     b = encode(gold, [r["preds"] for r in sides["plain"]], task.labels)[1]
     d = paired_difference(g, a, b, len(task.labels))
     mean = {k: sum(r["accuracy"] for r in v) / len(v) for k, v in sides.items()}
-    ratio = sum(r["train_s"] for r in sides["track"]) / max(1e-9, sum(r["train_s"] for r in sides["plain"]))
+    # the median of the per-seed ratios: one seed trained while the machine was busy (a shared box) moves a ratio of
+    # sums, not the median
+    per_seed = {seed: {} for _, seed, _ in rows}
+    for name, seed, r in rows:
+        per_seed[seed][name] = r["train_s"]
+    ratios = sorted(t["track"] / max(1e-9, t["plain"]) for t in per_seed.values() if len(t) == 2)
+    mid = len(ratios) // 2
+    ratio = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
     lr = "; ".join(str((r.get("search") or {}).get("reason") or r.get("chosen") or r["settings"])[:80]
                    for r in sides["track"][:1])
     worse = "**yes**" if d.ci[1] < 0 else "no"
