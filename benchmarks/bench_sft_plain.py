@@ -209,7 +209,8 @@ def summarize(path: Path) -> int:
 
 
 SUMMARY_HEAD = ("\n| model | task | n_train | seeds | test items | plain accuracy | track accuracy | track - plain "
-                "[95% CI], p | significantly worse | train-time ratio track / plain (median of seeds) | track's LR choice |\n"
+                "[95% CI], p | significantly worse | train-time ratio track / plain (median of seeds) | "
+                "track's LR choice |\n"
                 "|---|---|---|---|---|---|---|---|---|---|---|\n")
 
 
