@@ -64,10 +64,9 @@ def _texts(record: dict, rows: list[dict]) -> list[str]:
 def margin(scores: dict[str, float] | None) -> float | None:
     """The best label's score minus the runner-up's (probabilities or log-likelihoods): how far an answer is from a
     tie. None without scores (a generated answer has none)."""
-    if not scores or len(scores) < 2:
-        return None
-    top, second = sorted(scores.values(), reverse=True)[:2]
-    return top - second
+    from eval.lm.infer import margin as top_two_gap  # the near-tie rule's own gap (docs/speed.md)
+
+    return top_two_gap(list(scores.values())) if scores and len(scores) > 1 else None
 
 
 def recorded_scores(row: dict) -> dict[str, float] | None:
