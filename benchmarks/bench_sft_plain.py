@@ -6,7 +6,7 @@ generating and parsing (eval.scoring.labels), with invalid answers counted wrong
 
   plain    transformers Trainer + peft, written here in ~40 lines as users do: LoRA r 16 / alpha 32 on all linear
            layers, lr 2e-4, 3 epochs, batch 8, the prompt "Review: <text>\\nSentiment:" and the answer " <label>"
-           (loss on the answer tokens only), the review cut to the track's 256-token budget, no chat template, no
+           (loss on the answer tokens only), the review cut to the track's built-in 256 tokens, no chat template, no
            search; greedy, 4 new tokens;
   track    `finetune/sft.py --model M --task T --n-train N --n-eval E --seeds S` with its defaults (--search auto:
            an LR search only when the split carved from the N examples can separate the candidates, else lr 2e-4;
@@ -46,6 +46,7 @@ def plain(model_name: str, task, n_train: int, n_eval: int, seed: int) -> dict:
 
     from eval.lm.causal import load_causal_lm
     from eval.run.hardware import sft_precision
+    from finetune.config import SFTArgs
 
     path = load_causal_lm(model_name, dtype="float32")[2]["model_id"]  # the converted offline GGUF (a folder)
     tok = AutoTokenizer.from_pretrained(path)
@@ -58,9 +59,11 @@ def plain(model_name: str, task, n_train: int, n_eval: int, seed: int) -> dict:
     def prompt(text: str) -> str:
         return f"Review: {text}\nSentiment:"
 
-    # the track's budget (finetune/config.py max_seq_length 256: prompt + answer + EOS), met the way a plain script
-    # does it, by cutting the review's tokens; uncut, one batch of 8 long Chinese reviews (chnsenti) took 21 GB
-    budget = 256 - len(tok(prompt(""))["input_ids"]) - max(len(tok(" " + w)["input_ids"]) for w in words.values()) - 1
+    # the track's built-in budget for prompt + answer + EOS (SFTArgs.max_seq_length, 256; a model's config file may
+    # set less: smollm2-135m's sets 128), met the way a plain script does it, by cutting the review's tokens; uncut,
+    # one batch of 8 long Chinese reviews (chnsenti) took 21 GB
+    answer = max(len(tok(" " + w)["input_ids"]) for w in words.values()) + 1
+    budget = SFTArgs().max_seq_length - len(tok(prompt(""))["input_ids"]) - answer
 
     def fit(text: str) -> str:
         ids = tok(text, add_special_tokens=False)["input_ids"]
@@ -200,7 +203,7 @@ def summarize(path: Path) -> int:
                 for seed in sorted(by_seed) for name, seed, res in by_seed[seed]]
         n_eval = len(rows[0][2]["preds"])
         args = SimpleNamespace(n_train=n_train, n_eval=n_eval)
-        print(side_table(model, task_name, args, 0, rows, names).replace(", torch threads 0", ""))
+        print(side_table(model, task_name, args, None, rows, names))
         if {side for side, _, _ in rows} == {"plain", "track"}:
             summary.append(pair_row(model, load_task(task_name), args, rows))
     if summary:
@@ -214,10 +217,11 @@ SUMMARY_HEAD = ("\n| model | task | n_train | seeds | test items | plain accurac
                 "|---|---|---|---|---|---|---|---|---|---|---|\n")
 
 
-def side_table(model: str, task_name: str, args, threads: int, rows: list, names: dict) -> str:
-    out = [f"\n{model} on {task_name}, n_train {args.n_train}, first {args.n_eval} test items, torch threads "
-           f"{threads}\n", "| side | seed | accuracy [95% CI] | macro-F1 | valid | train s (with search) | eval s | "
-           "precision | settings |", "|---|---|---|---|---|---|---|---|---|"]
+def side_table(model: str, task_name: str, args, threads: int | None, rows: list, names: dict) -> str:
+    where = f", torch threads {threads}" if threads else ""  # None: results read back from a --json file
+    out = [f"\n{model} on {task_name}, n_train {args.n_train}, first {args.n_eval} test items{where}\n",
+           "| side | seed | accuracy [95% CI] | macro-F1 | valid | train s (with search) | eval s | precision | "
+           "settings |", "|---|---|---|---|---|---|---|---|---|"]
     for side, seed, r in rows:
         ci = f" [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]" if r.get("ci") else ""
         before = f"; before training {r['before']:.3f}" if r.get("before") is not None else ""
@@ -252,19 +256,6 @@ def pair_row(model: str, task, args, rows: list) -> str:
     return (f"| {model} | {task.name} | {args.n_train} | {len(sides['track'])} | {d.n_items} | {mean['plain']:.3f} | "
             f"{mean['track']:.3f} | {d.diff:+.3f} [{d.ci[0]:+.3f}, {d.ci[1]:+.3f}], p {d.p:.3f} | {worse} | "
             f"{ratio:.2f}x | {lr} |")
-
-
-def paired(task, n_eval: int, rows: list) -> str:
-    """Track minus plain on the same items, all seeds: paired bootstrap CI (McNemar's p with one seed)."""
-    from eval.decide.stats import encode, paired_difference
-
-    gold = [e.label for e in task.test(n_eval)]
-    sides = [[r["preds"] for name, _, r in rows if name == side] for side in ("track", "plain")]
-    g, a = encode(gold, sides[0], task.labels)
-    b = encode(gold, sides[1], task.labels)[1]
-    d = paired_difference(g, a, b, len(task.labels))
-    return (f"\ntrack - plain accuracy: {d.diff:+.3f} [{d.ci[0]:+.3f}, {d.ci[1]:+.3f}], p {d.p:.3f} ({d.test}, "
-            f"{d.n_items} items x {d.seeds[0]} seeds)")
 
 
 if __name__ == "__main__":
