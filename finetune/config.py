@@ -68,6 +68,10 @@ class SFTArgs:
     max_new_tokens: int = _f(4, "generate mode: new tokens (the answer is one word + EOS)")
     prompt: str = _f("sft", "prompt file in prompts/ (or a .txt path)")
     chat: bool | None = _f(None, "use the chat template (default: when the tokenizer has one)")
+    system_prompt: str = _f("", "the chat template's system turn. '' drops the default system text a template "
+                            "writes when a prompt has none (SmolLM2's and Qwen2.5's, ~16 tokens trained on and paid "
+                            "for in every example; docs/speed.md); 'template' keeps the template's default (as runs "
+                            "recorded before this option); any other text is the system turn")
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -89,6 +93,11 @@ class SFTArgs:
 
         return cls(**coerce(cls, {k: v for k, v in {**options, **runtime}.items() if k in names}))
 
+    @property
+    def system_turn(self) -> str | None:
+        """What the Formatter (eval.lm.causal.build_prompt) gets as `system`: None lets the template write its own."""
+        return None if self.system_prompt == KEEP_TEMPLATE_SYSTEM else self.system_prompt
+
     def lora(self) -> dict[str, Any]:
         return {"r": self.lora_r, "alpha": self.lora_alpha, "dropout": self.lora_dropout,
                 "target_modules": list(self.target_modules)}
@@ -99,6 +108,12 @@ class SFTArgs:
         steps = max(math.ceil(self.num_train_epochs * per_epoch), self.min_steps)
         return min(steps, self.max_steps) if self.max_steps else steps
 
+
+
+# What a recorded run meant by an option it does not name: the behaviour before the option existed. Read only when a
+# run is rebuilt from its record (finetune/sft.py config_from_spec); new runs name every option.
+KEEP_TEMPLATE_SYSTEM = "template"
+LEGACY_OPTIONS: dict[str, Any] = {"system_prompt": KEEP_TEMPLATE_SYSTEM}
 
 
 def default_config_file(model: str) -> Path | None:

@@ -7,6 +7,9 @@ for evaluation.
 - The completion is the label's canonical verbalizer, joined by `eval.lm.causal.answer_prefix` (a space after
   "Answer:"). TRL appends EOS and masks the prompt (prompt/completion format), so the loss covers exactly the
   answer + EOS.
+- The system turn (SFTArgs.system_prompt): by default none of the template's own default system text. SmolLM2's
+  and Qwen2.5's templates write one (~16 tokens) into every prompt that has no system turn; an empty turn replaces
+  it where that is shorter, templates without a default (Gemma 3) are rendered as they are (docs/speed.md).
 - Long inputs are cut by tokens (`eval.lm.causal.fit_text`) so prompt + completion fit `max_seq_length`: the
   instruction and the answer slot always survive; only the input text is shortened.
 """
@@ -62,7 +65,7 @@ class Formatter:
     """Renders prompts and completions for one (tokenizer, task, template, max_seq_length)."""
 
     def __init__(self, tokenizer: Any, scheme: LabelScheme, template: PromptTemplate, max_seq_length: int,
-                 chat: bool | None = None) -> None:
+                 chat: bool | None = None, system: str | None = None) -> None:
         from finetune.backends import text_tokenizer
 
         tokenizer = text_tokenizer(tokenizer)  # unsloth hands over a processor for gemma-3 4B: use its tokenizer
@@ -73,6 +76,7 @@ class Formatter:
         self.chat = bool(getattr(tokenizer, "chat_template", None)) if chat is None else chat
         self.verbalizers = [scheme.verbalizer(lab) for lab in scheme.labels]
         self.subject = label_words(scheme)["subject"]
+        self.system = self._system_turn(system)
         # the suite's one rule (eval.lm.causal.answer_prefix): a space after "Answer:", nothing after a template's
         # newline; every prompt ends in the same template text, so one prefix serves all
         self.answer_prefix = answer_prefix(self.render("x"))
@@ -87,10 +91,20 @@ class Formatter:
             raise ValueError(f"max_seq_length {max_seq_length} leaves no room for the input: the instruction alone "
                              f"is {empty} tokens; raise --max-seq-length")
 
+    def _system_turn(self, system: str | None) -> str | None:
+        """What build_prompt gets as `system`. "" (no system text) becomes an empty system turn only where the
+        template would otherwise write a default of its own, i.e. where the empty turn is the shorter prompt."""
+        if system != "" or not self.chat:
+            return system
+        user = self.template.fill(self.verbalizers, "x", self.subject)
+        n = lambda s: len(self.tok(build_prompt(self.tok, user, chat=True, system=s), add_special_tokens=False)
+                          ["input_ids"])
+        return "" if n("") < n(None) else None
+
     def render(self, text: str) -> str:
         """The full prompt for one input, untruncated (chat template applied when the model has one)."""
         return build_prompt(self.tok, self.template.fill(self.verbalizers, text, self.subject), chat=self.chat,
-                            enable_thinking=False)
+                            enable_thinking=False, system=self.system)
 
     def prompt(self, text: str) -> str:
         """The prompt with the input shortened by tokens so prompt + completion + EOS fit max_seq_length."""
@@ -122,6 +136,11 @@ class Formatter:
         return self.render(_TEXT_SLOT).replace(_TEXT_SLOT, slot)
 
     def describe(self) -> dict:
+        system = {None: "the template's default", "": "empty (the template's default dropped)"}.get(self.system,
+                                                                                                   self.system)
+        if not self.chat:
+            system = self.system or None  # a plain prompt has no turns; a text is its leading paragraph
         return {"prompt": self.template.name, "prompt_version": self.template.version, "chat_template": self.chat,
+                "system_turn": system,
                 "answer_prefix": self.answer_prefix, "prompt_budget_tokens": self.prompt_budget,
                 "candidates": self.candidates}

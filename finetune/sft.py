@@ -35,7 +35,7 @@ from eval.run.runner import one_by_one, track_cli
 from eval.scoring.labels import INVALID
 from eval.tracks import DataRef
 from finetune.backends import BackendError, cuda_available, optimizer_name, select_backend
-from finetune.config import SFTArgs, default_config_file, trainer_args
+from finetune.config import LEGACY_OPTIONS, SFTArgs, default_config_file, trainer_args
 from finetune.formatting import Formatter, load_template
 from finetune.predict import ModeResult, evaluate
 
@@ -65,7 +65,7 @@ def make_spec(cfg: SFTArgs, data: DataRef, n_train: int | str, seed: int, n_eval
 
 
 def config_from_spec(spec: RunSpec) -> SFTArgs:
-    options = {k: v for k, v in spec.options.items() if k != "prompt_version"}
+    options = {**LEGACY_OPTIONS, **{k: v for k, v in spec.options.items() if k != "prompt_version"}}
     runtime = {**spec.runtime, "quantization": "4bit" if spec.method == "qlora" else "none"}  # the method decides
     return SFTArgs.from_options({**options, "model": spec.model}, **runtime)
 
@@ -126,7 +126,8 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
     precision = follow_loaded_dtype(precision, loaded.model)
     model, tok = loaded.model, loaded.tokenizer
     chat = cfg.chat if cfg.chat is not None else (False if info.base else None)  # base models: plain prompts
-    fmt = Formatter(tok, task.scheme, template, cfg.max_seq_length, chat=chat)
+    fmt = Formatter(tok, task.scheme, template, cfg.max_seq_length, chat=chat,
+                    system=cfg.system_turn)
     prompts = [fmt.prompt(ex.text) for ex in test]
     eval_kw = {"eval_mode": cfg.eval_mode, "batch_size": cfg.eval_batch_size, "max_new_tokens": cfg.max_new_tokens,
                "batch_check": cfg.batch_check, "autocast": precision["autocast"]}

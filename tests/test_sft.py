@@ -169,6 +169,47 @@ def test_truncation_keeps_instruction_and_answer_slot(tiny_base_lm: Path) -> Non
     assert fmt.prompt("short") == fmt.render("short")
 
 
+# a template that writes a default system text when a prompt has none (as SmolLM2's and Qwen2.5's do), and one that
+# folds a system text into the first user turn (as Gemma 3's does), where an empty one only adds a blank line
+DEFAULT_SYSTEM_TEMPLATE = ("{% if messages[0]['role'] != 'system' %}<|system|>You are a helpful assistant made "
+                           "by a lab.\n{% endif %}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n"
+                           "{% endfor %}"
+                           "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+FOLDED_SYSTEM_TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n\n{% else %}"
+                          "<|{{ m['role'] }}|>{{ m['content'] }}\n{% endif %}{% endfor %}"
+                          "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def test_the_default_system_text_is_dropped_only_where_a_template_writes_one(tiny_causal_lm: Path) -> None:
+    _, tok = _tiny(tiny_causal_lm)
+    tok.chat_template = DEFAULT_SYSTEM_TEMPLATE
+    dropped = Formatter(tok, SCHEME, load_template(), max_seq_length=96, system="")
+    kept = Formatter(tok, SCHEME, load_template(), max_seq_length=96, system=None)
+    assert "helpful assistant" in kept.render("great") and "helpful assistant" not in dropped.render("great")
+    assert dropped.render("great").startswith("<|system|>\n<|user|>Classify")
+    assert dropped.describe()["system_turn"].startswith("empty") and kept.describe()["system_turn"].endswith("default")
+    assert dropped.prompt_budget == kept.prompt_budget  # the budget is the whole prompt's: more of the input fits
+    tok.chat_template = FOLDED_SYSTEM_TEMPLATE
+    same = [Formatter(tok, SCHEME, load_template(), max_seq_length=96, system=s).render("great") for s in ("", None)]
+    assert same[0] == same[1] == "<|user|>" + same[0].removeprefix("<|user|>")
+    assert Formatter(tok, SCHEME, load_template(), max_seq_length=96, system="Be brief.").render("x").startswith(
+        "Be brief.\n\n<|user|>")
+
+
+def test_new_runs_drop_the_default_system_text_and_recorded_runs_keep_theirs() -> None:
+    """A record from before the option existed has no system_prompt: rebuilt from it (serving, --check), it renders
+    the prompts it was evaluated with, the template's default."""
+    import dataclasses
+
+    from eval.tracks import DataRef
+    from finetune.sft import config_from_spec, make_spec
+
+    spec = make_spec(SFTArgs(model="smollm2-135m"), DataRef("rotten"), 8, 0, 8)
+    assert spec.options["system_prompt"] == "" and config_from_spec(spec).system_prompt == ""
+    old = dataclasses.replace(spec, options={k: v for k, v in spec.options.items() if k != "system_prompt"})
+    assert config_from_spec(old).system_prompt == "template" and config_from_spec(old).system_turn is None
+
+
 def test_batched_and_batch1_predictions_agree(tiny_causal_lm: Path) -> None:
     from finetune.predict import evaluate
 

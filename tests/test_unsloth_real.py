@@ -130,12 +130,14 @@ def test_the_16_bit_merge_holds_the_trained_adapter(unsloth_run) -> None:
     assert not hasattr(model, "peft_config") and not torch.equal(w, base.model.layers[0].self_attn.q_proj.weight)
     # the merged weights answer the evaluation items as the adapter did (bf16 rounding may flip a close call)
     from eval.inputs.data import load_task
+    from finetune.config import SFTArgs
     from finetune.formatting import Formatter, load_template
     from finetune.predict import evaluate
 
     tok = AutoTokenizer.from_pretrained(merged)
     task = load_task("rotten")
-    fmt = Formatter(tok, task.scheme, load_template("sft"), record["config"]["max_seq_length"])
+    fmt = Formatter(tok, task.scheme, load_template("sft"), record["config"]["max_seq_length"],
+                    system=SFTArgs(system_prompt=record["config"]["system_prompt"]).system_turn)
     texts = {ex.id: ex.text for ex in task.test(N_EVAL)}
     prompts = [fmt.prompt(texts[r["id"]]) for r in rows]
     got = evaluate(model.eval(), tok, prompts, fmt, eval_mode="generate", batch_size=8, max_new_tokens=4,

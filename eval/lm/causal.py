@@ -173,7 +173,9 @@ def build_prompt(
 
     `chat=None` uses the template when the tokenizer has one. `enable_thinking` is passed to the template
     (Qwen3's reads it; others ignore unknown variables), off by default so answers are not buried in
-    reasoning (docs/pitfalls.md#think). Without a template the system text, if any, is a leading paragraph.
+    reasoning (docs/pitfalls.md#think). Without a template the system text, if any, is a leading paragraph. With one,
+    `system=None` lets the template write its own default (SmolLM2's, Qwen2.5's) and `system=""` is an empty system
+    turn, which such templates render instead of their default.
     """
     has_template = bool(getattr(tokenizer, "chat_template", None))
     use_chat = has_template if chat is None else chat
@@ -181,7 +183,8 @@ def build_prompt(
         raise ValueError("chat=True but this tokenizer has no chat template (a base model?)")
     if not use_chat:
         return f"{system}\n\n{user_text}" if system else user_text
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user_text}]
+    messages = [{"role": "system", "content": system}] if system is not None else []
+    messages.append({"role": "user", "content": user_text})
     # date_string: Llama 3.x templates otherwise write today's date (strftime_now) into the system turn, so the same
     # run's prompts - and answers - would change from day to day (docs/pitfalls.md#date-templates)
     return tokenizer.apply_chat_template(
