@@ -176,7 +176,7 @@ def main() -> int:
                 if args.json:
                     with open(args.json, "a", encoding="utf-8") as f:
                         f.write(line + "\n")
-            print(side_table(model, task_name, args, threads, rows, names))
+            print(side_table(model, task, args, threads, rows, names))
             if len(args.sides) == 2:
                 summary.append(pair_row(model, task, args, rows))
     if summary:
@@ -203,31 +203,44 @@ def summarize(path: Path) -> int:
                 for seed in sorted(by_seed) for name, seed, res in by_seed[seed]]
         n_eval = len(rows[0][2]["preds"])
         args = SimpleNamespace(n_train=n_train, n_eval=n_eval)
-        print(side_table(model, task_name, args, None, rows, names))
+        task = load_task(task_name)
+        print(side_table(model, task, args, None, rows, names))
         if {side for side, _, _ in rows} == {"plain", "track"}:
-            summary.append(pair_row(model, load_task(task_name), args, rows))
+            summary.append(pair_row(model, task, args, rows))
     if summary:
         print(SUMMARY_HEAD + "\n".join(summary))
     return 0
 
 
 SUMMARY_HEAD = ("\n| model | task | n_train | seeds | test items | plain accuracy | track accuracy | track - plain "
-                "[95% CI], p | significantly worse | train-time ratio track / plain (median of seeds) | "
-                "track's LR choice |\n"
-                "|---|---|---|---|---|---|---|---|---|---|---|\n")
+                "[95% CI], p | significantly worse | near-constant seeds plain / track | train-time ratio track / "
+                "plain (median of seeds) | track's LR choice |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 
 
-def side_table(model: str, task_name: str, args, threads: int | None, rows: list, names: dict) -> str:
+def constant_like(task, n_eval: int, r: dict) -> str | None:
+    """Why a side's answers are (nearly) a constant predictor (eval.decide.stats.near_collapse), or None: such a
+    side is flagged, and a difference against it says only that the other side beat the constant."""
+    from collections import Counter
+
+    from eval.decide.stats import near_collapse
+
+    gold = Counter(e.label for e in task.test(n_eval))
+    return near_collapse(Counter(r["preds"]), gold, r["macro_f1"])
+
+
+def side_table(model: str, task, args, threads: int | None, rows: list, names: dict) -> str:
     where = f", torch threads {threads}" if threads else ""  # None: results read back from a --json file
-    out = [f"\n{model} on {task_name}, n_train {args.n_train}, first {args.n_eval} test items{where}\n",
-           "| side | seed | accuracy [95% CI] | macro-F1 | valid | train s (with search) | eval s | precision | "
-           "settings |", "|---|---|---|---|---|---|---|---|---|"]
+    out = [f"\n{model} on {task.name}, n_train {args.n_train}, first {args.n_eval} test items{where}\n",
+           "| side | seed | accuracy [95% CI] | macro-F1 | valid | near-constant | train s (with search) | eval s | "
+           "precision | settings |", "|---|---|---|---|---|---|---|---|---|---|"]
     for side, seed, r in rows:
         ci = f" [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]" if r.get("ci") else ""
         before = f"; before training {r['before']:.3f}" if r.get("before") is not None else ""
+        flag = constant_like(task, args.n_eval, r)
         out.append(f"| {names[side]} | {seed} | {r['accuracy']:.3f}{ci} | {r['macro_f1']:.3f} | {r['valid_rate']:.3f} "
-                   f"| {r['train_s']:.0f} | {r['eval_s'] or 0:.0f} | {r['dtype']} | "
-                   f"{r.get('chosen') or r['settings']}{before} |")
+                   f"| {f'**yes**: {flag}' if flag else 'no'} | {r['train_s']:.0f} | {r['eval_s'] or 0:.0f} | "
+                   f"{r['dtype']} | {r.get('chosen') or r['settings']}{before} |")
     return "\n".join(out)
 
 
@@ -253,9 +266,10 @@ def pair_row(model: str, task, args, rows: list) -> str:
     lr = "; ".join(str((r.get("search") or {}).get("reason") or r.get("chosen") or r["settings"])[:80]
                    for r in sides["track"][:1])
     worse = "**yes**" if d.ci[1] < 0 else "no"
+    flat = {k: sum(constant_like(task, args.n_eval, r) is not None for r in v) for k, v in sides.items()}
     return (f"| {model} | {task.name} | {args.n_train} | {len(sides['track'])} | {d.n_items} | {mean['plain']:.3f} | "
             f"{mean['track']:.3f} | {d.diff:+.3f} [{d.ci[0]:+.3f}, {d.ci[1]:+.3f}], p {d.p:.3f} | {worse} | "
-            f"{ratio:.2f}x | {lr} |")
+            f"{flat['plain']} / {flat['track']} of {len(sides['track'])} | {ratio:.2f}x | {lr} |")
 
 
 if __name__ == "__main__":
