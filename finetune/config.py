@@ -68,10 +68,10 @@ class SFTArgs:
     max_new_tokens: int = _f(4, "generate mode: new tokens (the answer is one word + EOS)")
     prompt: str = _f("sft", "prompt file in prompts/ (or a .txt path)")
     chat: bool | None = _f(None, "use the chat template (default: when the tokenizer has one)")
-    system_prompt: str = _f("", "the chat template's system turn. '' drops the default system text a template "
-                            "writes when a prompt has none (SmolLM2's and Qwen2.5's, ~16 tokens trained on and paid "
-                            "for in every example; docs/speed.md); 'template' keeps the template's default (as runs "
-                            "recorded before this option); any other text is the system turn")
+    system_prompt: str = _f("template", "the chat template's system turn. 'template': the template's own default "
+                            "(SmolLM2's and Qwen2.5's write one, ~16 tokens, into every prompt that has none); '': "
+                            "none, ~16 tokens fewer per example, but SmolLM2-135M's zero-shot accuracy before "
+                            "training drops (docs/speed.md); any other text is the system turn")
 
     def __post_init__(self) -> None:
         check_choices(self)

@@ -7,9 +7,9 @@ for evaluation.
 - The completion is the label's canonical verbalizer, joined by `eval.lm.causal.answer_prefix` (a space after
   "Answer:"). TRL appends EOS and masks the prompt (prompt/completion format), so the loss covers exactly the
   answer + EOS.
-- The system turn (SFTArgs.system_prompt): by default none of the template's own default system text. SmolLM2's
-  and Qwen2.5's templates write one (~16 tokens) into every prompt that has no system turn; an empty turn replaces
-  it where that is shorter, templates without a default (Gemma 3) are rendered as they are (docs/speed.md).
+- The system turn (SFTArgs.system_prompt): by default the template's own. SmolLM2's and Qwen2.5's templates write a
+  default system text (~16 tokens) into every prompt that has no system turn; `system=""` replaces it with an empty
+  turn where that is shorter, and leaves templates without a default (Gemma 3) as they are (docs/speed.md).
 - Long inputs are cut by tokens (`eval.lm.causal.fit_text`) so prompt + completion fit `max_seq_length`: the
   instruction and the answer slot always survive; only the input text is shortened.
 """
