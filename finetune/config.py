@@ -110,9 +110,9 @@ class SFTArgs:
 
 
 
+KEEP_TEMPLATE_SYSTEM = "template"  # system_prompt: let the chat template write its own default
 # What a recorded run meant by an option it does not name: the behaviour before the option existed. Read only when a
 # run is rebuilt from its record (finetune/sft.py config_from_spec); new runs name every option.
-KEEP_TEMPLATE_SYSTEM = "template"
 LEGACY_OPTIONS: dict[str, Any] = {"system_prompt": KEEP_TEMPLATE_SYSTEM}
 
 

@@ -91,6 +91,14 @@ class Formatter:
             raise ValueError(f"max_seq_length {max_seq_length} leaves no room for the input: the instruction alone "
                              f"is {empty} tokens; raise --max-seq-length")
 
+    @classmethod
+    def for_run(cls, tokenizer: Any, scheme: LabelScheme, template: PromptTemplate, cfg: Any, base: bool) -> Formatter:
+        """The formatter a run's config (SFTArgs) asks for: its max_seq_length and system turn, and the chat
+        template unless `cfg.chat` says otherwise or the model is a base model (plain prompts). Training, the
+        searches and serving build it here, so they render the same prompts."""
+        chat = cfg.chat if cfg.chat is not None else (False if base else None)
+        return cls(tokenizer, scheme, template, cfg.max_seq_length, chat=chat, system=cfg.system_turn)
+
     def _system_turn(self, system: str | None) -> str | None:
         """What build_prompt gets as `system`. "" (no system text) becomes an empty system turn only where the
         template would otherwise write a default of its own, i.e. where the empty turn is the shorter prompt."""
@@ -136,9 +144,10 @@ class Formatter:
         return self.render(_TEXT_SLOT).replace(_TEXT_SLOT, slot)
 
     def describe(self) -> dict:
-        system = {None: "the template's default", "": "empty (the template's default dropped)"}.get(self.system,
-                                                                                                   self.system)
-        if not self.chat:
+        if self.chat:
+            system = {None: "the template's default", "": "empty (the template's default dropped)"}.get(self.system,
+                                                                                                       self.system)
+        else:
             system = self.system or None  # a plain prompt has no turns; a text is its leading paragraph
         return {"prompt": self.template.name, "prompt_version": self.template.version, "chat_template": self.chat,
                 "system_turn": system,

@@ -161,9 +161,7 @@ def screen(spec: RunSpec, cfg: SFTArgs, task: TaskData, fit: list, val: list) ->
         set_seed(spec.seed)
         loaded = load(info, backend, load_in_4bit=spec.method == "qlora", max_seq_length=cfg.max_seq_length,
                       lora=cfg.lora(), seed=spec.seed, dtype=precision["weights"])
-        chat = cfg.chat if cfg.chat is not None else (False if info.base else None)
-        fmt = Formatter(loaded.tokenizer, task.scheme, template, cfg.max_seq_length, chat=chat,
-                        system=cfg.system_turn)
+        fmt = Formatter.for_run(loaded.tokenizer, task.scheme, template, cfg, info.base)
         trial_cfg = dataclasses.replace(cfg, learning_rate=lr, max_steps=per_epoch, min_steps=0)
         with tempfile.TemporaryDirectory(prefix="sft-search-") as scratch:
             args = trainer_args(trial_cfg, output_dir=scratch, n_examples=len(fit), seed=spec.seed,

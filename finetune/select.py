@@ -106,9 +106,7 @@ def choose(spec: RunSpec, cfg: SFTArgs, task: TaskData) -> tuple[SFTArgs, dict]:
                       lora=cfg.lora(), seed=spec.seed, dtype=precision["weights"],
                       gradient_checkpointing=cfg.gradient_checkpointing)
         bf16 = follow_loaded_dtype(precision, loaded.model)["bf16"]  # as the run it chooses for (sft.py)
-        chat = cfg.chat if cfg.chat is not None else (False if info.base else None)
-        fmt = Formatter(loaded.tokenizer, task.scheme, template, cfg.max_seq_length, chat=chat,
-                        system=cfg.system_turn)
+        fmt = Formatter.for_run(loaded.tokenizer, task.scheme, template, cfg, info.base)
         scores: list[dict] = []
         trial_cfg = dataclasses.replace(cfg, learning_rate=lr)
         with tempfile.TemporaryDirectory(prefix="sft-search-") as scratch:

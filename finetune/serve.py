@@ -74,9 +74,7 @@ class SFTPredictor:
             autocast = torch.autocast(device_type=device_type, dtype=torch.bfloat16)
             self.model.forward = MethodType(convert_outputs_to_fp32(autocast(self.model.forward.__func__)),
                                             self.model)
-        chat = cfg.chat if cfg.chat is not None else (False if info.base else None)
-        self.fmt = Formatter(self.tok, task.scheme, template, cfg.max_seq_length, chat=chat,
-                             system=cfg.system_turn)
+        self.fmt = Formatter.for_run(self.tok, task.scheme, template, cfg, info.base)
         details = record.get("details") or {}
         self.mode = details.get("main_eval_mode") or ("generate" if cfg.eval_mode != "score" else "score")
         ran = (conf.get("eval_runtime") or {}).get("after") or {}

@@ -125,9 +125,7 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
                   seed=spec.seed, dtype=precision["weights"], gradient_checkpointing=cfg.gradient_checkpointing)
     precision = follow_loaded_dtype(precision, loaded.model)
     model, tok = loaded.model, loaded.tokenizer
-    chat = cfg.chat if cfg.chat is not None else (False if info.base else None)  # base models: plain prompts
-    fmt = Formatter(tok, task.scheme, template, cfg.max_seq_length, chat=chat,
-                    system=cfg.system_turn)
+    fmt = Formatter.for_run(tok, task.scheme, template, cfg, info.base)  # base models: plain prompts
     prompts = [fmt.prompt(ex.text) for ex in test]
     eval_kw = {"eval_mode": cfg.eval_mode, "batch_size": cfg.eval_batch_size, "max_new_tokens": cfg.max_new_tokens,
                "batch_check": cfg.batch_check, "autocast": precision["autocast"]}
