@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,15 +219,13 @@ SUMMARY_HEAD = ("\n| model | task | n_train | seeds | test items | plain accurac
                 "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 
 
-def constant_like(task, n_eval: int, r: dict) -> str | None:
+def constant_like(support: Counter, r: dict) -> str | None:
     """Why a side's answers are (nearly) a constant predictor (eval.decide.stats.near_collapse), or None: such a
-    side is flagged, and a difference against it says only that the other side beat the constant."""
-    from collections import Counter
-
+    side is flagged, and a difference against it says only that the other side beat the constant. `support`: the
+    gold label counts of the scored items."""
     from eval.decide.stats import near_collapse
 
-    gold = Counter(e.label for e in task.test(n_eval))
-    return near_collapse(Counter(r["preds"]), gold, r["macro_f1"])
+    return near_collapse(Counter(r["preds"]), support, r["macro_f1"])
 
 
 def side_table(model: str, task, args, threads: int | None, rows: list, names: dict) -> str:
@@ -234,10 +233,11 @@ def side_table(model: str, task, args, threads: int | None, rows: list, names: d
     out = [f"\n{model} on {task.name}, n_train {args.n_train}, first {args.n_eval} test items{where}\n",
            "| side | seed | accuracy [95% CI] | macro-F1 | valid | near-constant | train s (with search) | eval s | "
            "precision | settings |", "|---|---|---|---|---|---|---|---|---|---|"]
+    support = Counter(e.label for e in task.test(args.n_eval))
     for side, seed, r in rows:
         ci = f" [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]" if r.get("ci") else ""
         before = f"; before training {r['before']:.3f}" if r.get("before") is not None else ""
-        flag = constant_like(task, args.n_eval, r)
+        flag = constant_like(support, r)
         out.append(f"| {names[side]} | {seed} | {r['accuracy']:.3f}{ci} | {r['macro_f1']:.3f} | {r['valid_rate']:.3f} "
                    f"| {f'**yes**: {flag}' if flag else 'no'} | {r['train_s']:.0f} | {r['eval_s'] or 0:.0f} | "
                    f"{r['dtype']} | {r.get('chosen') or r['settings']}{before} |")
@@ -266,7 +266,8 @@ def pair_row(model: str, task, args, rows: list) -> str:
     lr = "; ".join(str((r.get("search") or {}).get("reason") or r.get("chosen") or r["settings"])[:80]
                    for r in sides["track"][:1])
     worse = "**yes**" if d.ci[1] < 0 else "no"
-    flat = {k: sum(constant_like(task, args.n_eval, r) is not None for r in v) for k, v in sides.items()}
+    support = Counter(gold)
+    flat = {k: sum(constant_like(support, r) is not None for r in v) for k, v in sides.items()}
     return (f"| {model} | {task.name} | {args.n_train} | {len(sides['track'])} | {d.n_items} | {mean['plain']:.3f} | "
             f"{mean['track']:.3f} | {d.diff:+.3f} [{d.ci[0]:+.3f}, {d.ci[1]:+.3f}], p {d.p:.3f} | {worse} | "
             f"{flat['plain']} / {flat['track']} of {len(sides['track'])} | {ratio:.2f}x | {lr} |")
