@@ -24,7 +24,7 @@ from finetune.formatting import Formatter, load_template  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SCHEME = LabelScheme.from_labels(["negative", "neutral", "positive"])
 SEED_MODELS = ["mistral-7b", "qwen3-4b", "qwen3-1.7b", "llama3.2-3b", "llama3.2-1b", "gemma3-1b", "gemma3-4b",
-               "phi4-mini", "gemma3-270m", "smollm2-135m"]
+               "phi4-mini", "gemma3-270m", "smollm2-135m", "qwen2.5-coder-0.5b"]
 
 
 def _tiny(path: Path):
