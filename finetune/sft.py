@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -74,13 +75,15 @@ def run_one(spec: RunSpec, results_dir: str, task: TaskData | None = None) -> Pa
     """Run one spec; returns the record path (the record's config holds every effective value). Without a
     learning rate, finetune/search.py decides: the documented default LR, or (when the split carved from the run's own
     training subset can separate the candidates, or --search asks) a search on that split."""
-    cfg, search = config_from_spec(spec), None
+    cfg = config_from_spec(spec)
     if cfg.learning_rate is None:
         from finetune.search import plan  # the default LR unless the validation split can separate candidates
 
         task = task or load_ref(spec.task, spec.data)
-        cfg, search = plan(spec, cfg, task)
-    return train_and_record(spec, cfg, results_dir, task=task, search=search)
+        with tempfile.TemporaryDirectory(prefix="sft-search-") as scratch:  # the trials' checkpoints
+            cfg, search = plan(spec, cfg, task, scratch=scratch)
+            return train_and_record(spec, cfg, results_dir, task=task, search=search)
+    return train_and_record(spec, cfg, results_dir, task=task)
 
 
 def _config_file_values(model: str) -> dict:
@@ -93,6 +96,7 @@ def _config_file_values(model: str) -> dict:
 def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskData | None = None,
                      search: dict | None = None) -> Path:
     backend = select_backend(cfg.backend)  # first: unsloth imports before torch/transformers (it patches them)
+    resume = search.pop("resume", None) if search else None  # finetune/search.py: the chosen trial goes on
     import torch
     from transformers import set_seed
 
@@ -149,10 +153,18 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
     bf16 = precision["bf16"]  # CPU: torch.autocast bf16 over fp32 weights; CUDA: native bf16 only
     out = output_dir(spec, results_dir)
     # batch_size is per process; steps are planned on each process's share, so epochs mean the same at any world size
-    args = trainer_args(cfg, output_dir=str(out / "trainer"), n_examples=-(-len(train) // world_size()),
+    steps_cfg = dataclasses.replace(cfg, min_steps=resume["rest_steps"], max_steps=resume["rest_steps"]) if resume \
+        else cfg
+    args = trainer_args(steps_cfg, output_dir=str(out / "trainer"), n_examples=-(-len(train) // world_size()),
                         seed=spec.seed, cuda=cuda, bf16=bf16, unsloth=backend == "unsloth")
     asked_optim = optimizer_name(cuda)
     trainer = make_trainer(model, tok, args, fmt.dataset_rows(train), sparse_logits=backend == "hf")
+    if resume:
+        from finetune.search import resume as resume_trial
+
+        resume_trial(trainer, model, cfg, resume)
+        _say(f"continuing the search's lr {cfg.learning_rate:g} trial from step {resume['first_steps']} of "
+             f"{resume['total_steps']}")
     _say(f"training: {args.max_steps} steps of {cfg.batch_size} x {cfg.grad_accum}, lr {cfg.learning_rate}")
     t0 = time.perf_counter()
     result = trainer.train()
@@ -178,8 +190,9 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
     if main_mode == "generate" and "score" in after:
         extra["score_mode"] = _mode_summary(test, task, spec.seed, after["score"], before["score"])
     losses = [round(h["loss"], 4) for h in trainer.state.log_history if "loss" in h]
+    steps = resume["total_steps"] if resume else args.max_steps
     config = {**dataclasses.asdict(cfg), "backend": backend, "method": spec.method, "load_in_4bit": four_bit,
-              "max_steps": args.max_steps, "optim": optimizer["optim"], "optimizer": optimizer, "bf16": bf16,
+              "max_steps": steps, "optim": optimizer["optim"], "optimizer": optimizer, "bf16": bf16,
               "use_cpu": args.use_cpu,
               "gradient_checkpointing": args.gradient_checkpointing, "formatting": fmt.describe(),
               "model": loaded.info, "train_loss": round(result.training_loss, 4), "loss_log": losses,
@@ -191,7 +204,8 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
               "eval_s": round(after[main_mode].seconds, 2),
               "before_eval_s": round(before[main_mode].seconds, 2),
               **{f"{m}_eval_s": round(r.seconds, 2) for m, r in after.items()},
-              "train_steps_per_s": round(args.max_steps / train_s, 4) if train_s > 0 else None}
+              "train_steps_per_s": round(args.max_steps / train_s, 4) if train_s > 0 else None,
+              **({"continued_steps": args.max_steps} if resume else {})}
     record = finish_run(spec, task, test, after[main_mode].preds, results_dir=results_dir, model_id=loaded.model_id,
                         backend=backend, timing=timing, config=config, raws=after[main_mode].raws,
                         before_preds=before[main_mode].preds, before_raws=before[main_mode].raws,

@@ -355,6 +355,56 @@ def test_sparse_logits_loss_equals_trl_loss(tiny_causal_lm: Path, tmp_path: Path
     assert torch.allclose(full, sparse, atol=1e-5)
 
 
+def test_a_resumed_search_trial_trains_as_one_uninterrupted_run(tiny_causal_lm: Path, tmp_path: Path) -> None:
+    """finetune.search: a trial scheduled over the whole run, stopped after 2 steps and resumed from its checkpoint in
+    a new model and trainer for 3 more, ends where 5 uninterrupted steps end (one batch = the whole data, no
+    dropout: the only difference left would be a lost optimizer moment or a restarted LR schedule)."""
+    import dataclasses
+
+    import torch
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+
+    from finetune.config import trainer_args
+    from finetune.search import _save_trial, _stop_after, resume
+    from finetune.trainer import make_trainer
+
+    cfg = SFTArgs(model="m", max_seq_length=64, batch_size=3, lora_dropout=0.0, learning_rate=1e-2, warmup_ratio=0.2)
+    examples = [Example("a", "the movie was great", "positive"), Example("b", "a boring story", "negative"),
+                Example("c", "it was fine i guess", "neutral")]
+
+    def trainer_for(steps: int, scheduled: int):
+        torch.manual_seed(0)
+        model, tok = _tiny(tiny_causal_lm)
+        lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
+                          init_lora_weights="gaussian")  # B != 0: the weights matter at once
+        model = get_peft_model(model, lora)
+        tok.padding_side = "right"
+        rows = Formatter(tok, SCHEME, load_template(), max_seq_length=64).dataset_rows(examples)
+        args = trainer_args(dataclasses.replace(cfg, min_steps=scheduled, max_steps=scheduled),
+                            output_dir=str(tmp_path / f"t{steps}"), n_examples=3, seed=0, cuda=False, bf16=False)
+        trainer = make_trainer(model, tok, args, rows, sparse_logits=True)
+        if steps < scheduled:
+            trainer.add_callback(_stop_after(steps))
+        return trainer, model
+
+    whole, whole_model = trainer_for(5, 5)
+    whole.train()
+    first, first_model = trainer_for(2, 5)
+    first.train()
+    assert first.state.global_step == 2
+    checkpoint = _save_trial(first, first_model, str(tmp_path / "trial"))
+    rest, rest_model = trainer_for(3, 3)
+    resume(rest, rest_model, cfg, {"checkpoint": checkpoint, "first_steps": 2, "rest_steps": 3, "total_steps": 5})
+    assert rest.lr_scheduler.get_last_lr() == first.lr_scheduler.get_last_lr()  # the schedule goes on at step 2
+    rest.train()
+    assert rest.state.global_step == 3 and rest.lr_scheduler.get_last_lr() == whole.lr_scheduler.get_last_lr()
+    assert set(whole.lr_scheduler.get_last_lr()) == {0.0}  # both ran the schedule to its end
+    a, b = get_peft_model_state_dict(whole_model), get_peft_model_state_dict(rest_model)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    trial = get_peft_model_state_dict(first_model)
+    assert not all(torch.allclose(trial[k], b[k], atol=1e-6) for k in a)  # the resumed steps did train
+
+
 def test_building_the_config_is_the_option_check_for_sweeps() -> None:
     from finetune.sft import config_from_options
 
@@ -411,6 +461,11 @@ def test_halving_search_screens_one_epoch_each_by_gold_likelihood(tiny_causal_lm
     assert rec["config"]["learning_rate"] == search["chosen"]["learning_rate"]
     assert rec["config"]["num_train_epochs"] == 2.0  # epochs are not searched
     assert rec["timing"]["search_s"] == search["seconds"] > 0
+    # the chosen trial goes on from its checkpoint: a full run is 2 epochs x 4 steps; the trial did its first epoch
+    # (3 steps on the fit part), so 8 - 4 = 4 steps remain on all 12 examples, on one 7-step schedule
+    assert search["continued"]["first_steps"] == 3 and search["continued"]["rest_steps"] == 4
+    assert rec["config"]["max_steps"] == search["continued"]["total_steps"] == 7
+    assert rec["timing"]["continued_steps"] == 4 and "resume" not in search  # no scratch path in the record
 
 
 def test_auto_search_skips_a_split_too_small_and_says_so(tiny_causal_lm: Path, tmp_path: Path) -> None:
