@@ -27,6 +27,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -161,19 +162,18 @@ def part_threads(args) -> list[str]:
             f"(> 1: more threads faster) | | |"]
 
 
-def part_sft(args) -> list[str]:
+def _lora_batch(args) -> tuple[Any, dict, Any]:
+    """(LoRA model in fp32, one right-padded chat-templated training batch from rotten, AdamW) for the SFT parts."""
     import torch
     from peft import LoraConfig, get_peft_model
 
+    from eval.inputs.data import load_task
     from eval.lm.causal import load_causal_lm
     from eval.run.hardware import configure_threads
     from finetune.config import DEFAULT_TARGETS
     from finetune.formatting import Formatter, load_template
-    from finetune.trainer import completion_loss
 
     configure_threads(args.threads)
-    from eval.inputs.data import load_task
-
     task = load_task("rotten")
     model, tok, _ = load_causal_lm(args.model, dtype="float32")
     model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.0,
@@ -191,12 +191,21 @@ def part_sft(args) -> list[str]:
         ids[i, :len(e)], mask[i, :len(e)] = torch.tensor(e), 1
         labels[i, p:len(e)] = torch.tensor(e[p:])
     batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    return model, batch, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+
+def part_sft(args) -> list[str]:
+    import torch
+
+    from finetune.trainer import completion_loss
+
+    model, batch, opt = _lora_batch(args)
+    enc, width = batch["input_ids"], batch["input_ids"].shape[1]
 
     def step(bf16: bool) -> float:
         t0 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = completion_loss(model, batch)
+            loss = completion_loss(model, batch, share_prefix=False)
         loss.backward()
         opt.step()
         opt.zero_grad()
@@ -565,7 +574,45 @@ def part_llama(args) -> list[str]:
 
 
 OWN_TABLES = {"llama"}  # parts whose rows carry their own tables
-PARTS = {"dtype": part_dtype, "prefix": part_prefix, "threads": part_threads, "sft": part_sft, "llama": part_llama}
+def part_sft_prefix(args) -> list[str]:
+    """One LoRA step on the full batch vs on its shared prefix computed once (finetune.trainer.completion_loss),
+    alternating, in the precision SFT trains in on this CPU (eval.run.hardware.sft_precision)."""
+    import torch
+
+    from eval.run.hardware import sft_precision
+    from finetune.trainer import completion_loss, shared_prefix_length
+
+    model, batch, opt = _lora_batch(args)
+    bf16 = bool(sft_precision("auto")["autocast"])
+    first = int((batch["labels"][:, 1:] != -100).any(dim=0).nonzero().min())
+    shared = shared_prefix_length(model, batch["input_ids"], batch["attention_mask"], first)
+    rows, width = batch["input_ids"].shape
+    real = int(batch["attention_mask"].sum())
+
+    def step(share: bool) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = completion_loss(model, batch, share_prefix=share)
+        loss.backward()
+        opt.zero_grad()  # no optimizer step: both sides time the same weights
+        return time.perf_counter() - t0, float(loss)
+
+    step(False), step(True)  # warm-up both
+    times: dict[bool, list[float]] = {False: [], True: []}
+    losses: dict[bool, float] = {}
+    for _ in range(args.steps):
+        for share in (False, True):
+            t, losses[share] = step(share)
+            times[share].append(t)
+    full, part = statistics.median(times[False]), statistics.median(times[True])
+    return [f"| LoRA forward + backward ({'bf16 autocast' if bf16 else 'fp32'}), batch {rows} x {width} tokens "
+            f"({real} real), {shared} shared by every row, median of {args.steps} alternating steps | {args.steps} | "
+            f"full batch {full:.2f} s | shared prefix once {part:.2f} s | **{full / part:.2f}x** | loss "
+            f"{losses[False]:.4f} / {losses[True]:.4f} | |"]
+
+
+PARTS = {"dtype": part_dtype, "prefix": part_prefix, "threads": part_threads, "sft": part_sft,
+         "sft-prefix": part_sft_prefix, "llama": part_llama}
 
 
 def main() -> int:

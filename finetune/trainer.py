@@ -5,6 +5,15 @@ tokens at the end of each row, but a causal LM's default forward projects every 
 for Gemma 3 (262k tokens) that is 8 x 256 x 262k floats per step: ~2 GB and a quarter of a CPU step at batch 8
 (BENCHMARKS.md, "SFT"). `logits_to_keep` with a tensor of positions (transformers) computes the same loss from the
 columns that matter. Unsloth has its own fused loss, so it keeps TRL's default.
+
+The same loss also computes the tokens every row of a batch starts with only once. A chat template's system turn
+and the instruction before the text are the same in every training prompt (SmolLM2-Instruct: ~50 of ~80 tokens on
+rotten); a right-padded batch starts with them in every row. The prefix runs as one row with its KV cache kept for
+the backward pass, the cache is repeated over the batch (`repeat_interleave`, which sums the rows' gradients back
+into the one prefix), and the rows' own tokens attend to it. Loss and gradients are those of the full batch (a test
+checks both); only LoRA dropout on the prefix tokens draws one mask for the batch instead of one per row. It is
+skipped under gradient checkpointing (which drops the cache), for fewer than eval.lm.infer.MIN_PREFIX shared tokens,
+and for a sequence longer than a sliding window. docs/speed.md, "Training on a shared prefix".
 """
 
 from __future__ import annotations
@@ -35,8 +44,11 @@ def unwrap_training_forward(model: Any) -> Any:
     return extract_model_from_parallel(model, keep_fp32_wrapper=False)
 
 
-def completion_loss(model: Any, inputs: dict) -> Any:
-    """Mean cross-entropy over target tokens (labels != -100), from the logits at target positions only."""
+def completion_loss(model: Any, inputs: dict, *, share_prefix: bool = True, stats: dict | None = None) -> Any:
+    """Mean cross-entropy over target tokens (labels != -100), from the logits at target positions only; the tokens
+    all rows start with are computed once (`share_prefix`; module docstring). `stats` counts batches and the
+    prefix tokens they shared."""
+    import torch
     import torch.nn.functional as F
 
     labels = inputs["labels"]
@@ -44,9 +56,44 @@ def completion_loss(model: Any, inputs: dict) -> Any:
     keep = (targets != -100).any(dim=0).nonzero().squeeze(-1)  # columns where any row has a target next
     kw = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids", *TOKEN_TYPE_KEYS) if k in inputs}
     kw.update(text_token_types(model, inputs["input_ids"], kw))
-    logits = model(**kw, logits_to_keep=keep, use_cache=False).logits.float()
+    p = shared_prefix_length(model, kw["input_ids"], kw.get("attention_mask"), int(keep.min()) if len(keep) else 0) \
+        if share_prefix else 0
+    if stats is not None:
+        stats["batches"] = stats.get("batches", 0) + 1
+        stats["prefix_tokens"] = stats.get("prefix_tokens", 0) + p
+    if p:
+        rows, width = kw["input_ids"].shape
+        head = {k: v[:1, :p] for k, v in kw.items() if k != "position_ids"}
+        cache = model(**head, use_cache=True, logits_to_keep=1).past_key_values
+        cache.batch_repeat_interleave(rows)  # differentiable: the rows' gradients sum into the one prefix
+        tail = {k: v[:, p:] for k, v in kw.items() if k != "attention_mask"}
+        tail.setdefault("position_ids", torch.arange(p, width, device=kw["input_ids"].device).expand(rows, -1))
+        logits = model(**tail, attention_mask=kw["attention_mask"], past_key_values=cache, use_cache=True,
+                       logits_to_keep=keep - p).logits.float()
+    else:
+        logits = model(**kw, logits_to_keep=keep, use_cache=False).logits.float()
     picked = targets[:, keep]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), picked.reshape(-1), ignore_index=-100)
+
+
+def shared_prefix_length(model: Any, ids: Any, mask: Any, first_target: int) -> int:
+    """How many leading tokens every row shares (real tokens, before the first logit position any loss reads), or 0
+    when sharing them is not worth it or not exact here (module docstring)."""
+    from eval.lm.infer import MIN_PREFIX
+
+    if ids.shape[0] < 2 or getattr(model, "is_gradient_checkpointing", False):
+        return 0
+    cfg = getattr(model.config, "get_text_config", lambda: model.config)()
+    window = getattr(cfg, "sliding_window", None)
+    if window and getattr(cfg, "use_sliding_window", True) and ids.shape[1] > window:
+        return 0
+    same = (ids == ids[:1]).all(dim=0)
+    if mask is not None:
+        same &= (mask == 1).all(dim=0)
+    differs = (~same).nonzero()
+    n = int(differs[0]) if len(differs) else ids.shape[1]
+    n = min(n, first_target)  # the logit at position t predicts token t + 1: every read position stays in the tail
+    return n if n >= MIN_PREFIX else 0
 
 
 # Multimodal causal LMs mark image tokens with these (0 = text). transformers 5.2-5.5
@@ -77,9 +124,13 @@ def _sparse_logits_trainer() -> type:
     class SparseLogitsSFTTrainer(SFTTrainer):
         """SFTTrainer whose loss projects only the target positions onto the vocabulary (same value)."""
 
+        prefix_stats: dict
+
         def compute_loss(self, model: Any, inputs: dict, return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
-            loss = completion_loss(model, inputs)
+            if not hasattr(self, "prefix_stats"):
+                self.prefix_stats = {}
+            loss = completion_loss(model, inputs, stats=self.prefix_stats)
             return (loss, None) if return_outputs else loss
 
     return SparseLogitsSFTTrainer

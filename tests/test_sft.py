@@ -7,6 +7,7 @@ import subprocess
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -351,7 +352,7 @@ def test_sparse_logits_loss_equals_trl_loss(tiny_causal_lm: Path, tmp_path: Path
     with torch.no_grad():
         full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                      labels=batch["labels"]).loss
-        sparse = completion_loss(model, batch)
+        sparse = completion_loss(model, batch, share_prefix=False)  # the shared prefix: its own test (fp32)
     assert torch.allclose(full, sparse, atol=1e-5)
 
 
@@ -403,6 +404,48 @@ def test_a_resumed_search_trial_trains_as_one_uninterrupted_run(tiny_causal_lm: 
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     trial = get_peft_model_state_dict(first_model)
     assert not all(torch.allclose(trial[k], b[k], atol=1e-6) for k in a)  # the resumed steps did train
+
+
+def test_training_on_a_shared_prefix_gives_the_full_batch_loss_and_gradients(tiny_causal_lm: Path,
+                                                                             tmp_path: Path) -> None:
+    """finetune.trainer.completion_loss: the chat template + instruction every row starts with runs once; the loss
+    and every LoRA gradient equal those of the full batch."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from finetune.config import trainer_args
+    from finetune.trainer import completion_loss, make_trainer, shared_prefix_length
+
+    model, tok = _tiny(tiny_causal_lm)
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"],
+                      init_lora_weights="gaussian")
+    model = get_peft_model(model.float(), lora)  # fp32 as SFT trains (the loader picks bf16 on some CPUs)
+    tok.padding_side = "right"
+    rows = Formatter(tok, SCHEME, load_template(), max_seq_length=64).dataset_rows(
+        [Example("a", "the movie was great", "positive"), Example("b", "a boring story with awful music", "negative"),
+         Example("c", "fine", "neutral")])
+    args = trainer_args(SFTArgs(max_seq_length=64), output_dir=str(tmp_path), n_examples=3, seed=0, cuda=False,
+                        bf16=False)
+    trainer = make_trainer(model, tok, args, rows, sparse_logits=True)
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(3)])
+    first_target = int((batch["labels"][:, 1:] != -100).any(dim=0).nonzero().min())
+    shared = shared_prefix_length(model, batch["input_ids"], batch["attention_mask"], first_target)
+    assert shared >= 16 and (batch["attention_mask"] == 0).any()  # a real prefix, and a batch with padding
+
+    def loss_and_grads(share: bool) -> tuple[Any, list]:
+        model.zero_grad()
+        stats: dict = {}
+        loss = completion_loss(model, batch, share_prefix=share, stats=stats)
+        loss.backward()
+        assert stats == {"batches": 1, "prefix_tokens": shared if share else 0}
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    full, full_grads = loss_and_grads(False)
+    shared_loss, shared_grads = loss_and_grads(True)
+    assert torch.allclose(full, shared_loss, atol=1e-5)
+    assert len(full_grads) == len(shared_grads) > 0
+    assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(full_grads, shared_grads, strict=True))
+    assert any(g.abs().sum() > 0 for g in shared_grads)
 
 
 def test_building_the_config_is_the_option_check_for_sweeps() -> None:
