@@ -197,6 +197,7 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
               "gradient_checkpointing": args.gradient_checkpointing, "formatting": fmt.describe(),
               "model": loaded.info, "train_loss": round(result.training_loss, 4), "loss_log": losses,
               "processes": world_size(),
+              "train_shared_prefix": _prefix_summary(getattr(trainer, "prefix_stats", None)),
               "precision": {k: str(v).removeprefix("torch.") for k, v in precision.items()},
               "eval_runtime": {"before": before[main_mode].run, "after": after[main_mode].run},
               "eval_forward": "unwrapped"}  # finetune/serve.py: records without it evaluated under the bf16 wrapper
@@ -218,6 +219,14 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
                         num_ctx=cfg.max_seq_length + 64)
     barrier()  # the other processes of a data-parallel run wait for this record
     return record
+
+
+def _prefix_summary(stats: dict | None) -> dict | None:
+    """finetune.trainer: how many tokens per training batch ran once for all its rows (None: the backend's own
+    loss, e.g. unsloth's)."""
+    if not stats or not stats.get("batches"):
+        return None
+    return {"batches": stats["batches"], "mean_tokens": round(stats["prefix_tokens"] / stats["batches"], 1)}
 
 
 def used_optimizer(trainer: Any, asked: str) -> dict:

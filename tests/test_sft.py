@@ -509,6 +509,8 @@ def test_halving_search_screens_one_epoch_each_by_gold_likelihood(tiny_causal_lm
     assert search["continued"]["first_steps"] == 3 and search["continued"]["rest_steps"] == 4
     assert rec["config"]["max_steps"] == search["continued"]["total_steps"] == 7
     assert rec["timing"]["continued_steps"] == 4 and "resume" not in search  # no scratch path in the record
+    shared = rec["config"]["train_shared_prefix"]  # the chat template + instruction ran once per batch
+    assert shared["batches"] == 4 and shared["mean_tokens"] >= 16
 
 
 def test_auto_search_skips_a_split_too_small_and_says_so(tiny_causal_lm: Path, tmp_path: Path) -> None:
