@@ -86,7 +86,7 @@ def measure(model_name: str, task_name: str, args) -> dict:
     for side in (switch.high, switch.low):  # warm-up (allocator, oneDNN kernels) in both dtypes
         side()
         score(texts[:2], ids[:2])
-    t = {"fp32": 0.0, "exact": 0.0}
+    t = {"fp32": 0.0, "exact": 0.0, "bf16": 0.0}  # bf16: the exact side's bf16 scoring alone, before re-scoring
 
     def fp32(keys):  # near ties, re-scored a full batch at a time (as the hf backend does)
         switch.high()
@@ -107,6 +107,7 @@ def measure(model_name: str, task_name: str, args) -> dict:
         t0 = time.perf_counter()
         switch.low()
         rows = score(part, pids)
+        t["bf16"] += time.perf_counter() - t0
         plain += [list(r) for r in rows]
         keys = list(range(start, start + len(part)))
         if queue is None:  # the backend calibrates on its canary: the first 16 items in fp32 and bf16
@@ -134,7 +135,8 @@ def measure(model_name: str, task_name: str, args) -> dict:
             "cal_flip_margins": flips, "same_plain": sum(a == b for a, b in zip(lplain, l32, strict=True)),
             "same_exact": sum(a == b for a, b in zip(lexact, l32, strict=True)), "rescored": rescored,
             "fp32_s": round(t["fp32"], 2), "exact_s": round(t["exact"], 2),
-            "ratio": round(t["fp32"] / t["exact"], 2), "acc": acc, "load_end": load()}
+            "ratio": round(t["fp32"] / t["exact"], 2), "bf16_s": round(t["bf16"], 2),
+            "plain_ratio": round(t["fp32"] / t["bf16"], 2), "acc": acc, "load_end": load()}
 
 
 def table(results: list[dict], machine: str, command: str) -> str:
@@ -152,8 +154,8 @@ def table(results: list[dict], machine: str, command: str) -> str:
         "",
         "| task | model | n_cal: error median / p99 / max (flips) | n | threshold (vs n_cal max) | "
         "plain bf16 identical | bf16 + re-score identical | re-scored | fp32 s | bf16+re-score s | speed-up | "
-        "accuracy fp32 / exact | load at end |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "plain bf16 speed-up | accuracy fp32 / exact | load at end |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         n = r["n"]
@@ -163,6 +165,7 @@ def table(results: list[dict], machine: str, command: str) -> str:
             f"({'covers' if r['cal_covered'] else 'BELOW'} the max) | {r['same_plain']}/{n} "
             f"({r['same_plain'] / n:.1%}) | **{r['same_exact']}/{n} ({r['same_exact'] / n:.1%})** | {r['rescored']} "
             f"({r['rescored'] / n:.0%}) | {r['fp32_s']} | {r['exact_s']} | **{r['ratio']}x** | "
+            f"{str(r['plain_ratio']) + 'x' if 'plain_ratio' in r else '-'} | "
             f"{r['acc']['fp32']:.3f} / {r['acc']['exact']:.3f} | {r['load_end']} |")
     lines.append("<!-- bench_bf16_exact:end -->")
     return "\n".join(lines)
@@ -192,7 +195,18 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--table-from", nargs="+", metavar="JSON", default=None,
+                    help="measure nothing: write the section from --json files of earlier runs (one per model, say)")
     args = ap.parse_args()
+    if args.table_from:
+        results = [r for f in args.table_from for r in json.loads(Path(f).read_text())]
+        machines = sorted({r.get("machine", "?") for r in results})
+        commands = "`; `".join(dict.fromkeys(r.get("command", "?") for r in results))
+        section = table(results, " / ".join(machines), commands)
+        print(section)
+        if not args.no_write:
+            write_section(ROOT / "BENCHMARKS.md", section)
+        return 0
     from eval.run.hardware import configure_threads, cpu_native_bf16
 
     if not cpu_native_bf16():
@@ -207,7 +221,7 @@ def main() -> int:
     results = []
     for task in args.tasks:
         for model in args.models:
-            r = measure(model, task, args)
+            r = {**measure(model, task, args), "machine": info, "command": "python " + " ".join(sys.argv)}
             print(json.dumps(r), flush=True)
             results.append(r)
     section = table(results, info, "python " + " ".join(sys.argv))
