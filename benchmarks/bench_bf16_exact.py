@@ -142,7 +142,7 @@ def measure(model_name: str, task_name: str, args) -> dict:
 def table(results: list[dict], machine: str, command: str) -> str:
     lines = [
         "<!-- bench_bf16_exact:start -->",
-        f"### bf16 with fp32's labels: near-tie re-scoring ({date.today().isoformat()}, issue 24)",
+        f"#### bf16 with fp32's labels: near-tie re-scoring ({date.today().isoformat()}, issue 24)",
         "",
         f"Machine: {machine}", "", f"Command: `{command}`", "",
         "Zero-shot label scoring (`--mode score`), batch 16. Calibration: `n_cal` items of the training pool scored "
