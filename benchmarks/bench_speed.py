@@ -575,12 +575,14 @@ def part_llama(args) -> list[str]:
 
 OWN_TABLES = {"llama"}  # parts whose rows carry their own tables
 def part_sft_prefix(args) -> list[str]:
-    """One LoRA step on the full batch vs on its shared prefix computed once (finetune.trainer.completion_loss),
-    alternating, in the precision SFT trains in on this CPU (eval.run.hardware.sft_precision)."""
+    """One LoRA step (forward + backward) three ways, alternating, in the precision SFT trains in on this CPU
+    (eval.run.hardware.sft_precision): the full batch as autocast runs it (every frozen weight cast to bf16 on
+    every call), the shared prefix run once (finetune.trainer.completion_loss), and that with the frozen weights
+    cast once (finetune.trainer.frozen_linears_cast: the track's training now)."""
     import torch
 
     from eval.run.hardware import sft_precision
-    from finetune.trainer import completion_loss, shared_prefix_length
+    from finetune.trainer import completion_loss, frozen_linears_cast, shared_prefix_length
 
     model, batch, opt = _lora_batch(args)
     bf16 = bool(sft_precision("auto")["autocast"])
@@ -588,27 +590,32 @@ def part_sft_prefix(args) -> list[str]:
     shared = shared_prefix_length(model, batch["input_ids"], batch["attention_mask"], first)
     rows, width = batch["input_ids"].shape
     real = int(batch["attention_mask"].sum())
+    sides = {"full batch": (False, False), "shared prefix": (True, False),
+             "shared prefix + weights cast once": (True, True)}
 
-    def step(share: bool) -> tuple[float, float]:
+    def step(share: bool, cast: bool) -> tuple[float, float]:
         t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = completion_loss(model, batch, share_prefix=share)
-        loss.backward()
-        opt.zero_grad()  # no optimizer step: both sides time the same weights
+        with frozen_linears_cast(model, torch.bfloat16, enabled=cast and bf16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = completion_loss(model, batch, share_prefix=share)
+            loss.backward()
+        opt.zero_grad()  # no optimizer step: every side times the same weights
         return time.perf_counter() - t0, float(loss)
 
-    step(False), step(True)  # warm-up both
-    times: dict[bool, list[float]] = {False: [], True: []}
-    losses: dict[bool, float] = {}
+    for side in sides.values():  # warm-up
+        step(*side)
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    losses: dict[str, float] = {}
     for _ in range(args.steps):
-        for share in (False, True):
-            t, losses[share] = step(share)
-            times[share].append(t)
-    full, part = statistics.median(times[False]), statistics.median(times[True])
-    return [f"| LoRA forward + backward ({'bf16 autocast' if bf16 else 'fp32'}), batch {rows} x {width} tokens "
-            f"({real} real), {shared} shared by every row, median of {args.steps} alternating steps | {args.steps} | "
-            f"full batch {full:.2f} s | shared prefix once {part:.2f} s | **{full / part:.2f}x** | loss "
-            f"{losses[False]:.4f} / {losses[True]:.4f} | |"]
+        for name, side in sides.items():
+            t, losses[name] = step(*side)
+            times[name].append(t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    base = med["full batch"]
+    what = (f"LoRA forward + backward ({'bf16 autocast' if bf16 else 'fp32'}), batch {rows} x {width} tokens "
+            f"({real} real), {shared} shared by every row, median of {args.steps} alternating steps")
+    return [f"| {what}: {name} | {args.steps} | full batch {base:.2f} s | {med[name]:.2f} s | "
+            f"**{base / med[name]:.2f}x** | loss {losses[name]:.4f} | |" for name in sides if name != "full batch"]
 
 
 PARTS = {"dtype": part_dtype, "prefix": part_prefix, "threads": part_threads, "sft": part_sft,

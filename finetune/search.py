@@ -181,7 +181,7 @@ def screen(spec: RunSpec, cfg: SFTArgs, task: TaskData, fit: list, val: list,
     from finetune.backends import for_inference, load, select_backend
     from finetune.config import trainer_args
     from finetune.formatting import Formatter, load_template
-    from finetune.trainer import make_trainer
+    from finetune.trainer import frozen_linears_cast, make_trainer
 
     backend = select_backend(cfg.backend)
     info = resolve(spec.model)
@@ -206,7 +206,8 @@ def screen(spec: RunSpec, cfg: SFTArgs, task: TaskData, fit: list, val: list,
                                    sparse_logits=backend == "hf")
             if keep:
                 trainer.add_callback(_stop_after(per_epoch))
-            trainer.train()
+            with frozen_linears_cast(loaded.model, torch.bfloat16, enabled=backend == "hf" and precision["autocast"]):
+                trainer.train()
         checkpoint = _save_trial(trainer, loaded.model, f"{keep[0]}/lr-{len(trials)}") if keep else None
         for_inference(loaded)
         side = loaded.tokenizer.padding_side

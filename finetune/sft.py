@@ -102,7 +102,7 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
 
     from finetune.backends import follow_loaded_dtype, for_inference, for_training, load, model_type_of
     from finetune.export import export_after_record, save_adapter
-    from finetune.trainer import make_trainer, unwrap_training_forward
+    from finetune.trainer import frozen_linears_cast, make_trainer, unwrap_training_forward
 
     # --- data ---
     task = task or load_ref(spec.task, spec.data)
@@ -167,7 +167,8 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
              f"{resume['total_steps']}")
     _say(f"training: {args.max_steps} steps of {cfg.batch_size} x {cfg.grad_accum}, lr {cfg.learning_rate}")
     t0 = time.perf_counter()
-    result = trainer.train()
+    with frozen_linears_cast(model, torch.bfloat16, enabled=backend == "hf" and precision["autocast"]) as cast:
+        result = trainer.train()  # under CPU bf16 autocast: the frozen weights cast once, not every step
     train_s = time.perf_counter() - t0
     optimizer = used_optimizer(trainer, asked_optim)
     _say(f"trained in {train_s:.0f} s, final loss {result.training_loss:.4f}")
@@ -198,6 +199,7 @@ def train_and_record(spec: RunSpec, cfg: SFTArgs, results_dir: str, task: TaskDa
               "model": loaded.info, "train_loss": round(result.training_loss, 4), "loss_log": losses,
               "processes": world_size(),
               "train_shared_prefix": _prefix_summary(getattr(trainer, "prefix_stats", None)),
+              "train_frozen_linears_bf16": cast,  # finetune.trainer.frozen_linears_cast: layers cast once
               "precision": {k: str(v).removeprefix("torch.") for k, v in precision.items()},
               "eval_runtime": {"before": before[main_mode].run, "after": after[main_mode].run},
               "eval_forward": "unwrapped"}  # finetune/serve.py: records without it evaluated under the bf16 wrapper

@@ -18,7 +18,8 @@ and for a sequence longer than a sliding window. docs/speed.md, "Training on a s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -31,6 +32,36 @@ def make_trainer(model: Any, tokenizer: Any, args: Any, rows: Sequence[dict], *,
     if sparse_logits:
         trainer.model_accepts_loss_kwargs = False  # our loss is a per-batch mean; Trainer scales for accumulation
     return trainer
+
+
+@contextmanager
+def frozen_linears_cast(model: Any, dtype: Any, enabled: bool = True) -> Iterator[int]:
+    """For the duration, every frozen `nn.Linear` of `model` (LoRA's base layers, the output layer) holds a `dtype`
+    copy of its weight and bias; the fp32 tensors are put back on exit. Yields how many layers were swapped.
+
+    Under CPU bf16 autocast a linear layer casts its fp32 weight to bf16 on every call, and torch caches that cast
+    only for leaf tensors that require grad (c10 autocast `cached_cast`): LoRA's frozen base weights are cast again
+    in every forward of every step. Casting once is the same arithmetic - autocast would round the same fp32 weight
+    to the same bf16 value and call the same bf16 kernel - so training is bitwise unchanged (tests/test_sft.py)
+    while each step skips re-reading all base weights in fp32 and writing them in bf16 (docs/speed.md). A tied
+    output layer gets its own copy (untied for the duration), so the embedding lookup stays fp32 as before."""
+    import torch
+
+    swapped: list[tuple[Any, str, Any]] = []
+    if enabled:
+        for module in model.modules():
+            if type(module) is not torch.nn.Linear or module.weight.requires_grad:
+                continue
+            for name in ("weight", "bias"):
+                tensor = getattr(module, name)
+                if tensor is not None and tensor.dtype == torch.float32:
+                    swapped.append((module, name, tensor))
+                    setattr(module, name, torch.nn.Parameter(tensor.detach().to(dtype), requires_grad=False))
+    try:
+        yield len({id(m) for m, _, _ in swapped})
+    finally:
+        for module, name, tensor in reversed(swapped):
+            setattr(module, name, tensor)
 
 
 def unwrap_training_forward(model: Any) -> Any:
@@ -56,15 +87,16 @@ def completion_loss(model: Any, inputs: dict, *, share_prefix: bool = True, stat
     keep = (targets != -100).any(dim=0).nonzero().squeeze(-1)  # columns where any row has a target next
     kw = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids", *TOKEN_TYPE_KEYS) if k in inputs}
     kw.update(text_token_types(model, inputs["input_ids"], kw))
+    multimodal = any(k in kw for k in TOKEN_TYPE_KEYS)  # its decoder takes other inputs: the full batch runs
     p = shared_prefix_length(model, kw["input_ids"], kw.get("attention_mask"), int(keep.min()) if len(keep) else 0) \
-        if share_prefix else 0
+        if share_prefix and not multimodal else 0
     if stats is not None:
         stats["batches"] = stats.get("batches", 0) + 1
         stats["prefix_tokens"] = stats.get("prefix_tokens", 0) + p
     if p:
         rows, width = kw["input_ids"].shape
         head = {k: v[:1, :p] for k, v in kw.items() if k != "position_ids"}
-        cache = model(**head, use_cache=True, logits_to_keep=1).past_key_values
+        cache = _decoder(model)(**head, use_cache=True).past_key_values  # no output layer: no logit is read here
         cache.batch_repeat_interleave(rows)  # differentiable: the rows' gradients sum into the one prefix
         tail = {k: v[:, p:] for k, v in kw.items() if k != "attention_mask"}
         tail.setdefault("position_ids", torch.arange(p, width, device=kw["input_ids"].device).expand(rows, -1))
@@ -74,6 +106,14 @@ def completion_loss(model: Any, inputs: dict, *, share_prefix: bool = True, stat
         logits = model(**kw, logits_to_keep=keep, use_cache=False).logits.float()
     picked = targets[:, keep]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), picked.reshape(-1), ignore_index=-100)
+
+
+def _decoder(model: Any) -> Any:
+    """The transformer under the LM head (peft's LoRA layers are injected in place, so they are in it). Running the
+    prefix through it skips the output layer, whose vocabulary-sized matrix (Gemma 3: 262k x 640, more than half of
+    gemma3-270m) would otherwise be read for one logit nobody uses."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder()
 
 
 def shared_prefix_length(model: Any, ids: Any, mask: Any, first_target: int) -> int:
@@ -130,7 +170,10 @@ def _sparse_logits_trainer() -> type:
                          num_items_in_batch: Any = None) -> Any:
             if not hasattr(self, "prefix_stats"):
                 self.prefix_stats = {}
-            loss = completion_loss(model, inputs, stats=self.prefix_stats)
+            # accelerate puts its mixed-precision autocast on model.forward only; the shared prefix runs through the
+            # decoder directly (no output layer), so the whole loss runs under the same autocast
+            with self.accelerator.autocast():
+                loss = completion_loss(model, inputs, stats=self.prefix_stats)
             return (loss, None) if return_outputs else loss
 
     return SparseLogitsSFTTrainer

@@ -448,6 +448,49 @@ def test_training_on_a_shared_prefix_gives_the_full_batch_loss_and_gradients(tin
     assert any(g.abs().sum() > 0 for g in shared_grads)
 
 
+def test_frozen_weights_cast_once_train_bitwise_as_autocast_casts_them(tiny_causal_lm: Path, tmp_path: Path) -> None:
+    """finetune.trainer.frozen_linears_cast: under CPU bf16 autocast, LoRA steps with the frozen linear weights
+    cast to bf16 once give exactly the LoRA weights of steps where autocast casts them on every call; on exit the
+    model has its fp32 tensors back (and a tied output layer is tied again)."""
+    import torch
+    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+
+    from finetune.config import trainer_args
+    from finetune.trainer import completion_loss, frozen_linears_cast, make_trainer
+
+    def trained(cast: bool) -> tuple[dict, Any, int]:
+        torch.manual_seed(0)
+        model, tok = _tiny(tiny_causal_lm)
+        lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"])
+        model = get_peft_model(model.float(), lora)
+        tok.padding_side = "right"
+        rows = Formatter(tok, SCHEME, load_template(), max_seq_length=64).dataset_rows(
+            [Example("a", "the movie was great", "positive"), Example("b", "a boring story", "negative")])
+        args = trainer_args(SFTArgs(max_seq_length=64), output_dir=str(tmp_path / str(cast)), n_examples=2, seed=0,
+                            cuda=False, bf16=False)
+        trainer = make_trainer(model, tok, args, rows, sparse_logits=True)
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+        before = {n: p for n, p in model.named_parameters()}
+        with frozen_linears_cast(model, torch.bfloat16, enabled=cast) as n_cast:
+            for _ in range(2):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    loss = completion_loss(model, batch)
+                loss.backward()
+                opt.step()
+                opt.zero_grad()
+        assert all(p is before[n] and p.dtype == torch.float32 for n, p in model.named_parameters())
+        return get_peft_model_state_dict(model), model, n_cast
+
+    plain, _, none = trained(False)
+    once, model, n_cast = trained(True)
+    assert none == 0 and n_cast > 0
+    assert plain.keys() == once.keys() and all(torch.equal(plain[k], once[k]) for k in plain)
+    base = model.get_base_model()
+    if base.config.tie_word_embeddings:
+        assert base.lm_head.weight is base.get_input_embeddings().weight
+
+
 def test_building_the_config_is_the_option_check_for_sweeps() -> None:
     from finetune.sft import config_from_options
 
