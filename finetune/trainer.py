@@ -88,8 +88,11 @@ def completion_loss(model: Any, inputs: dict, *, share_prefix: bool = True, stat
     kw = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids", *TOKEN_TYPE_KEYS) if k in inputs}
     kw.update(text_token_types(model, inputs["input_ids"], kw))
     multimodal = any(k in kw for k in TOKEN_TYPE_KEYS)  # its decoder takes other inputs: the full batch runs
+    # a data-parallel wrapper (DDP) must see every forward itself, so the prefix cannot go around it to the decoder
+    wrapped = isinstance(model, torch.nn.parallel.DistributedDataParallel | torch.nn.DataParallel) or \
+        not hasattr(model, "config")
     p = shared_prefix_length(model, kw["input_ids"], kw.get("attention_mask"), int(keep.min()) if len(keep) else 0) \
-        if share_prefix and not multimodal else 0
+        if share_prefix and not multimodal and not wrapped else 0
     if stats is not None:
         stats["batches"] = stats.get("batches", 0) + 1
         stats["prefix_tokens"] = stats.get("prefix_tokens", 0) + p
