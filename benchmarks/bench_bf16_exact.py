@@ -200,37 +200,43 @@ def main() -> int:
     args = ap.parse_args()
     if args.table_from:
         results = [r for f in args.table_from for r in json.loads(Path(f).read_text())]
-        machines = sorted({r.get("machine", "?") for r in results})
-        commands = "`; `".join(dict.fromkeys(r.get("command", "?") for r in results))
-        section = table(results, " / ".join(machines), commands)
-        print(section)
-        if not args.no_write:
-            write_section(ROOT / "BENCHMARKS.md", section)
-        return 0
+        info = " / ".join(sorted({r.get("machine", "?") for r in results}))
+        command = "`; `".join(dict.fromkeys(r.get("command", "?") for r in results))
+    else:
+        results, info, command = measure_all(args)
+        if results is None:
+            return 0
+    section = table(results, info, command)
+    print(section)
+    if args.json and not args.table_from:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    if not args.no_write:
+        write_section(ROOT / "BENCHMARKS.md", section)
+    return 0
+
+
+def measure_all(args) -> tuple[list[dict] | None, str, str]:
+    """(results of every task x model, the machine line, the command); None results when the CPU has no native
+    bf16."""
     from eval.run.hardware import configure_threads, cpu_native_bf16
 
     if not cpu_native_bf16():
         print("This CPU has neither AVX512-BF16 nor AMX: the hf backend runs fp32 there; nothing to measure.")
-        return 0
+        return None, "", ""
     threads = configure_threads(args.threads)
     sys.argv[0] = "benchmarks/bench_bf16_exact.py"
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_speed import machine  # the machine line every speed benchmark prints
 
     info = f"{machine()}; torch threads {threads}"
+    command = "python " + " ".join(sys.argv)
     results = []
     for task in args.tasks:
         for model in args.models:
-            r = {**measure(model, task, args), "machine": info, "command": "python " + " ".join(sys.argv)}
+            r = {**measure(model, task, args), "machine": info, "command": command}
             print(json.dumps(r), flush=True)
             results.append(r)
-    section = table(results, info, "python " + " ".join(sys.argv))
-    print(section)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    if not args.no_write:
-        write_section(ROOT / "BENCHMARKS.md", section)
-    return 0
+    return results, info, command
 
 
 if __name__ == "__main__":

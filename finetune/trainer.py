@@ -13,7 +13,8 @@ the backward pass, the cache is repeated over the batch (`repeat_interleave`, wh
 into the one prefix), and the rows' own tokens attend to it. Loss and gradients are those of the full batch (a test
 checks both); only LoRA dropout on the prefix tokens draws one mask for the batch instead of one per row. It is
 skipped under gradient checkpointing (which drops the cache), for fewer than eval.lm.infer.MIN_PREFIX shared tokens,
-and for a sequence longer than a sliding window. docs/speed.md, "Training on a shared prefix".
+for a sequence longer than a sliding window, for multimodal checkpoints and under a data-parallel wrapper.
+docs/speed.md, "Training on a shared prefix".
 """
 
 from __future__ import annotations
@@ -88,9 +89,9 @@ def completion_loss(model: Any, inputs: dict, *, share_prefix: bool = True, stat
     kw = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids", *TOKEN_TYPE_KEYS) if k in inputs}
     kw.update(text_token_types(model, inputs["input_ids"], kw))
     multimodal = any(k in kw for k in TOKEN_TYPE_KEYS)  # its decoder takes other inputs: the full batch runs
-    # a data-parallel wrapper (DDP) must see every forward itself, so the prefix cannot go around it to the decoder
-    wrapped = isinstance(model, torch.nn.parallel.DistributedDataParallel | torch.nn.DataParallel) or \
-        not hasattr(model, "config")
+    # a data-parallel wrapper (DDP, DataParallel: no `config` of its own) must see every forward itself, so the
+    # prefix cannot go around it to the decoder
+    wrapped = not hasattr(model, "config")
     p = shared_prefix_length(model, kw["input_ids"], kw.get("attention_mask"), int(keep.min()) if len(keep) else 0) \
         if share_prefix and not multimodal and not wrapped else 0
     if stats is not None:
@@ -122,13 +123,12 @@ def _decoder(model: Any) -> Any:
 def shared_prefix_length(model: Any, ids: Any, mask: Any, first_target: int) -> int:
     """How many leading tokens every row shares (real tokens, before the first logit position any loss reads), or 0
     when sharing them is not worth it or not exact here (module docstring)."""
-    from eval.lm.infer import MIN_PREFIX
+    from eval.lm.infer import MIN_PREFIX, sliding_window
 
     if ids.shape[0] < 2 or getattr(model, "is_gradient_checkpointing", False):
         return 0
-    cfg = getattr(model.config, "get_text_config", lambda: model.config)()
-    window = getattr(cfg, "sliding_window", None)
-    if window and getattr(cfg, "use_sliding_window", True) and ids.shape[1] > window:
+    window = sliding_window(model)
+    if window and ids.shape[1] > window:
         return 0
     same = (ids == ids[:1]).all(dim=0)
     if mask is not None:
@@ -167,12 +167,12 @@ def _sparse_logits_trainer() -> type:
     class SparseLogitsSFTTrainer(SFTTrainer):
         """SFTTrainer whose loss projects only the target positions onto the vocabulary (same value)."""
 
-        prefix_stats: dict
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.prefix_stats: dict = {}  # completion_loss: batches and the prefix tokens they shared
 
         def compute_loss(self, model: Any, inputs: dict, return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:
-            if not hasattr(self, "prefix_stats"):
-                self.prefix_stats = {}
             # accelerate puts its mixed-precision autocast on model.forward only; the shared prefix runs through the
             # decoder directly (no output layer), so the whole loss runs under the same autocast
             with self.accelerator.autocast():

@@ -97,6 +97,13 @@ class Prefix:
         return cache
 
 
+def sliding_window(model: Any) -> int | None:
+    """The model's attention window when it uses one (text config of a multimodal model), else None."""
+    cfg = getattr(model.config, "get_text_config", lambda: model.config)()
+    window = getattr(cfg, "sliding_window", None)
+    return window if window and getattr(cfg, "use_sliding_window", True) else None
+
+
 def shared_prefix(model: Any, rows: Sequence[Sequence[int]], *, reuse: bool | None = None,
                   extra_tokens: int = 0) -> Prefix | None:
     """The KV cache of the longest token prefix all `rows` share (each row keeps >= 1 token of its own), or None
@@ -115,9 +122,8 @@ def shared_prefix(model: Any, rows: Sequence[Sequence[int]], *, reuse: bool | No
         n = k
     if n < (1 if reuse else MIN_PREFIX):
         return None
-    cfg = getattr(model.config, "get_text_config", lambda: model.config)()
-    window = getattr(cfg, "sliding_window", None)
-    if window and getattr(cfg, "use_sliding_window", True) and max(map(len, rows)) * 2 + extra_tokens > window:
+    window = sliding_window(model)
+    if window and max(map(len, rows)) * 2 + extra_tokens > window:
         return None  # conservative: the padded batch is at most twice the longest prompt
     with torch.inference_mode():
         ids = torch.tensor([list(first[:n])], dtype=torch.long, device=model.device)
