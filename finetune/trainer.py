@@ -83,6 +83,8 @@ def completion_loss(model: Any, inputs: dict, *, share_prefix: bool = True, stat
     import torch
     import torch.nn.functional as F
 
+    from eval.lm.infer import decoder
+
     labels = inputs["labels"]
     targets = labels[:, 1:]  # position t predicts token t + 1
     keep = (targets != -100).any(dim=0).nonzero().squeeze(-1)  # columns where any row has a target next
@@ -100,7 +102,7 @@ def completion_loss(model: Any, inputs: dict, *, share_prefix: bool = True, stat
     if p:
         rows, width = kw["input_ids"].shape
         head = {k: v[:1, :p] for k, v in kw.items() if k != "position_ids"}
-        cache = _decoder(model)(**head, use_cache=True).past_key_values  # no output layer: no logit is read here
+        cache = decoder(model)(**head, use_cache=True).past_key_values  # no output layer: no logit is read here
         cache.batch_repeat_interleave(rows)  # differentiable: the rows' gradients sum into the one prefix
         tail = {k: v[:, p:] for k, v in kw.items() if k != "attention_mask"}
         tail.setdefault("position_ids", torch.arange(p, width, device=kw["input_ids"].device).expand(rows, -1))
@@ -110,14 +112,6 @@ def completion_loss(model: Any, inputs: dict, *, share_prefix: bool = True, stat
         logits = model(**kw, logits_to_keep=keep, use_cache=False).logits.float()
     picked = targets[:, keep]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), picked.reshape(-1), ignore_index=-100)
-
-
-def _decoder(model: Any) -> Any:
-    """The transformer under the LM head (peft's LoRA layers are injected in place, so they are in it). Running the
-    prefix through it skips the output layer, whose vocabulary-sized matrix (Gemma 3: 262k x 640, more than half of
-    gemma3-270m) would otherwise be read for one logit nobody uses."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.get_decoder()
 
 
 def shared_prefix_length(model: Any, ids: Any, mask: Any, first_target: int) -> int:

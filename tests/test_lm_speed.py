@@ -49,6 +49,18 @@ def test_prefix_reuse_scores_the_same(tiny, cands: list[str]) -> None:
     assert torch.allclose(plain, reused, atol=1e-4) and plain.argmax(1).tolist() == reused.argmax(1).tolist()
 
 
+def test_shared_prefix_skips_the_output_layer(tiny) -> None:
+    """The prefix's cache comes from the decoder alone: no vocabulary-sized product for a logit nobody reads."""
+    model, tok, prompts = tiny
+    calls: list[int] = []
+    handle = model.get_output_embeddings().register_forward_hook(lambda *_: calls.append(1))
+    try:
+        prefix = shared_prefix(model, [encode(tok, p) for p in prompts])
+    finally:
+        handle.remove()
+    assert prefix is not None and len(prefix.ids) >= MIN_PREFIX and calls == []
+
+
 def test_multi_token_scores_equal_one_full_forward(tiny) -> None:
     """The cached two-pass scoring equals log p(candidate | prompt) from a single forward of prompt + candidate."""
     model, tok, prompts = tiny

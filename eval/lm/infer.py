@@ -127,8 +127,22 @@ def shared_prefix(model: Any, rows: Sequence[Sequence[int]], *, reuse: bool | No
         return None  # conservative: the padded batch is at most twice the longest prompt
     with torch.inference_mode():
         ids = torch.tensor([list(first[:n])], dtype=torch.long, device=model.device)
-        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1)
+        out = decoder(model)(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
     return Prefix(list(first[:n]), out.past_key_values)
+
+
+def decoder(model: Any) -> Any:
+    """The transformer under the LM head (peft's LoRA layers are injected in place, so they are in it), or the model
+    itself when it has no separate one or is multimodal (its decoder has a config of its own; the full model builds
+    the masks its token types need). A prefix or cache computed through it skips the output layer, whose
+    vocabulary-sized matrix (Gemma 3: 262k x 640, more than half of gemma3-270m) would otherwise be read for one
+    logit nobody uses."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    get = getattr(base, "get_decoder", None)
+    inner = get() if get is not None else None
+    if inner is None or inner is base or getattr(inner, "config", None) is not getattr(base, "config", None):
+        return model
+    return inner
 
 
 def _resolve_prefix(model: Any, rows: Sequence[Sequence[int]], reuse: bool | Prefix | None,
