@@ -62,15 +62,16 @@ def argmax(rows, words):
 
 
 def measure(model_name: str, task_name: str, args) -> dict:
-    from eval.lm.causal import score_labels
+    from eval.lm.causal import score_labels, shared_prefix
     from eval.lm.infer import NearTieQueue, calibrated_margin, margin, pair_error
 
     task, model, tok, switch, words, render = setup(model_name, task_name)
     bs = args.batch_size
 
-    def score(texts, ids):  # fp32_head: as the backend scores under the rule (a no-op in fp32)
+    def score(texts, ids, reuse=None):  # fp32_head: as the backend scores under the rule (a no-op in fp32)
         join = "" if texts[0][-1:].isspace() else " "
-        return score_labels(model, tok, texts, words, batch_size=bs, prefix=join, ids=ids, fp32_head=True)
+        return score_labels(model, tok, texts, words, batch_size=bs, prefix=join, ids=ids, fp32_head=True,
+                            reuse_prefix=reuse)
 
     # calibration on training items
     cal_texts, cal_ids = render(task.train(args.n_cal, 0))
@@ -87,11 +88,21 @@ def measure(model_name: str, task_name: str, args) -> dict:
         side()
         score(texts[:2], ids[:2])
     t = {"fp32": 0.0, "exact": 0.0, "bf16": 0.0}  # bf16: the exact side's bf16 scoring alone, before re-scoring
+    # the prompts' shared prefix, computed once per run and dtype as the hf backend does (timed: the fp32 side's,
+    # and for the exact side its bf16 one plus the fp32 one its re-scoring needs, computed once)
+    prefix = {}
+    for name, side in (("fp32", switch.high), ("bf16", switch.low)):
+        side()
+        t0 = time.perf_counter()
+        prefix[name] = shared_prefix(model, ids) or False
+        took = time.perf_counter() - t0
+        for k in ("fp32", "exact") if name == "fp32" else ("exact", "bf16"):
+            t[k] += took
 
     def fp32(keys):  # near ties, re-scored a full batch at a time (as the hf backend does)
         switch.high()
         try:
-            return score([texts[i] for i in keys], [ids[i] for i in keys])
+            return score([texts[i] for i in keys], [ids[i] for i in keys], prefix["fp32"])
         finally:
             switch.low()
 
@@ -102,11 +113,11 @@ def measure(model_name: str, task_name: str, args) -> dict:
         part, pids = texts[start:start + bs], ids[start:start + bs]
         t0 = time.perf_counter()
         switch.high()
-        rows32 += score(part, pids)
+        rows32 += score(part, pids, prefix["fp32"])
         t["fp32"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         switch.low()
-        rows = score(part, pids)
+        rows = score(part, pids, prefix["bf16"])
         t["bf16"] += time.perf_counter() - t0
         plain += [list(r) for r in rows]
         keys = list(range(start, start + len(part)))
