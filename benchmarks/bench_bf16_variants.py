@@ -3,7 +3,7 @@
 Where does bf16's label-score error come from, and would a more exact low-precision pass make the near-tie rule
 (docs/speed.md, "bf16 with fp32's labels") cheaper? For one offline model and task, the same zero-shot prompts are
 scored in fp32 and in several low-precision variants of one loaded model (hooks on the bf16 model of
-eval.lm.canary.CastSwitch; nothing is converted twice):
+eval.lm.canary.CastSwitch, or on the fp32 one; set up and removed outside the timed calls):
 
   bf16               the hf backend's fast side: bf16 weights and activations, candidate logits in fp32
   +fp32 residual     the residual stream stays fp32 (embedding output, every residual add); each linear layer casts
